@@ -1,0 +1,13 @@
+//! The host<->guest control protocol of a zone.
+//!
+//! Both sides speak length-prefixed frames (see [`frame`]) carrying JSON messages (see
+//! [`message`]). The host treats every byte from the guest as hostile: the decoder bounds frame
+//! sizes before buffering, and [`session::HostSession`] rejects messages that arrive out of order.
+
+pub mod frame;
+pub mod message;
+pub mod session;
+
+pub use frame::{encode, FrameDecoder, FrameError, MAX_FRAME_LEN};
+pub use message::{DebugRequest, GuestMessage, HostMessage, Request, Response, PROTOCOL_VERSION};
+pub use session::{HostSession, SessionError, SessionEvent};

@@ -1,0 +1,163 @@
+//! The host's view of one zone's channel: it accepts guest messages only in a valid order.
+
+use std::collections::BTreeMap;
+
+use crate::message::{GuestMessage, HostMessage, Request, Response, PROTOCOL_VERSION};
+
+/// Longest guest-supplied text (kernel release, error message) the host keeps.
+///
+/// Threat: guest text ends up in state files and terminal output; a frame may hold a megabyte.
+pub const MAX_GUEST_TEXT: usize = 4096;
+
+/// Most requests the host keeps in flight per zone; the host refuses to send more.
+pub const MAX_PENDING: usize = 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SessionError {
+    #[error("guest speaks protocol version {guest}, host speaks {PROTOCOL_VERSION}")]
+    VersionMismatch { guest: u32 },
+    #[error("guest sent {what} before its hello")]
+    BeforeHello { what: &'static str },
+    #[error("guest sent a second hello")]
+    DuplicateHello,
+    #[error("guest answered request {id}, which is not pending")]
+    UnknownRequest { id: u64 },
+    #[error("too many requests in flight ({MAX_PENDING})")]
+    TooManyPending,
+}
+
+/// What an accepted guest message means to the host.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SessionEvent {
+    Ready { kernel_release: String, init_version: String },
+    Answered { id: u64, request: Request, response: Response },
+    Fatal { message: String },
+}
+
+#[derive(Default)]
+pub struct HostSession {
+    ready: bool,
+    next_id: u64,
+    pending: BTreeMap<u64, Request>,
+}
+
+impl HostSession {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// Register a request and return the message that carries it.
+    pub fn request(&mut self, request: Request) -> Result<(u64, HostMessage), SessionError> {
+        if self.pending.len() >= MAX_PENDING {
+            return Err(SessionError::TooManyPending);
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        self.pending.insert(id, request.clone());
+        Ok((id, HostMessage::Request { id, request }))
+    }
+
+    /// Drop a pending request the host no longer waits for (for example, after a timeout).
+    pub fn forget(&mut self, id: u64) {
+        self.pending.remove(&id);
+    }
+
+    /// Check one guest message against the session's state.
+    pub fn accept(&mut self, msg: GuestMessage) -> Result<SessionEvent, SessionError> {
+        match (self.ready, msg) {
+            (false, GuestMessage::Hello { version, kernel_release, init_version }) => {
+                if version != PROTOCOL_VERSION {
+                    return Err(SessionError::VersionMismatch { guest: version });
+                }
+                self.ready = true;
+                Ok(SessionEvent::Ready {
+                    kernel_release: clip(kernel_release),
+                    init_version: clip(init_version),
+                })
+            }
+            (true, GuestMessage::Hello { .. }) => Err(SessionError::DuplicateHello),
+            (_, GuestMessage::Fatal { message }) => Ok(SessionEvent::Fatal { message: clip(message) }),
+            (false, GuestMessage::Response { .. }) => Err(SessionError::BeforeHello { what: "a response" }),
+            (true, GuestMessage::Response { id, response }) => {
+                let request = self.pending.remove(&id).ok_or(SessionError::UnknownRequest { id })?;
+                let response = match response {
+                    Response::Failed { message } => Response::Failed { message: clip(message) },
+                    other => other,
+                };
+                Ok(SessionEvent::Answered { id, request, response })
+            }
+        }
+    }
+}
+
+/// Bound guest text and drop control characters, so it is safe to store and print.
+pub fn clip(text: String) -> String {
+    text.chars().filter(|c| !c.is_control() || *c == '\n').take(MAX_GUEST_TEXT).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> GuestMessage {
+        GuestMessage::Hello { version: PROTOCOL_VERSION, kernel_release: "6.1".into(), init_version: "0.1".into() }
+    }
+
+    #[test]
+    fn hello_then_answer() {
+        let mut s = HostSession::new();
+        assert!(matches!(s.accept(hello()), Ok(SessionEvent::Ready { .. })));
+        let (id, _) = s.request(Request::Ping).unwrap();
+        let ev = s.accept(GuestMessage::Response { id, response: Response::Pong }).unwrap();
+        assert_eq!(ev, SessionEvent::Answered { id, request: Request::Ping, response: Response::Pong });
+    }
+
+    #[test]
+    fn out_of_order_messages_are_errors() {
+        let mut s = HostSession::new();
+        let early = GuestMessage::Response { id: 1, response: Response::Pong };
+        assert_eq!(s.accept(early), Err(SessionError::BeforeHello { what: "a response" }));
+        s.accept(hello()).unwrap();
+        assert_eq!(s.accept(hello()), Err(SessionError::DuplicateHello));
+        let stray = GuestMessage::Response { id: 99, response: Response::Done };
+        assert_eq!(s.accept(stray), Err(SessionError::UnknownRequest { id: 99 }));
+    }
+
+    #[test]
+    fn a_response_is_accepted_once() {
+        let mut s = HostSession::new();
+        s.accept(hello()).unwrap();
+        let (id, _) = s.request(Request::Ping).unwrap();
+        s.accept(GuestMessage::Response { id, response: Response::Pong }).unwrap();
+        let again = s.accept(GuestMessage::Response { id, response: Response::Pong });
+        assert_eq!(again, Err(SessionError::UnknownRequest { id }));
+    }
+
+    #[test]
+    fn version_mismatch() {
+        let mut s = HostSession::new();
+        let msg = GuestMessage::Hello { version: 99, kernel_release: String::new(), init_version: String::new() };
+        assert_eq!(s.accept(msg), Err(SessionError::VersionMismatch { guest: 99 }));
+    }
+
+    #[test]
+    fn guest_text_is_clipped_and_cleaned() {
+        let long = format!("\u{1b}[31m{}", "x".repeat(MAX_GUEST_TEXT * 2));
+        let cleaned = clip(long);
+        assert_eq!(cleaned.chars().count(), MAX_GUEST_TEXT);
+        assert!(!cleaned.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn pending_is_bounded() {
+        let mut s = HostSession::new();
+        for _ in 0..MAX_PENDING {
+            s.request(Request::Ping).unwrap();
+        }
+        assert_eq!(s.request(Request::Ping).unwrap_err(), SessionError::TooManyPending);
+    }
+}

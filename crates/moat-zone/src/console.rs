@@ -1,0 +1,74 @@
+//! The zone's serial console: copied to `console.log` with a size cap, and its tail kept in
+//! memory so a kernel panic can be named in the zone's failure reason.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+/// Most console output kept on disk per zone.
+///
+/// Threat: the guest writes the console; without a cap it could fill the host's disk.
+pub const MAX_CONSOLE_LOG: u64 = 16 * 1024 * 1024;
+
+/// Bytes of recent console output kept for diagnosing a failure.
+const TAIL_LEN: usize = 16 * 1024;
+
+#[derive(Clone, Default)]
+pub struct ConsoleTail(Arc<Mutex<Vec<u8>>>);
+
+impl ConsoleTail {
+    fn push(&self, data: &[u8]) {
+        let Ok(mut tail) = self.0.lock() else { return };
+        tail.extend_from_slice(data);
+        let excess = tail.len().saturating_sub(TAIL_LEN);
+        tail.drain(..excess);
+    }
+
+    /// The kernel's panic line, if the console shows one.
+    pub fn panic_line(&self) -> Option<String> {
+        let tail = self.0.lock().ok()?;
+        let text = String::from_utf8_lossy(&tail);
+        let line = text.lines().find(|l| l.contains("Kernel panic - not syncing"))?;
+        let start = line.find("Kernel panic").unwrap_or(0);
+        Some(moat_proto::session::clip(line[start..].trim().to_string()))
+    }
+}
+
+/// Copy the console until QEMU closes it.
+pub async fn copy_console(mut stream: UnixStream, log: PathBuf, tail: ConsoleTail) -> std::io::Result<()> {
+    let mut file = tokio::fs::OpenOptions::new().create(true).append(true).open(&log).await?;
+    let mut written = 0u64;
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return file.flush().await;
+        }
+        tail.push(&buf[..n]);
+        if written >= MAX_CONSOLE_LOG {
+            continue;
+        }
+        let room = usize::try_from(MAX_CONSOLE_LOG - written).unwrap_or(usize::MAX).min(n);
+        file.write_all(&buf[..room]).await?;
+        written += room as u64;
+        if written >= MAX_CONSOLE_LOG {
+            file.write_all(b"\n[moat: console log reached its size limit; further output dropped]\n").await?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_line_is_found_and_tail_is_bounded() {
+        let tail = ConsoleTail::default();
+        tail.push(&vec![b'x'; TAIL_LEN * 2]);
+        tail.push(b"\n[    2.1] Kernel panic - not syncing: sysrq triggered crash\n");
+        assert_eq!(tail.panic_line().unwrap(), "Kernel panic - not syncing: sysrq triggered crash");
+        assert!(tail.0.lock().unwrap().len() <= TAIL_LEN);
+    }
+}

@@ -1,0 +1,15 @@
+//! The host side of a zone: guest assets, the QEMU command line, QMP, the per-zone supervisor,
+//! and the zone records on disk.
+
+pub mod accel;
+pub mod api;
+pub mod assets;
+pub mod console;
+pub mod initramfs;
+pub mod kmods;
+pub mod lifecycle;
+pub mod ops;
+pub mod qemu;
+pub mod qmp;
+pub mod state;
+pub mod supervisor;

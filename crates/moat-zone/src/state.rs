@@ -1,0 +1,341 @@
+//! Zone records on disk: one directory per zone under `<root>/zones`, written atomically.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::accel::Accel;
+use crate::lifecycle::ZoneState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("{path} is corrupt: {err}")]
+    Corrupt { path: PathBuf, err: serde_json::Error },
+    #[error("no zone named or with id {0:?}")]
+    NotFound(String),
+    #[error("a zone named {0:?} already exists")]
+    NameTaken(String),
+    #[error("zone name {0:?} is invalid: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")]
+    BadName(String),
+    #[error("socket path {path} is longer than the {max} bytes a unix socket allows; use a shorter --root")]
+    PathTooLong { path: PathBuf, max: usize },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |err| StateError::Io { path: path.to_path_buf(), err }
+}
+
+/// What the user asked for when creating the zone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub accel: Accel,
+    /// Why KVM was not used, when `--accel auto` fell back.
+    pub accel_note: Option<String>,
+    /// Test hooks: lets the host ask the guest to misbehave.
+    pub debug: bool,
+}
+
+/// A process and its start time, so a recycled pid is never mistaken for ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+impl ProcessId {
+    pub fn of(pid: u32) -> Option<Self> {
+        Some(Self { pid, start_time: process_start_time(pid)? })
+    }
+
+    pub fn is_alive(&self) -> bool {
+        process_start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// Field 22 of `/proc/PID/stat`, the start time in clock ticks since boot.
+fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses; fields resume after the last ')'.
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let state = after_comm.split_whitespace().next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+// No deny_unknown_fields here: serde cannot combine it with the flattened state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ZoneRecord {
+    pub id: String,
+    pub name: String,
+    pub created_unix: u64,
+    pub config: ZoneConfig,
+    #[serde(flatten)]
+    pub state: ZoneState,
+    pub supervisor: Option<ProcessId>,
+    pub qemu: Option<ProcessId>,
+    pub kernel_release: Option<String>,
+    /// Milliseconds from QEMU's start to the guest's hello.
+    pub boot_ms: Option<u64>,
+}
+
+impl ZoneRecord {
+    /// The state as a client should see it: a live state whose supervisor is gone is stale.
+    pub fn effective_state(&self) -> ZoneState {
+        let supervisor_alive = self.supervisor.is_some_and(|p| p.is_alive());
+        match &self.state {
+            live if !live.is_terminal() && self.supervisor.is_some() && !supervisor_alive => {
+                ZoneState::Failed { reason: "stale: the zone's supervisor is gone".into() }
+            }
+            other => other.clone(),
+        }
+    }
+}
+
+/// The state root's zone area.
+#[derive(Debug, Clone)]
+pub struct ZoneStore {
+    zones: PathBuf,
+}
+
+/// The files of one zone.
+#[derive(Debug, Clone)]
+pub struct ZoneDir {
+    pub path: PathBuf,
+}
+
+/// `sun_path` holds 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+impl ZoneDir {
+    pub fn record_path(&self) -> PathBuf {
+        self.path.join("zone.json")
+    }
+    pub fn console_log(&self) -> PathBuf {
+        self.path.join("console.log")
+    }
+    pub fn supervisor_log(&self) -> PathBuf {
+        self.path.join("supervisor.log")
+    }
+    pub fn api_socket(&self) -> PathBuf {
+        self.path.join("api.sock")
+    }
+    pub fn console_socket(&self) -> PathBuf {
+        self.path.join("console.sock")
+    }
+    pub fn control_socket(&self) -> PathBuf {
+        self.path.join("ctl.sock")
+    }
+    pub fn qmp_socket(&self) -> PathBuf {
+        self.path.join("qmp.sock")
+    }
+    pub fn sockets(&self) -> [PathBuf; 4] {
+        [self.api_socket(), self.console_socket(), self.control_socket(), self.qmp_socket()]
+    }
+
+    pub fn read(&self) -> Result<ZoneRecord, StateError> {
+        let path = self.record_path();
+        let text = std::fs::read(&path).map_err(io_err(&path))?;
+        serde_json::from_slice(&text).map_err(|err| StateError::Corrupt { path, err })
+    }
+
+    /// Replace the record atomically: readers see the old or the new file, never a mix.
+    pub fn write(&self, record: &ZoneRecord) -> Result<(), StateError> {
+        let path = self.record_path();
+        let json = serde_json::to_vec_pretty(record).map_err(|err| StateError::Corrupt { path: path.clone(), err })?;
+        write_atomic(&path, &json)
+    }
+
+    /// Apply `change` to the record under the zone's lock.
+    pub fn update<T>(&self, change: impl FnOnce(&mut ZoneRecord) -> T) -> Result<T, StateError> {
+        let _lock = FileLock::acquire(&self.path.join("lock"))?;
+        let mut record = self.read()?;
+        let out = change(&mut record);
+        self.write(&record)?;
+        Ok(out)
+    }
+}
+
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StateError> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    file.write_all(data).and_then(|()| file.sync_all()).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// An exclusive `flock`, released on drop.
+pub struct FileLock {
+    file: std::fs::File,
+}
+
+impl FileLock {
+    pub fn acquire(path: &Path) -> Result<Self, StateError> {
+        let file = std::fs::File::options().create(true).truncate(false).write(true).open(path).map_err(io_err(path))?;
+        // SAFETY: flock on a file descriptor we own; it has no memory effects.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(StateError::Io { path: path.to_path_buf(), err: std::io::Error::last_os_error() });
+        }
+        Ok(Self { file })
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // SAFETY: unlocking our own descriptor; closing it would release the lock anyway.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+pub fn validate_name(name: &str) -> Result<(), StateError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::BadName(name.to_string()))
+    }
+}
+
+impl ZoneStore {
+    pub fn open(root: &Path) -> Result<Self, StateError> {
+        let zones = root.join("zones");
+        std::fs::create_dir_all(&zones).map_err(io_err(&zones))?;
+        Ok(Self { zones })
+    }
+
+    pub fn dir(&self, id: &str) -> ZoneDir {
+        ZoneDir { path: self.zones.join(id) }
+    }
+
+    /// Reserve a new zone directory, with its first record, under the store's lock so two
+    /// concurrent creates cannot take the same name.
+    pub fn create(&self, record: &ZoneRecord) -> Result<ZoneDir, StateError> {
+        validate_name(&record.name)?;
+        let _lock = FileLock::acquire(&self.zones.join(".lock"))?;
+        if self.list()?.iter().any(|r| r.name == record.name) {
+            return Err(StateError::NameTaken(record.name.clone()));
+        }
+        let dir = self.dir(&record.id);
+        for socket in dir.sockets() {
+            if socket.as_os_str().len() > MAX_SOCKET_PATH {
+                return Err(StateError::PathTooLong { path: socket, max: MAX_SOCKET_PATH });
+            }
+        }
+        std::fs::create_dir(&dir.path).map_err(io_err(&dir.path))?;
+        dir.write(record)?;
+        Ok(dir)
+    }
+
+    /// Every zone whose record can be read, oldest first.
+    pub fn list(&self) -> Result<Vec<ZoneRecord>, StateError> {
+        let mut records = Vec::new();
+        for entry in std::fs::read_dir(&self.zones).map_err(io_err(&self.zones))?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if let Ok(record) = (ZoneDir { path: entry.path() }).read() {
+                records.push(record);
+            }
+        }
+        records.sort_by(|a, b| (a.created_unix, &a.id).cmp(&(b.created_unix, &b.id)));
+        Ok(records)
+    }
+
+    /// Find a zone by exact name, exact id, or unique id prefix.
+    pub fn find(&self, key: &str) -> Result<(ZoneDir, ZoneRecord), StateError> {
+        let records = self.list()?;
+        let by_name_or_id = records.iter().find(|r| r.name == key || r.id == key);
+        let found = by_name_or_id.or_else(|| {
+            let mut prefixed = records.iter().filter(|r| !key.is_empty() && r.id.starts_with(key));
+            match (prefixed.next(), prefixed.next()) {
+                (Some(one), None) => Some(one),
+                _ => None,
+            }
+        });
+        let record = found.ok_or_else(|| StateError::NotFound(key.to_string()))?.clone();
+        Ok((self.dir(&record.id), record))
+    }
+
+    pub fn remove(&self, dir: &ZoneDir) -> Result<(), StateError> {
+        std::fs::remove_dir_all(&dir.path).map_err(io_err(&dir.path))
+    }
+}
+
+/// A fresh zone id: 12 lowercase hex digits from the kernel's random source.
+pub fn new_zone_id() -> Result<String, StateError> {
+    let mut bytes = [0u8; 6];
+    let path = Path::new("/dev/urandom");
+    std::io::Read::read_exact(&mut std::fs::File::open(path).map_err(io_err(path))?, &mut bytes).map_err(io_err(path))?;
+    Ok(hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, name: &str) -> ZoneRecord {
+        ZoneRecord {
+            id: id.into(),
+            name: name.into(),
+            created_unix: 1,
+            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false },
+            state: ZoneState::Creating,
+            supervisor: None,
+            qemu: None,
+            kernel_release: None,
+            boot_ms: None,
+        }
+    }
+
+    #[test]
+    fn create_find_update_remove() {
+        let root = tempfile::tempdir().unwrap();
+        let store = ZoneStore::open(root.path()).unwrap();
+        let dir = store.create(&record("abc123", "web")).unwrap();
+        assert!(matches!(store.create(&record("def456", "web")), Err(StateError::NameTaken(_))));
+        assert_eq!(store.find("web").unwrap().1.id, "abc123");
+        assert_eq!(store.find("abc").unwrap().1.name, "web");
+        dir.update(|r| r.state = ZoneState::Running).unwrap();
+        assert_eq!(dir.read().unwrap().state, ZoneState::Running);
+        store.remove(&dir).unwrap();
+        assert!(matches!(store.find("web"), Err(StateError::NotFound(_))));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for bad in ["", "-x", "a/b", "a b", &"x".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        validate_name("ci-runner_1.2").unwrap();
+    }
+
+    #[test]
+    fn a_dead_supervisor_makes_a_live_zone_stale() {
+        let mut r = record("a", "a");
+        r.state = ZoneState::Running;
+        r.supervisor = Some(ProcessId { pid: u32::MAX - 1, start_time: 1 });
+        assert!(matches!(r.effective_state(), ZoneState::Failed { reason } if reason.contains("stale")));
+        r.supervisor = ProcessId::of(std::process::id());
+        assert_eq!(r.effective_state(), ZoneState::Running);
+    }
+
+    #[test]
+    fn long_roots_are_refused_before_anything_is_written() {
+        let root = tempfile::tempdir().unwrap();
+        let long = root.path().join("x".repeat(100));
+        let store = ZoneStore::open(&long).unwrap();
+        assert!(matches!(store.create(&record("abc123", "web")), Err(StateError::PathTooLong { .. })));
+        assert!(store.list().unwrap().is_empty());
+    }
+}

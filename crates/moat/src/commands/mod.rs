@@ -1,0 +1,17 @@
+//! Subcommand families. Each module owns its clap types and its `run` function.
+
+pub mod check;
+pub mod image;
+pub mod zone;
+
+/// Turn an error chain into the single line a user sees: `outer: cause: root cause`.
+pub fn one_line(err: &anyhow::Error) -> String {
+    err.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+}
+
+/// Logs go to stderr, filtered by `MOAT_LOG` (default: warnings only).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MOAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().init();
+}

@@ -1,0 +1,265 @@
+//! `moat zone …`: create, list, inspect, log, stop and remove zones.
+
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use moat_proto::DebugRequest;
+use moat_zone::accel::{self, AccelChoice, HostFacts};
+use moat_zone::api::{self, ApiRequest, ApiResponse};
+use moat_zone::assets::Assets;
+use moat_zone::ops::{self, CreateRequest};
+use moat_zone::state::{ZoneRecord, ZoneStore};
+
+#[derive(Subcommand)]
+pub enum ZoneCommand {
+    /// Boot an empty zone and wait until its init answers.
+    Create(CreateArgs),
+    /// List zones.
+    Ls {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Show a zone's details as JSON.
+    Inspect { zone: String },
+    /// Print a zone's console log.
+    Logs {
+        /// Keep printing new output until the zone ends.
+        #[arg(short, long)]
+        follow: bool,
+        zone: String,
+    },
+    /// Round trip to the zone's init.
+    Ping { zone: String },
+    /// Stop a zone cleanly (force after the timeout).
+    Stop {
+        /// Seconds to wait for a clean power-off before killing the zone.
+        #[arg(short, long, default_value_t = 10)]
+        time: u64,
+        zone: String,
+    },
+    /// Remove a zone and its files.
+    Rm {
+        /// Stop the zone first if it is running.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        zones: Vec<String>,
+    },
+    /// Test hooks: make a zone created with --debug-hooks misbehave.
+    #[command(hide = true)]
+    Debug {
+        zone: String,
+        #[arg(value_enum)]
+        action: DebugAction,
+    },
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Zone name (default: zone-<id>).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 1)]
+    pub cpus: u32,
+    /// Guest memory, e.g. 256m or 1g.
+    #[arg(long, default_value = "256m")]
+    pub memory: String,
+    /// Accelerator: auto uses KVM only where it can run the guest, else TCG.
+    #[arg(long, default_value = "auto")]
+    pub accel: String,
+    /// Enable test-only requests (kernel panic, raw channel writes).
+    #[arg(long, hide = true)]
+    pub debug_hooks: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DebugAction {
+    KernelPanic,
+    WriteGarbage,
+}
+
+#[derive(Args)]
+pub struct SuperviseArgs {
+    pub zone_id: String,
+}
+
+pub fn run(root: &Path, command: ZoneCommand) -> anyhow::Result<ExitCode> {
+    let store = ZoneStore::open(root).with_context(|| format!("opening the state root {}", root.display()))?;
+    match command {
+        ZoneCommand::Create(args) => create(root, &store, args),
+        ZoneCommand::Ls { format } => list(&store, format),
+        ZoneCommand::Inspect { zone } => {
+            let (dir, record) = store.find(&zone)?;
+            println!("{}", serde_json::to_string_pretty(&inspect_json(&dir.path, &record))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ZoneCommand::Logs { follow, zone } => logs(&store, &zone, follow),
+        ZoneCommand::Ping { zone } => {
+            let (dir, _) = store.find(&zone)?;
+            match api::call(&dir.api_socket(), &ApiRequest::Ping, Duration::from_secs(10))? {
+                ApiResponse::Pong { round_trip_us } => println!("pong from {zone} in {round_trip_us} µs"),
+                other => anyhow::bail!("zone {zone} did not answer the ping: {other:?}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ZoneCommand::Stop { time, zone } => {
+            let (dir, _) = store.find(&zone)?;
+            let record = ops::stop(&dir, Duration::from_secs(time))?;
+            println!("{}: {}", record.name, describe(&record));
+            Ok(ExitCode::SUCCESS)
+        }
+        ZoneCommand::Rm { force, zones } => {
+            let mut failed = false;
+            for zone in zones {
+                match ops::remove(&store, &zone, force) {
+                    Ok(record) => println!("{}", record.name),
+                    Err(err) => {
+                        eprintln!("moat: {err}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        ZoneCommand::Debug { zone, action } => {
+            let (dir, _) = store.find(&zone)?;
+            let request = match action {
+                DebugAction::KernelPanic => DebugRequest::KernelPanic,
+                DebugAction::WriteGarbage => DebugRequest::WriteRaw { bytes: b"\xff\xff\xff\xffnot a frame".to_vec() },
+            };
+            let answer = api::call(&dir.api_socket(), &ApiRequest::Debug(request), Duration::from_secs(10));
+            println!("{answer:?}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn create(root: &Path, store: &ZoneStore, args: CreateArgs) -> anyhow::Result<ExitCode> {
+    let memory_mib = ops::parse_memory_mib(&args.memory)?;
+    let choice: AccelChoice = args.accel.parse()?;
+    let (accel, note) = accel::resolve(choice, &HostFacts::probe())?;
+    if let Some(note) = &note {
+        eprintln!("moat: warning: {note}");
+    }
+    // Fail on missing assets here, before a zone directory exists.
+    Assets::locate(&Assets::default_dir())?;
+    let request = CreateRequest { name: args.name, cpus: args.cpus, memory_mib, accel, accel_note: note, debug: args.debug_hooks };
+    let supervisor = ops::default_supervisor(root).context("locating the moat binary")?;
+    let record = ops::create(store, request, &supervisor)?;
+    println!("{}", record.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(record: &ZoneRecord) -> String {
+    let state = record.effective_state();
+    match state.reason() {
+        Some(reason) => format!("{} ({reason})", state.name()),
+        None => state.name().to_string(),
+    }
+}
+
+fn list(store: &ZoneStore, format: Format) -> anyhow::Result<ExitCode> {
+    let records = store.list()?;
+    match format {
+        Format::Json => {
+            let rows: Vec<_> = records.iter().map(|r| inspect_json(&store.dir(&r.id).path, r)).collect();
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        Format::Table => {
+            println!("{:<14} {:<24} {:<9} {:>4} {:>7} {:<5} STATUS", "ID", "NAME", "STATE", "CPUS", "MEMORY", "ACCEL");
+            for r in &records {
+                println!(
+                    "{:<14} {:<24} {:<9} {:>4} {:>6}M {:<5} {}",
+                    r.id,
+                    r.name,
+                    r.effective_state().name(),
+                    r.config.cpus,
+                    r.config.memory_mib,
+                    format!("{:?}", r.config.accel).to_lowercase(),
+                    describe(r)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect_json(dir: &Path, r: &ZoneRecord) -> serde_json::Value {
+    let state = r.effective_state();
+    serde_json::json!({
+        "id": r.id,
+        "name": r.name,
+        "state": state.name(),
+        "reason": state.reason(),
+        "created_unix": r.created_unix,
+        "accel": r.config.accel,
+        "accel_note": r.config.accel_note,
+        "kernel_release": r.kernel_release,
+        "cpus": r.config.cpus,
+        "memory_mib": r.config.memory_mib,
+        "boot_ms": r.boot_ms,
+        "pids": {
+            "supervisor": r.supervisor.filter(|p| p.is_alive()).map(|p| p.pid),
+            "qemu": r.qemu.filter(|p| p.is_alive()).map(|p| p.pid),
+        },
+        "paths": {
+            "dir": dir,
+            "console_log": dir.join("console.log"),
+            "supervisor_log": dir.join("supervisor.log"),
+            "qemu_log": dir.join("qemu.log"),
+        },
+    })
+}
+
+fn logs(store: &ZoneStore, zone: &str, follow: bool) -> anyhow::Result<ExitCode> {
+    let (dir, _) = store.find(zone)?;
+    let path: PathBuf = dir.console_log();
+    let mut offset = 0u64;
+    let mut out = std::io::stdout().lock();
+    loop {
+        if let Ok(mut file) = std::fs::File::open(&path) {
+            file.seek(std::io::SeekFrom::Start(offset))?;
+            let mut chunk = Vec::new();
+            file.read_to_end(&mut chunk)?;
+            offset += chunk.len() as u64;
+            out.write_all(&chunk)?;
+            out.flush()?;
+        }
+        if !follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let Ok(record) = dir.read() else { return Ok(ExitCode::SUCCESS) };
+        if record.effective_state().is_terminal() && !record.supervisor.is_some_and(|p| p.is_alive()) {
+            follow_tail_once(&path, offset, &mut out)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// After the zone ends, print whatever was written between the last read and the end.
+fn follow_tail_once(path: &Path, offset: u64, out: &mut impl Write) -> anyhow::Result<()> {
+    if let Ok(mut file) = std::fs::File::open(path) {
+        file.seek(std::io::SeekFrom::Start(offset))?;
+        std::io::copy(&mut file, out)?;
+    }
+    Ok(())
+}
+
+pub fn supervise(root: &Path, args: SuperviseArgs) -> anyhow::Result<ExitCode> {
+    let store = ZoneStore::open(root)?;
+    let dir = store.dir(&args.zone_id);
+    moat_zone::supervisor::supervise(dir, &Assets::default_dir()).with_context(|| format!("supervising zone {}", args.zone_id))?;
+    Ok(ExitCode::SUCCESS)
+}
