@@ -107,6 +107,31 @@ pub fn resolve(choice: AccelChoice, facts: &HostFacts) -> Result<(Accel, Option<
     }
 }
 
+/// The host's TSC rate in kHz, when the CPU has a constant TSC and reports its rate.
+///
+/// Under TCG the guest's TSC runs at the host's rate, and the guest kernel's own calibration
+/// against the PIT is timing-sensitive: with several zones booting at once it fails and the
+/// guest hangs. Passing `tsc_early_khz` lets the guest skip that calibration.
+pub fn host_tsc_khz() -> Option<u64> {
+    tsc_khz_from_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").ok()?)
+}
+
+fn tsc_khz_from_cpuinfo(cpuinfo: &str) -> Option<u64> {
+    let first_cpu = cpuinfo.split("\n\n").next()?;
+    let field = |name: &str| {
+        first_cpu.lines().find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_string())
+        })
+    };
+    if !field("flags")?.split_whitespace().any(|f| f == "constant_tsc") {
+        return None;
+    }
+    let mhz: f64 = field("cpu MHz")?.parse().ok()?;
+    let khz = (mhz * 1000.0).round();
+    (khz >= 1.0 && khz < 1e8).then_some(khz as u64)
+}
+
 fn cpu_has_virt(cpuinfo: &str) -> bool {
     cpuinfo
         .lines()
@@ -154,6 +179,14 @@ mod tests {
     fn no_device() {
         let none = facts(Err("cannot open /dev/kvm: No such file".into()), false, true);
         assert!(resolve(AccelChoice::Auto, &none).unwrap().1.unwrap().contains("/dev/kvm"));
+    }
+
+    #[test]
+    fn tsc_rate() {
+        let info = "processor\t: 0\ncpu MHz\t\t: 2596.148\nflags\t\t: fpu tsc constant_tsc\n\nprocessor\t: 1\n";
+        assert_eq!(tsc_khz_from_cpuinfo(info), Some(2_596_148));
+        assert_eq!(tsc_khz_from_cpuinfo("cpu MHz\t: 2596.148\nflags\t: fpu tsc\n"), None, "no constant TSC");
+        assert_eq!(tsc_khz_from_cpuinfo("cpu MHz\t: fast\nflags\t: constant_tsc\n"), None);
     }
 
     #[test]

@@ -50,15 +50,10 @@ impl Assets {
     }
 
     pub fn locate(dir: &Path) -> Result<Self, AssetError> {
+        let kernel_release = kernel_release(dir)?;
         let kernel_dir = dir.join("kernel/current");
-        let release_file = kernel_dir.join("release");
-        let kernel = kernel_dir.join("vmlinuz");
-        if !kernel.is_file() || !release_file.is_file() {
-            return Err(AssetError::NoKernel { dir: dir.to_path_buf() });
-        }
-        let kernel_release = read_text(&release_file)?.trim().to_string();
         let modules_dir = kernel_dir.join("lib/modules").join(&kernel_release);
-        Ok(Self { dir: dir.to_path_buf(), kernel, kernel_release, modules_dir, init: find_init(dir)? })
+        Ok(Self { dir: dir.to_path_buf(), kernel: kernel_dir.join("vmlinuz"), kernel_release, modules_dir, init: find_init(dir)? })
     }
 
     /// The initramfs for these assets, built on first use and cached by content.
@@ -85,6 +80,15 @@ impl Assets {
         std::fs::rename(&tmp, &cached).map_err(|err| AssetError::Write { path: cached.clone(), err })?;
         Ok(cached)
     }
+}
+
+/// The release of the provisioned guest kernel in the assets directory `dir`.
+pub fn kernel_release(dir: &Path) -> Result<String, AssetError> {
+    let kernel_dir = dir.join("kernel/current");
+    if !kernel_dir.join("vmlinuz").is_file() || !kernel_dir.join("release").is_file() {
+        return Err(AssetError::NoKernel { dir: dir.to_path_buf() });
+    }
+    Ok(read_text(&kernel_dir.join("release"))?.trim().to_string())
 }
 
 fn initramfs_entries(init: Vec<u8>, modules_dir: &Path, release: &str, modules: &[String]) -> Vec<Entry> {

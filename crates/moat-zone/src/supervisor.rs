@@ -14,6 +14,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::accel::Accel;
 use crate::api::{ApiRequest, ApiResponse};
 use crate::assets::{AssetError, Assets};
 use crate::console::{copy_console, ConsoleTail};
@@ -88,9 +89,17 @@ fn bind(path: PathBuf) -> Result<UnixListener, SupervisorError> {
     UnixListener::bind(&path).map_err(io(format!("binding {}", path.display())))
 }
 
-fn kernel_cmdline(id: &str, release: &str, debug: bool) -> String {
-    let debug = if debug { " moat.debug=1" } else { "" };
-    format!("console=ttyS0 quiet panic=-1 moat.zone={id} moat.kernel={release}{debug}")
+fn kernel_cmdline(id: &str, release: &str, accel: Accel, debug: bool) -> String {
+    let mut cmdline = format!("console=ttyS0 quiet panic=-1 moat.zone={id} moat.kernel={release}");
+    if accel == Accel::Tcg {
+        if let Some(khz) = crate::accel::host_tsc_khz() {
+            cmdline.push_str(&format!(" tsc_early_khz={khz}"));
+        }
+    }
+    if debug {
+        cmdline.push_str(" moat.debug=1");
+    }
+    cmdline
 }
 
 async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorError> {
@@ -112,7 +121,7 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
         memory_mib: record.config.memory_mib,
         kernel: assets.kernel.clone(),
         initrd,
-        kernel_cmdline: kernel_cmdline(&record.id, &assets.kernel_release, record.config.debug),
+        kernel_cmdline: kernel_cmdline(&record.id, &assets.kernel_release, record.config.accel, record.config.debug),
         sockets: Sockets { console: dir.console_socket(), control: dir.control_socket(), qmp: dir.qmp_socket() },
         disks: Vec::new(),
     };

@@ -1,0 +1,154 @@
+//! Docker's default mounts (moby `daemon/pkg/oci/defaults.go`), in Docker's order.
+
+use std::path::PathBuf;
+
+use oci_spec::runtime::Mount;
+
+use crate::profile::Profile;
+
+/// Size of /dev and /dev/shm: Docker's 64 MiB.
+const TMPFS_SIZE: &str = "size=65536k";
+
+struct DefaultMount {
+    destination: &'static str,
+    typ: &'static str,
+    source: &'static str,
+    options: &'static [&'static str],
+    /// Read-only unless the profile makes /sys and cgroupfs writable.
+    system: bool,
+}
+
+const DEFAULT_MOUNTS: [DefaultMount; 7] = [
+    DefaultMount {
+        destination: "/proc",
+        typ: "proc",
+        source: "proc",
+        options: &["nosuid", "noexec", "nodev"],
+        system: false,
+    },
+    DefaultMount {
+        destination: "/dev",
+        typ: "tmpfs",
+        source: "tmpfs",
+        options: &["nosuid", "strictatime", "mode=755", TMPFS_SIZE],
+        system: false,
+    },
+    DefaultMount {
+        destination: "/dev/pts",
+        typ: "devpts",
+        source: "devpts",
+        options: &[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5",
+        ],
+        system: false,
+    },
+    DefaultMount {
+        destination: "/sys",
+        typ: "sysfs",
+        source: "sysfs",
+        options: &["nosuid", "noexec", "nodev"],
+        system: true,
+    },
+    DefaultMount {
+        destination: "/sys/fs/cgroup",
+        typ: "cgroup",
+        source: "cgroup",
+        options: &["nosuid", "noexec", "nodev"],
+        system: true,
+    },
+    DefaultMount {
+        destination: "/dev/mqueue",
+        typ: "mqueue",
+        source: "mqueue",
+        options: &["nosuid", "noexec", "nodev"],
+        system: false,
+    },
+    DefaultMount {
+        destination: "/dev/shm",
+        typ: "tmpfs",
+        source: "shm",
+        options: &["nosuid", "noexec", "nodev", "mode=1777", TMPFS_SIZE],
+        system: false,
+    },
+];
+
+/// The mounts of a container with `profile`: /sys and the cgroup filesystem are read-only
+/// unless the profile makes them writable (`--privileged`).
+pub fn default_mounts(profile: &Profile) -> Vec<Mount> {
+    DEFAULT_MOUNTS
+        .iter()
+        .map(|m| {
+            let mut options: Vec<String> = m.options.iter().map(|o| o.to_string()).collect();
+            if m.system && !profile.writable_sys {
+                options.push("ro".to_string());
+            }
+            let mut mount = Mount::default();
+            mount
+                .set_destination(PathBuf::from(m.destination))
+                .set_typ(Some(m.typ.to_string()))
+                .set_source(Some(PathBuf::from(m.source)))
+                .set_options(Some(options));
+            mount
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{PRIVILEGED, UNPRIVILEGED};
+
+    fn options_of(mounts: &[Mount], destination: &str) -> Vec<String> {
+        mounts
+            .iter()
+            .find(|m| m.destination() == &PathBuf::from(destination))
+            .and_then(|m| m.options().clone())
+            .unwrap_or_else(|| panic!("no mount at {destination}"))
+    }
+
+    #[test]
+    fn docker_order() {
+        let order: Vec<PathBuf> = default_mounts(&UNPRIVILEGED)
+            .iter()
+            .map(|m| m.destination().clone())
+            .collect();
+        let expected: Vec<PathBuf> = [
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/sys",
+            "/sys/fs/cgroup",
+            "/dev/mqueue",
+            "/dev/shm",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(order, expected);
+    }
+
+    #[test]
+    fn unprivileged_sys_and_cgroup_are_read_only() {
+        let mounts = default_mounts(&UNPRIVILEGED);
+        assert!(options_of(&mounts, "/sys").contains(&"ro".to_string()));
+        assert!(options_of(&mounts, "/sys/fs/cgroup").contains(&"ro".to_string()));
+        assert!(!options_of(&mounts, "/proc").contains(&"ro".to_string()));
+    }
+
+    #[test]
+    fn privileged_sys_and_cgroup_are_writable() {
+        let mounts = default_mounts(&PRIVILEGED);
+        for m in &mounts {
+            assert!(
+                !m.options().iter().flatten().any(|o| o == "ro"),
+                "{:?}",
+                m.destination()
+            );
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Shared harness for end-to-end tests: a private state root, the real `moat` binary, and a
+//! check that nothing a test started is left running.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub struct Moat {
+    root: tempfile::TempDir,
+}
+
+impl Moat {
+    pub fn new() -> Self {
+        // Short paths: zone sockets must fit in a unix socket address.
+        let root = tempfile::Builder::new().prefix("moat-e2e-").tempdir_in("/tmp").expect("temp root");
+        Self { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_moat"));
+        cmd.arg("--root").arg(self.root()).args(args);
+        cmd
+    }
+
+    /// Run and return the output, whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("running moat")
+    }
+
+    /// Run, insist on success, and return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "moat {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn inspect(&self, zone: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["zone", "inspect", zone])).expect("inspect prints JSON")
+    }
+
+    pub fn state(&self, zone: &str) -> (String, String) {
+        let v = self.inspect(zone);
+        (v["state"].as_str().unwrap_or_default().to_string(), v["reason"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Wait until the zone reaches `state`, or panic after `timeout`.
+    pub fn wait_state(&self, zone: &str, state: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (now, reason) = self.state(zone);
+            if now == state {
+                return reason;
+            }
+            assert!(Instant::now() < deadline, "zone {zone} stayed {now} ({reason}), expected {state}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self, zone: &str, which: &str) -> Option<i32> {
+        self.inspect(zone)["pids"][which].as_i64().map(|p| p as i32)
+    }
+
+    /// Processes whose command line mentions this test's root: supervisors and QEMUs.
+    pub fn processes(&self) -> Vec<(u32, String)> {
+        processes_mentioning(self.root())
+    }
+
+    /// Wait for every process of this root to end; panic naming them if any stay.
+    pub fn assert_nothing_running(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.processes().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(self.processes(), vec![], "processes left running");
+    }
+
+    /// Every file and directory below the zones directory, except the store's lock file.
+    pub fn zone_files(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        walk(&self.root().join("zones"), &mut found);
+        found.retain(|p| p.file_name().is_some_and(|n| n != ".lock"));
+        found
+    }
+}
+
+impl Drop for Moat {
+    fn drop(&mut self) {
+        for (pid, _) in self.processes() {
+            // SAFETY: kill(2) on a pid whose command line names this test's private root.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, found);
+        }
+        found.push(path);
+    }
+}
+
+fn processes_mentioning(needle: &Path) -> Vec<(u32, String)> {
+    let needle = needle.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        let zombie = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')));
+        if cmdline.contains(&needle) && !zombie && pid != std::process::id() {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
