@@ -4,10 +4,11 @@
 //! [`message`]). The host treats every byte from the guest as hostile: the decoder bounds frame
 //! sizes before buffering, and [`session::HostSession`] rejects messages that arrive out of order.
 
+pub mod bytes;
 pub mod frame;
 pub mod message;
 pub mod session;
 
 pub use frame::{encode, FrameDecoder, FrameError, MAX_FRAME_LEN};
-pub use message::{DebugRequest, GuestMessage, HostMessage, Request, Response, PROTOCOL_VERSION};
+pub use message::{DebugRequest, ExitStatus, GuestMessage, HostMessage, Request, Response, RunRequest, Stream, PROTOCOL_VERSION, WORKLOAD};
 pub use session::{HostSession, SessionError, SessionEvent};

@@ -12,12 +12,39 @@ pub enum HostMessage {
     /// Answer to the guest's hello: the version the host speaks.
     Hello { version: u32 },
     Request { id: u64, request: Request },
+    /// Bytes for a running process's stdin. Empty data closes stdin.
+    Stdin { process: u32, #[serde(with = "crate::bytes")] data: Vec<u8> },
+    /// Deliver a signal (by number) to a running process.
+    Signal { process: u32, signal: i32 },
+    /// The terminal of a process started with a tty changed size.
+    Resize { process: u32, rows: u16, cols: u16 },
+}
+
+/// The main workload of a zone; `exec`ed processes get higher numbers.
+pub const WORKLOAD: u32 = 0;
+
+/// What the guest needs to start a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// The OCI runtime spec (config.json) as built by moat-spec. `root.path` is ignored: the
+    /// guest uses the image disk with a writable overlay on the scratch disk.
+    pub spec_json: String,
+    /// Container id for the runtime (also the hostname default).
+    pub container_id: String,
+    /// Allocate a pseudo-terminal for the process (`-t`).
+    pub tty: bool,
+    /// Keep stdin open (`-i`); without it the process gets an empty stdin.
+    pub stdin: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     Ping,
+    /// Start the zone's workload. Answered with Done once it runs, or Failed with the reason
+    /// (missing command, unknown user, ...). Its output then arrives as `Output` messages.
+    Run(Box<RunRequest>),
     /// Sync filesystems and power the zone off.
     Shutdown,
     /// Honoured only when the zone was booted with test hooks enabled.
@@ -43,6 +70,38 @@ pub enum GuestMessage {
     Response { id: u64, response: Response },
     /// Init hit an error it cannot recover from and is powering the zone off.
     Fatal { message: String },
+    /// Output of a running process, in order per stream.
+    Output { process: u32, stream: Stream, #[serde(with = "crate::bytes")] data: Vec<u8> },
+    /// A process ended; all its output was sent before this.
+    Exited { process: u32, status: ExitStatus },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExitStatus {
+    Code { code: i32 },
+    Signal { signal: i32 },
+    /// Killed by the kernel's OOM killer (in the container's cgroup).
+    OomKilled,
+}
+
+impl ExitStatus {
+    /// Docker's convention: the exit code, or 128 + the signal number; OOM shows as SIGKILL.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            ExitStatus::Code { code } => code,
+            ExitStatus::Signal { signal } => 128 + signal,
+            ExitStatus::OomKilled => 137,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

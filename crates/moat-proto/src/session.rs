@@ -1,8 +1,8 @@
 //! The host's view of one zone's channel: it accepts guest messages only in a valid order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::message::{GuestMessage, HostMessage, Request, Response, PROTOCOL_VERSION};
+use crate::message::{ExitStatus, GuestMessage, HostMessage, Request, Response, Stream, PROTOCOL_VERSION, WORKLOAD};
 
 /// Longest guest-supplied text (kernel release, error message) the host keeps.
 ///
@@ -24,6 +24,8 @@ pub enum SessionError {
     UnknownRequest { id: u64 },
     #[error("too many requests in flight ({MAX_PENDING})")]
     TooManyPending,
+    #[error("guest sent {what} for process {process}, which is not running")]
+    NotRunning { what: &'static str, process: u32 },
 }
 
 /// What an accepted guest message means to the host.
@@ -32,6 +34,8 @@ pub enum SessionEvent {
     Ready { kernel_release: String, init_version: String },
     Answered { id: u64, request: Request, response: Response },
     Fatal { message: String },
+    Output { process: u32, stream: Stream, data: Vec<u8> },
+    Exited { process: u32, status: ExitStatus },
 }
 
 #[derive(Default)]
@@ -39,6 +43,8 @@ pub struct HostSession {
     ready: bool,
     next_id: u64,
     pending: BTreeMap<u64, Request>,
+    /// Processes the guest confirmed as started and has not reported as ended.
+    running: BTreeSet<u32>,
 }
 
 impl HostSession {
@@ -84,11 +90,27 @@ impl HostSession {
             (false, GuestMessage::Response { .. }) => Err(SessionError::BeforeHello { what: "a response" }),
             (true, GuestMessage::Response { id, response }) => {
                 let request = self.pending.remove(&id).ok_or(SessionError::UnknownRequest { id })?;
+                if matches!((&request, &response), (Request::Run(_), Response::Done)) {
+                    self.running.insert(WORKLOAD);
+                }
                 let response = match response {
                     Response::Failed { message } => Response::Failed { message: clip(message) },
                     other => other,
                 };
                 Ok(SessionEvent::Answered { id, request, response })
+            }
+            (false, GuestMessage::Output { .. } | GuestMessage::Exited { .. }) => Err(SessionError::BeforeHello { what: "process output" }),
+            (true, GuestMessage::Output { process, stream, data }) => {
+                if !self.running.contains(&process) {
+                    return Err(SessionError::NotRunning { what: "output", process });
+                }
+                Ok(SessionEvent::Output { process, stream, data })
+            }
+            (true, GuestMessage::Exited { process, status }) => {
+                if !self.running.remove(&process) {
+                    return Err(SessionError::NotRunning { what: "an exit", process });
+                }
+                Ok(SessionEvent::Exited { process, status })
             }
         }
     }
@@ -135,6 +157,22 @@ mod tests {
         s.accept(GuestMessage::Response { id, response: Response::Pong }).unwrap();
         let again = s.accept(GuestMessage::Response { id, response: Response::Pong });
         assert_eq!(again, Err(SessionError::UnknownRequest { id }));
+    }
+
+    #[test]
+    fn output_only_for_a_started_process() {
+        let mut s = HostSession::new();
+        s.accept(hello()).unwrap();
+        let out = GuestMessage::Output { process: WORKLOAD, stream: Stream::Stdout, data: b"hi".to_vec() };
+        assert_eq!(s.accept(out.clone()), Err(SessionError::NotRunning { what: "output", process: WORKLOAD }));
+        let run = crate::RunRequest { spec_json: "{}".into(), container_id: "c".into(), tty: false, stdin: false };
+        let (id, _) = s.request(Request::Run(Box::new(run))).unwrap();
+        s.accept(GuestMessage::Response { id, response: Response::Done }).unwrap();
+        assert!(matches!(s.accept(out.clone()), Ok(SessionEvent::Output { .. })));
+        let exited = GuestMessage::Exited { process: WORKLOAD, status: ExitStatus::Code { code: 7 } };
+        assert_eq!(s.accept(exited.clone()).unwrap(), SessionEvent::Exited { process: WORKLOAD, status: ExitStatus::Code { code: 7 } });
+        assert!(s.accept(exited).is_err(), "a process exits once");
+        assert!(s.accept(out).is_err(), "no output after the exit");
     }
 
     #[test]

@@ -24,6 +24,8 @@ fn guest_message() -> impl Strategy<Value = GuestMessage> {
         (any::<u64>(), prop_oneof![Just(Response::Pong), Just(Response::Done), ".*".prop_map(|message| Response::Failed { message })])
             .prop_map(|(id, response)| GuestMessage::Response { id, response }),
         ".*".prop_map(|message| GuestMessage::Fatal { message }),
+        (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..256)).prop_map(|(process, data)| GuestMessage::Output { process, stream: moat_proto::Stream::Stderr, data }),
+        (any::<u32>(), any::<i32>()).prop_map(|(process, code)| GuestMessage::Exited { process, status: moat_proto::ExitStatus::Code { code } }),
     ]
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use moat_proto::frame::{decode, split_frames};
-use moat_proto::{encode, DebugRequest, FrameDecoder, FrameError};
+use moat_proto::{encode, DebugRequest, ExitStatus, FrameDecoder, FrameError, RunRequest, Stream};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +18,13 @@ pub enum ApiRequest {
     /// Clean shutdown: ask init to power off, then force after a grace period.
     Stop { timeout_secs: u64 },
     Debug(DebugRequest),
+    /// Start the workload and attach this connection to its output.
+    Run(Box<RunRequest>),
+    /// Attach this connection to the running workload's output.
+    Attach,
+    Stdin { #[serde(with = "moat_proto::bytes")] data: Vec<u8> },
+    Signal { signal: i32 },
+    Resize { rows: u16, cols: u16 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +33,8 @@ pub enum ApiResponse {
     Pong { round_trip_us: u64 },
     Done,
     Error { message: String },
+    Output { stream: Stream, #[serde(with = "moat_proto::bytes")] data: Vec<u8> },
+    Exited { status: ExitStatus },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,18 +51,60 @@ pub enum ApiError {
 
 /// Send one request and wait up to `timeout` for its answer.
 pub fn call(socket: &Path, request: &ApiRequest, timeout: Duration) -> Result<ApiResponse, ApiError> {
-    let mut stream = UnixStream::connect(socket).map_err(|err| ApiError::Connect { path: socket.display().to_string(), err })?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.write_all(&encode(request)?)?;
-    let mut decoder = FrameDecoder::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return Err(ApiError::Closed);
+    let mut conn = Connection::open(socket)?;
+    conn.stream.set_read_timeout(Some(timeout))?;
+    conn.send(request)?;
+    conn.receive()
+}
+
+/// A connection that stays open: for attaching to a workload's streams.
+pub struct Connection {
+    stream: UnixStream,
+    decoder: FrameDecoder,
+    received: std::collections::VecDeque<ApiResponse>,
+}
+
+impl Connection {
+    pub fn open(socket: &Path) -> Result<Self, ApiError> {
+        let stream = UnixStream::connect(socket).map_err(|err| ApiError::Connect { path: socket.display().to_string(), err })?;
+        Ok(Self { stream, decoder: FrameDecoder::new(), received: Default::default() })
+    }
+
+    /// A second handle on the same connection, for sending while another thread receives.
+    pub fn sender(&self) -> Result<Sender, ApiError> {
+        Ok(Sender { stream: self.stream.try_clone()? })
+    }
+
+    pub fn send(&mut self, request: &ApiRequest) -> Result<(), ApiError> {
+        self.stream.write_all(&encode(request)?)?;
+        Ok(())
+    }
+
+    /// The next message from the supervisor (blocking).
+    pub fn receive(&mut self) -> Result<ApiResponse, ApiError> {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            if let Some(msg) = self.received.pop_front() {
+                return Ok(msg);
+            }
+            let n = self.stream.read(&mut buf)?;
+            if n == 0 {
+                return Err(ApiError::Closed);
+            }
+            for frame in split_frames(&mut self.decoder, &buf[..n])? {
+                self.received.push_back(decode(&frame)?);
+            }
         }
-        if let Some(frame) = split_frames(&mut decoder, &buf[..n])?.first() {
-            return Ok(decode(frame)?);
-        }
+    }
+}
+
+pub struct Sender {
+    stream: UnixStream,
+}
+
+impl Sender {
+    pub fn send(&mut self, request: &ApiRequest) -> Result<(), ApiError> {
+        self.stream.write_all(&encode(request)?)?;
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@ pub mod console;
 pub mod initramfs;
 pub mod kmods;
 pub mod lifecycle;
+pub mod logs;
 pub mod ops;
 pub mod qemu;
 pub mod qmp;

@@ -15,6 +15,8 @@ use crate::state::{new_zone_id, StateError, ZoneConfig, ZoneDir, ZoneRecord, Zon
 pub const MIN_MEMORY_MIB: u32 = 128;
 pub const MAX_MEMORY_MIB: u32 = 64 * 1024;
 pub const MAX_CPUS: u32 = 64;
+/// The scratch disk is sparse: it costs host disk only for what the container writes.
+pub const DEFAULT_SCRATCH_MIB: u32 = 8 * 1024;
 /// How long `create` waits for the guest's hello.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -68,6 +70,8 @@ pub struct CreateRequest {
     pub accel: Accel,
     pub accel_note: Option<String>,
     pub debug: bool,
+    pub rootfs: Option<std::path::PathBuf>,
+    pub workload: Option<crate::state::WorkloadRecord>,
 }
 
 /// How to start a supervisor: the program, and the arguments before the zone id.
@@ -94,12 +98,15 @@ pub fn create(store: &ZoneStore, request: CreateRequest, supervisor: &Supervisor
             accel: request.accel,
             accel_note: request.accel_note,
             debug: request.debug,
+            scratch_mib: if request.rootfs.is_some() { DEFAULT_SCRATCH_MIB } else { 0 },
+            rootfs: request.rootfs,
         },
         state: ZoneState::Creating,
         supervisor: None,
         qemu: None,
         kernel_release: None,
         boot_ms: None,
+        workload: request.workload,
     };
     let dir = store.create(&record)?;
     spawn_supervisor(&dir, &id, supervisor)?;

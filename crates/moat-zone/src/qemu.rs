@@ -14,6 +14,8 @@ pub struct Disk {
     pub id: String,
     pub path: PathBuf,
     pub read_only: bool,
+    /// The guest finds its disks by this serial, never by probe order.
+    pub serial: String,
 }
 
 /// Host-side unix sockets that QEMU connects to as a client.
@@ -50,7 +52,7 @@ enum QemuArg {
 enum Device {
     VirtioSerial,
     SerialPort { chardev: &'static str, name: &'static str },
-    VirtioBlk { drive: String },
+    VirtioBlk { drive: String, serial: String },
 }
 
 impl Device {
@@ -58,7 +60,7 @@ impl Device {
         match self {
             Device::VirtioSerial => "virtio-serial-device,max_ports=2".into(),
             Device::SerialPort { chardev, name } => format!("virtserialport,chardev={chardev},name={name}"),
-            Device::VirtioBlk { drive } => format!("virtio-blk-device,drive={drive}"),
+            Device::VirtioBlk { drive, serial } => format!("virtio-blk-device,drive={drive},serial={serial}"),
         }
     }
 }
@@ -97,7 +99,7 @@ impl VmConfig {
                 "-drive",
                 format!("id={},file={},format=raw,if=none,readonly={ro},cache=none,aio=threads", disk.id, escape(&disk.path)),
             ));
-            list.push(QemuArg::Device(Device::VirtioBlk { drive: disk.id.clone() }));
+            list.push(QemuArg::Device(Device::VirtioBlk { drive: disk.id.clone(), serial: disk.serial.clone() }));
         }
         list.into_iter().flat_map(render).collect()
     }
@@ -126,7 +128,7 @@ mod tests {
             initrd: "/k/init.cpio".into(),
             kernel_cmdline: "console=ttyS0".into(),
             sockets: Sockets { console: "/z/console.sock".into(), control: "/z/a,b/ctl.sock".into(), qmp: "/z/qmp.sock".into() },
-            disks: vec![Disk { id: "rootfs".into(), path: "/i/x.erofs".into(), read_only: true }],
+            disks: vec![Disk { id: "rootfs".into(), path: "/i/x.erofs".into(), read_only: true, serial: "moat-rootfs".into() }],
         }
     }
 
@@ -139,6 +141,7 @@ mod tests {
         assert!(joined.contains("-chardev socket,id=ctl,path=/z/a,,b/ctl.sock"), "commas are escaped: {joined}");
         assert!(joined.contains("virtserialport,chardev=ctl,name=moat.ctl"));
         assert!(joined.contains("readonly=on"));
+        assert!(joined.contains("virtio-blk-device,drive=rootfs,serial=moat-rootfs"));
         let append = args.iter().position(|a| a == "-append").unwrap();
         assert_eq!(args[append + 1], "console=ttyS0", "the kernel command line is one argument");
     }

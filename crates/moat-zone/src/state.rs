@@ -40,6 +40,25 @@ pub struct ZoneConfig {
     pub accel_note: Option<String>,
     /// Test hooks: lets the host ask the guest to misbehave.
     pub debug: bool,
+    /// The workload's image as an EROFS file, attached read-only; none for an empty zone.
+    #[serde(default)]
+    pub rootfs: Option<PathBuf>,
+    /// Size of the sparse scratch disk that holds the container's writable layer.
+    #[serde(default)]
+    pub scratch_mib: u32,
+}
+
+/// The container a zone runs, as `moat ps` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadRecord {
+    pub image: String,
+    pub command: Vec<String>,
+    pub privileged: bool,
+    pub started_unix: Option<u64>,
+    pub exit: Option<moat_proto::ExitStatus>,
+    /// Remove the zone once the workload has exited (`--rm`).
+    pub auto_remove: bool,
 }
 
 /// A process and its start time, so a recycled pid is never mistaken for ours.
@@ -85,6 +104,8 @@ pub struct ZoneRecord {
     pub kernel_release: Option<String>,
     /// Milliseconds from QEMU's start to the guest's hello.
     pub boot_ms: Option<u64>,
+    #[serde(default)]
+    pub workload: Option<WorkloadRecord>,
 }
 
 impl ZoneRecord {
@@ -121,6 +142,12 @@ impl ZoneDir {
     }
     pub fn console_log(&self) -> PathBuf {
         self.path.join("console.log")
+    }
+    pub fn workload_log(&self) -> PathBuf {
+        self.path.join("workload.log")
+    }
+    pub fn scratch_disk(&self) -> PathBuf {
+        self.path.join("scratch.img")
     }
     pub fn supervisor_log(&self) -> PathBuf {
         self.path.join("supervisor.log")
@@ -289,12 +316,13 @@ mod tests {
             id: id.into(),
             name: name.into(),
             created_unix: 1,
-            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false },
+            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, rootfs: None, scratch_mib: 0 },
             state: ZoneState::Creating,
             supervisor: None,
             qemu: None,
             kernel_release: None,
             boot_ms: None,
+            workload: None,
         }
     }
 

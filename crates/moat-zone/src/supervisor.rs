@@ -8,18 +8,18 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use moat_proto::frame::{decode, split_frames};
-use moat_proto::{encode, FrameDecoder, FrameError, GuestMessage, HostSession, Request, Response, SessionEvent};
+use moat_proto::{encode, ExitStatus as WorkloadExit, FrameDecoder, FrameError, GuestMessage, HostMessage, HostSession, Request, Response, SessionEvent, Stream, WORKLOAD};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::accel::Accel;
 use crate::api::{ApiRequest, ApiResponse};
 use crate::assets::{AssetError, Assets};
 use crate::console::{copy_console, ConsoleTail};
 use crate::lifecycle::ZoneState;
-use crate::qemu::{Sockets, VmConfig, QEMU_BINARY};
+use crate::qemu::{Disk, Sockets, VmConfig, QEMU_BINARY};
 use crate::qmp::{Qmp, QmpCommand, QmpEvent};
 use crate::state::{ProcessId, StateError, ZoneDir};
 
@@ -31,6 +31,15 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Guest messages queued between the channel reader and the main loop.
 const CHANNEL_QUEUE: usize = 64;
+/// Messages queued for one API client before the zone waits for it to read.
+const CLIENT_QUEUE: usize = 64;
+/// Most workload output kept in `workload.log`.
+///
+/// Threat: the workload writes as much as it likes; the host's disk must not pay for it.
+pub const MAX_WORKLOAD_LOG: u64 = 64 * 1024 * 1024;
+/// Virtio-blk serials the guest looks for.
+pub const ROOTFS_SERIAL: &str = "moat-rootfs";
+pub const SCRATCH_SERIAL: &str = "moat-scratch";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -69,11 +78,16 @@ pub fn supervise(dir: ZoneDir, assets_dir: &Path) -> Result<(), SupervisorError>
     for socket in dir.sockets() {
         let _ = std::fs::remove_file(socket);
     }
-    dir.update(|record| {
+    let record = dir.update(|record| {
         if let Ok(next) = record.state.transition(final_state.clone()) {
             record.state = next;
         }
+        record.clone()
     })?;
+    // `--rm`: the container's zone goes once the container has exited.
+    if record.workload.as_ref().is_some_and(|w| w.auto_remove && w.exit.is_some()) {
+        let _ = std::fs::remove_dir_all(&dir.path);
+    }
     result.map(|_| ())
 }
 
@@ -123,7 +137,7 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
         initrd,
         kernel_cmdline: kernel_cmdline(&record.id, &assets.kernel_release, record.config.accel, record.config.debug),
         sockets: Sockets { console: dir.console_socket(), control: dir.control_socket(), qmp: dir.qmp_socket() },
-        disks: Vec::new(),
+        disks: workload_disks(dir, &record.config)?,
     };
 
     let started = Instant::now();
@@ -161,10 +175,33 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
         to_guest,
         outcome: Outcome::default(),
         deadline: Some(started + BOOT_TIMEOUT),
+        attached: Vec::new(),
+        workload_log: WorkloadLog::open(&dir.workload_log())?,
+        workload_running: false,
     };
     let status = zone.serve(&mut qemu, listeners.api, guest_rx, qmp_events).await;
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, console_task).await;
     Ok(zone.outcome.final_state(status, &tail, &dir.path.join("qemu.log")))
+}
+
+/// The image disk (read-only) and a fresh sparse scratch disk for the writable layer.
+fn workload_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig) -> Result<Vec<Disk>, SupervisorError> {
+    let Some(rootfs) = &config.rootfs else { return Ok(Vec::new()) };
+    let scratch = dir.scratch_disk();
+    let file = std::fs::File::create(&scratch).map_err(io(format!("creating {}", scratch.display())))?;
+    file.set_len(u64::from(config.scratch_mib) << 20).map_err(io("sizing the scratch disk"))?;
+    let status = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-L", "moat-scratch"])
+        .arg(&scratch)
+        .status()
+        .map_err(io("running mkfs.ext4 (package e2fsprogs)"))?;
+    if !status.success() {
+        return Err(SupervisorError::Io { what: "formatting the scratch disk".into(), err: std::io::Error::other(status.to_string()) });
+    }
+    Ok(vec![
+        Disk { id: "rootfs".into(), path: rootfs.clone(), read_only: true, serial: ROOTFS_SERIAL.into() },
+        Disk { id: "scratch".into(), path: scratch, read_only: false, serial: SCRATCH_SERIAL.into() },
+    ])
 }
 
 fn spawn_qemu(vm: &VmConfig, log: &Path) -> Result<tokio::process::Child, SupervisorError> {
@@ -229,6 +266,8 @@ async fn write_guest(mut write: OwnedWriteHalf, mut frames: mpsc::Receiver<Vec<u
 struct Outcome {
     failure: Option<String>,
     stop_requested: bool,
+    /// Why the zone was stopped, when not by a client.
+    stop_reason: Option<String>,
     fatal: Option<String>,
     shutdown_reason: Option<String>,
     panicked: bool,
@@ -252,7 +291,9 @@ impl Outcome {
             return ZoneState::Failed { reason: format!("moat-init failed: {message}") };
         }
         match status {
-            Some(s) if s.success() && self.stop_requested => ZoneState::Stopped { reason: "stopped on request".into() },
+            Some(s) if s.success() && self.stop_requested => {
+                ZoneState::Stopped { reason: self.stop_reason.clone().unwrap_or_else(|| "stopped on request".into()) }
+            }
             Some(s) if s.success() && self.shutdown_reason.as_deref() == Some("guest-shutdown") => {
                 ZoneState::Stopped { reason: "the guest powered off".into() }
             }
@@ -274,7 +315,8 @@ fn describe_exit(status: Option<ExitStatus>, qemu_log: &Path) -> String {
     }
 }
 
-type Reply = oneshot::Sender<ApiResponse>;
+/// Where the main loop sends a client's answers and, once attached, the workload's streams.
+type Reply = mpsc::Sender<ApiResponse>;
 
 struct Waiter {
     reply: Reply,
@@ -290,6 +332,10 @@ struct Zone<'a> {
     outcome: Outcome,
     /// Boot timeout before the hello; stop timeout after a stop request.
     deadline: Option<Instant>,
+    /// Clients that receive the workload's output and exit.
+    attached: Vec<Reply>,
+    workload_log: WorkloadLog,
+    workload_running: bool,
 }
 
 impl Zone<'_> {
@@ -300,7 +346,7 @@ impl Zone<'_> {
         mut guest: mpsc::Receiver<Result<GuestMessage, FrameError>>,
         mut qmp_events: mpsc::Receiver<QmpEvent>,
     ) -> Option<ExitStatus> {
-        let (api_tx, mut api_rx) = mpsc::channel::<(ApiRequest, Reply)>(16);
+        let (api_tx, mut api_rx) = mpsc::channel::<(ApiRequest, Reply)>(CLIENT_QUEUE);
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let mut guest_open = true;
         loop {
@@ -309,7 +355,7 @@ impl Zone<'_> {
                 status = qemu.wait() => {
                     // Collect what the guest said last (a fatal report, say) before deciding.
                     while let Ok(Some(msg)) = tokio::time::timeout(DRAIN_TIMEOUT, guest.recv()).await {
-                        let _ = self.on_guest(msg);
+                        let _ = self.on_guest(msg).await;
                     }
                     while let Ok(event) = qmp_events.try_recv() {
                         self.on_qmp(event);
@@ -317,14 +363,14 @@ impl Zone<'_> {
                     return status.ok();
                 }
                 msg = guest.recv(), if guest_open => match msg {
-                    Some(msg) => if let Err(reason) = self.on_guest(msg) {
+                    Some(msg) => if let Err(reason) = self.on_guest(msg).await {
                         tracing::error!(%reason, "ending the zone");
                         let _ = qemu.start_kill();
                     },
                     None => guest_open = false,
                 },
                 Ok((stream, _)) = api.accept() => { tokio::spawn(serve_client(stream, api_tx.clone())); }
-                Some((request, reply)) = api_rx.recv() => self.on_api(request, reply),
+                Some((request, reply)) = api_rx.recv() => self.on_api(request, reply).await,
                 Some(event) = qmp_events.recv() => self.on_qmp(event),
                 () = next_signal(&mut terminate) => self.stop(Duration::from_secs(10)),
                 () = sleep_until(deadline) => {
@@ -338,16 +384,16 @@ impl Zone<'_> {
     }
 
     /// Handle one guest message; an error means the session is over.
-    fn on_guest(&mut self, msg: Result<GuestMessage, FrameError>) -> Result<(), String> {
+    async fn on_guest(&mut self, msg: Result<GuestMessage, FrameError>) -> Result<(), String> {
         let event = msg
             .map_err(|e| format!("protocol error on the control channel: {e}"))
             .and_then(|m| self.session.accept(m).map_err(|e| format!("protocol error on the control channel: {e}")));
         match event {
             Err(reason) => {
                 self.outcome.fail(reason.clone());
-                self.waiting.drain().for_each(|(_, w)| {
-                    let _ = w.reply.send(ApiResponse::Error { message: reason.clone() });
-                });
+                for (_, waiter) in self.waiting.drain() {
+                    let _ = waiter.reply.send(ApiResponse::Error { message: reason.clone() }).await;
+                }
                 Err(reason)
             }
             Ok(SessionEvent::Ready { kernel_release, .. }) => {
@@ -364,22 +410,60 @@ impl Zone<'_> {
                 });
                 updated.map_err(|e| e.to_string())
             }
-            Ok(SessionEvent::Answered { id, response, .. }) => {
-                if let Some(waiter) = self.waiting.remove(&id) {
-                    let reply = match response {
-                        Response::Pong => ApiResponse::Pong { round_trip_us: u64::try_from(waiter.sent.elapsed().as_micros()).unwrap_or(u64::MAX) },
-                        Response::Done => ApiResponse::Done,
-                        Response::Failed { message } => ApiResponse::Error { message },
-                    };
-                    let _ = waiter.reply.send(reply);
+            Ok(SessionEvent::Answered { id, request, response }) => {
+                let Some(waiter) = self.waiting.remove(&id) else { return Ok(()) };
+                let started = matches!((&request, &response), (Request::Run(_), Response::Done));
+                let reply = match response {
+                    Response::Pong => ApiResponse::Pong { round_trip_us: u64::try_from(waiter.sent.elapsed().as_micros()).unwrap_or(u64::MAX) },
+                    Response::Done => ApiResponse::Done,
+                    Response::Failed { message } => ApiResponse::Error { message },
+                };
+                if started {
+                    self.workload_running = true;
+                    let now = unix_now();
+                    let _ = self.dir.update(|r| {
+                        if let Some(w) = r.workload.as_mut() {
+                            w.started_unix = Some(now);
+                        }
+                    });
+                    self.attached.push(waiter.reply.clone());
                 }
+                let _ = waiter.reply.send(reply).await;
                 Ok(())
             }
             Ok(SessionEvent::Fatal { message }) => {
                 self.outcome.fatal = Some(message);
                 Ok(())
             }
+            Ok(SessionEvent::Output { stream, data, .. }) => {
+                self.workload_log.append(stream, &data);
+                self.broadcast(ApiResponse::Output { stream, data }).await;
+                Ok(())
+            }
+            Ok(SessionEvent::Exited { status, .. }) => {
+                self.workload_running = false;
+                let _ = self.dir.update(|r| {
+                    if let Some(w) = r.workload.as_mut() {
+                        w.exit = Some(status);
+                    }
+                });
+                self.broadcast(ApiResponse::Exited { status }).await;
+                self.outcome.stop_reason = Some(format!("the workload exited ({})", describe_status(status)));
+                self.stop(Duration::from_secs(10));
+                Ok(())
+            }
         }
+    }
+
+    /// Send to every attached client, dropping those that went away.
+    async fn broadcast(&mut self, msg: ApiResponse) {
+        let mut alive = Vec::with_capacity(self.attached.len());
+        for client in self.attached.drain(..) {
+            if client.send(msg.clone()).await.is_ok() {
+                alive.push(client);
+            }
+        }
+        self.attached = alive;
     }
 
     fn on_qmp(&mut self, event: QmpEvent) {
@@ -389,13 +473,38 @@ impl Zone<'_> {
         }
     }
 
-    fn on_api(&mut self, request: ApiRequest, reply: Reply) {
+    async fn on_api(&mut self, request: ApiRequest, reply: Reply) {
         match request {
-            ApiRequest::Ping => self.send_request(Request::Ping, reply),
-            ApiRequest::Debug(debug) => self.send_request(Request::Debug(debug), reply),
+            ApiRequest::Ping => self.send_request(Request::Ping, reply).await,
+            ApiRequest::Debug(debug) => self.send_request(Request::Debug(debug), reply).await,
+            ApiRequest::Run(run) => self.send_request(Request::Run(run), reply).await,
             ApiRequest::Stop { timeout_secs } => {
                 self.stop(Duration::from_secs(timeout_secs));
-                let _ = reply.send(ApiResponse::Done);
+                let _ = reply.send(ApiResponse::Done).await;
+            }
+            ApiRequest::Attach => {
+                if self.workload_running {
+                    self.attached.push(reply.clone());
+                    let _ = reply.send(ApiResponse::Done).await;
+                } else {
+                    let _ = reply.send(ApiResponse::Error { message: "the zone has no running workload".into() }).await;
+                }
+            }
+            ApiRequest::Stdin { data } => self.notify(HostMessage::Stdin { process: WORKLOAD, data }, &reply).await,
+            ApiRequest::Signal { signal } => self.notify(HostMessage::Signal { process: WORKLOAD, signal }, &reply).await,
+            ApiRequest::Resize { rows, cols } => self.notify(HostMessage::Resize { process: WORKLOAD, rows, cols }, &reply).await,
+        }
+    }
+
+    /// Pass a stream message to the workload; only errors are answered.
+    async fn notify(&mut self, msg: HostMessage, reply: &Reply) {
+        if !self.workload_running {
+            let _ = reply.send(ApiResponse::Error { message: "the zone has no running workload".into() }).await;
+            return;
+        }
+        if let Ok(frame) = encode(&msg) {
+            if self.to_guest.send(frame).await.is_err() {
+                let _ = reply.send(ApiResponse::Error { message: "the zone's channel is closed".into() }).await;
             }
         }
     }
@@ -420,9 +529,9 @@ impl Zone<'_> {
         }
     }
 
-    fn send_request(&mut self, request: Request, reply: Reply) {
+    async fn send_request(&mut self, request: Request, reply: Reply) {
         if !self.session.is_ready() {
-            let _ = reply.send(ApiResponse::Error { message: "the zone is not running yet".into() });
+            let _ = reply.send(ApiResponse::Error { message: "the zone is not running yet".into() }).await;
             return;
         }
         let sent = self.session.request(request).map_err(|e| e.to_string()).and_then(|(id, msg)| {
@@ -438,8 +547,46 @@ impl Zone<'_> {
                 self.waiting.insert(id, Waiter { reply, sent: Instant::now() });
             }
             Err(message) => {
-                let _ = reply.send(ApiResponse::Error { message });
+                let _ = reply.send(ApiResponse::Error { message }).await;
             }
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn describe_status(status: WorkloadExit) -> String {
+    match status {
+        WorkloadExit::Code { code } => format!("status {code}"),
+        WorkloadExit::Signal { signal } => format!("signal {signal}"),
+        WorkloadExit::OomKilled => "killed by the OOM killer".into(),
+    }
+}
+
+/// `workload.log`: one JSON line per output chunk, like Docker's json-file driver, capped.
+struct WorkloadLog {
+    file: std::fs::File,
+    written: u64,
+}
+
+impl WorkloadLog {
+    fn open(path: &Path) -> Result<Self, SupervisorError> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io(format!("opening {}", path.display())))?;
+        Ok(Self { file, written: 0 })
+    }
+
+    fn append(&mut self, stream: Stream, data: &[u8]) {
+        use std::io::Write;
+        if self.written >= MAX_WORKLOAD_LOG {
+            return;
+        }
+        let line = crate::logs::LogLine { stream, data: data.to_vec() };
+        if let Ok(mut json) = serde_json::to_vec(&line) {
+            json.push(b'\n');
+            self.written += json.len() as u64;
+            let _ = self.file.write_all(&json);
         }
     }
 }
@@ -460,32 +607,41 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Answer one client connection: requests in, responses out, one at a time.
+/// Serve one client connection: requests go to the main loop, which answers (and, once the
+/// client is attached, streams the workload) through the client's own queue.
 async fn serve_client(stream: UnixStream, requests: mpsc::Sender<(ApiRequest, Reply)>) {
     let (mut read, mut write) = stream.into_split();
-    let mut decoder = FrameDecoder::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = match read.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let Ok(frames) = split_frames(&mut decoder, &buf[..n]) else { return };
-        for frame in frames {
-            let response = match decode::<ApiRequest>(&frame) {
-                Err(e) => ApiResponse::Error { message: format!("bad request: {e}") },
-                Ok(request) => {
-                    let (tx, rx) = oneshot::channel();
-                    if requests.send((request, tx)).await.is_err() {
-                        return;
-                    }
-                    rx.await.unwrap_or(ApiResponse::Error { message: "the zone ended before answering".into() })
-                }
-            };
-            let Ok(bytes) = encode(&response) else { return };
+    let (reply_tx, mut reply_rx) = mpsc::channel::<ApiResponse>(CLIENT_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = reply_rx.recv().await {
+            let Ok(bytes) = encode(&msg) else { return };
             if write.write_all(&bytes).await.is_err() {
                 return;
             }
         }
+    });
+    let mut decoder = FrameDecoder::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    'read: loop {
+        let n = match read.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let Ok(frames) = split_frames(&mut decoder, &buf[..n]) else { break };
+        for frame in frames {
+            match decode::<ApiRequest>(&frame) {
+                Ok(request) => {
+                    if requests.send((request, reply_tx.clone())).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Err(e) => {
+                    let _ = reply_tx.send(ApiResponse::Error { message: format!("bad request: {e}") }).await;
+                }
+            }
+        }
     }
+    // The client stopped sending; keep delivering what the zone still has for it.
+    drop(reply_tx);
+    let _ = writer.await;
 }

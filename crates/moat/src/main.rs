@@ -21,6 +21,44 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a container in its own zone.
+    Run(Box<commands::run::RunArgs>),
+    /// List containers.
+    Ps {
+        /// Show exited containers too.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Print a container's output.
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        container: String,
+    },
+    /// Send a signal to a container's process.
+    Kill {
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        container: String,
+    },
+    /// Stop a container: SIGTERM, then SIGKILL after the timeout.
+    Stop {
+        #[arg(short, long, default_value_t = 10)]
+        time: u64,
+        container: String,
+    },
+    /// Remove containers and their zones.
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Wait for containers to exit and print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Manage zones: the lightweight VMs that workloads run in.
     #[command(subcommand)]
     Zone(commands::zone::ZoneCommand),
@@ -38,6 +76,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     commands::init_tracing();
     let result = match cli.command {
+        Command::Run(args) => commands::run::run(&cli.root, *args),
+        Command::Ps { all } => commands::container::ps(&cli.root, all),
+        Command::Logs { follow, container } => commands::container::logs(&cli.root, &container, follow),
+        Command::Kill { signal, container } => commands::container::kill(&cli.root, &container, &signal),
+        Command::Stop { time, container } => commands::container::stop(&cli.root, &container, time),
+        Command::Rm { force, containers } => commands::container::rm(&cli.root, &containers, force),
+        Command::Wait { containers } => commands::container::wait(&cli.root, &containers),
         Command::Zone(cmd) => commands::zone::run(&cli.root, cmd),
         Command::Image(cmd) => commands::image::run(&cli.root, cmd),
         Command::Check(args) => commands::check::run(args),

@@ -1,7 +1,11 @@
 //! Subcommand families. Each module owns its clap types and its `run` function.
 
+mod attach;
 pub mod check;
+pub mod container;
 pub mod image;
+mod images;
+pub mod run;
 pub mod zone;
 
 /// Turn an error chain into the single line a user sees: `outer: cause: root cause`.

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Benchmark: registry image -> flattened EROFS, moat versus the pipeline a user would script.
+#
+#   baseline: skopeo copy docker://… oci:DIR  ->  umoci unpack  ->  mkfs.erofs
+#   moat:     moat image pull …                 (download, verify, flatten, mkfs.erofs)
+#
+# Both start from the same multi-layer image (>= 100 MB uncompressed, built here from random
+# and compressible files) served by a docker-registry on loopback, both produce an EROFS
+# image with the same mkfs.erofs options, and each run starts from an empty cache. Prints the
+# median of RUNS timings for each and the ratio moat/baseline (target: <= 1.0).
+#
+# Usage: bench/image-convert.sh [RUNS]   (root; needs docker-registry, skopeo, umoci,
+#        erofs-utils; builds moat in release mode unless MOAT_BIN points at a binary)
+set -euo pipefail
+
+RUNS=${1:-3}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/moat-bench-image.XXXXXX)
+REGISTRY_PID=
+cleanup() {
+    [ -n "$REGISTRY_PID" ] && kill "$REGISTRY_PID" 2>/dev/null && wait "$REGISTRY_PID" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+TARGET=${CARGO_TARGET_DIR:-$HERE/target}
+if [ -n "${MOAT_BIN:-}" ]; then
+    pull() { "$MOAT_BIN" --root "$1" image pull --quiet "$2"; }
+elif (cd "$HERE" && cargo build --release -q -p moat); then
+    pull() { "$TARGET/release/moat" --root "$1" image pull --quiet "$2"; }
+else
+    # The same library call `moat image pull` makes, when another crate keeps the CLI from building.
+    echo "warning: the moat binary does not build; timing moat-image's examples/pull.rs instead" >&2
+    (cd "$HERE" && cargo build --release -q -p moat-image --example pull)
+    pull() { "$TARGET/release/examples/pull" "$1" "$2"; }
+fi
+
+echo "== building a multi-layer test image in $WORK"
+umoci init --layout "$WORK/src" >/dev/null
+umoci new --image "$WORK/src:bench" >/dev/null
+make_layer() { # $1 = layer number
+    local dir=$WORK/layer$1
+    mkdir -p "$dir/data/random" "$dir/data/text" "$dir/data/small"
+    for i in $(seq 1 12); do head -c $((1536 * 1024)) /dev/urandom >"$dir/data/random/blob$i.bin"; done
+    for i in $(seq 1 8); do
+        head -c $((1536 * 1024)) < <(yes "layer $1 line of very compressible configuration text, number $i") >"$dir/data/text/file$i.txt"
+    done
+    for i in $(seq 1 1500); do printf 'small file %d of layer %d\n' "$i" "$1" >"$dir/data/small/f$i"; done
+    umoci insert --image "$WORK/src:bench" "$dir/data" "/layer$1" >/dev/null
+}
+for n in 1 2 3 4; do make_layer "$n"; done
+cp /bin/busybox "$WORK/busybox" && umoci insert --image "$WORK/src:bench" "$WORK/busybox" /bin/busybox >/dev/null
+umoci config --image "$WORK/src:bench" --config.cmd /bin/busybox >/dev/null
+rm -rf "$WORK"/layer*
+
+PORT=$((30000 + RANDOM % 20000))
+while (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do PORT=$((30000 + RANDOM % 20000)); done
+cat >"$WORK/registry.yml" <<EOF
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $WORK/registry
+http:
+  addr: 127.0.0.1:$PORT
+EOF
+docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+REGISTRY_PID=$!
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+REF=127.0.0.1:$PORT/bench:latest
+skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$WORK/src:bench" "docker://$REF"
+rm -rf "$WORK/src"
+
+UUID=01234567-89ab-cdef-0123-456789abcdef
+now() { date +%s.%N; }
+baseline_once() { # $1 = run
+    local d=$WORK/base$1 t0 t1
+    sync; t0=$(now)
+    skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$REF" "oci:$d/oci:bench"
+    umoci unpack --image "$d/oci:bench" "$d/bundle" >/dev/null
+    mkfs.erofs --quiet -T0 -U"$UUID" "$d/image.erofs" "$d/bundle/rootfs"
+    t1=$(now)
+    du -sm "$d/bundle/rootfs" | cut -f1 >"$WORK/size"
+    rm -rf "$d"
+    echo "$t1 - $t0" | bc
+}
+moat_once() { # $1 = run
+    local d=$WORK/moat$1 t0 t1
+    sync; t0=$(now)
+    pull "$d" "$REF" >/dev/null
+    t1=$(now)
+    rm -rf "$d"
+    echo "$t1 - $t0" | bc
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+echo "== $RUNS runs each, alternating"
+: >"$WORK/base.times"; : >"$WORK/moat.times"
+for r in $(seq 1 "$RUNS"); do
+    b=$(baseline_once "$r"); m=$(moat_once "$r")
+    echo "run $r: baseline ${b}s  moat ${m}s"
+    echo "$b" >>"$WORK/base.times"; echo "$m" >>"$WORK/moat.times"
+done
+B=$(median <"$WORK/base.times"); M=$(median <"$WORK/moat.times")
+echo "image: $(cat "$WORK/size") MB unpacked, 5 layers"
+printf 'median baseline (skopeo+umoci+mkfs.erofs): %.2fs\n' "$B"
+printf 'median moat image pull:                    %.2fs\n' "$M"
+printf 'ratio moat/baseline: %.2fx (target <= 1.00)\n' "$(echo "$M / $B" | bc -l)"
