@@ -126,3 +126,31 @@ fn processes_mentioning(needle: &Path) -> Vec<(u32, String)> {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// The busybox test image (tests/fixtures/busybox-image.sh), built once per test binary.
+pub fn busybox_layout() -> &'static Path {
+    static LAYOUT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("moat-e2e-busybox-{}", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/busybox-image.sh");
+        let status = Command::new(script).arg(&dir).status().expect("running the image fixture script");
+        assert!(status.success(), "building the busybox image failed");
+        dir
+    })
+}
+
+/// The reference the busybox image is imported under.
+pub const BUSYBOX: &str = "busybox:test";
+
+impl Moat {
+    /// A state root with the busybox image imported.
+    pub fn with_busybox() -> Self {
+        let moat = Self::new();
+        moat.ok(&["image", "import", &busybox_layout().to_string_lossy(), "--name", BUSYBOX]);
+        moat
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

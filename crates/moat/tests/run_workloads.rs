@@ -1,0 +1,163 @@
+//! `moat run` end to end: real zones, a real image, the seed's transcripts on real output.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::{stderr, stdout, Moat, BUSYBOX};
+
+/// `grep ^Cap /proc/self/status`, as the seed runs it.
+fn cap_lines(moat: &Moat, extra: &[&str]) -> String {
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[BUSYBOX, "grep", "^Cap", "/proc/self/status"]);
+    moat.ok(&args)
+}
+
+#[test]
+fn unprivileged_capabilities_are_dockers_defaults() {
+    let moat = Moat::with_busybox();
+    assert_eq!(
+        cap_lines(&moat, &[]),
+        "CapInh:\t0000000000000000\nCapPrm:\t00000000a80425fb\nCapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\nCapAmb:\t0000000000000000\n"
+    );
+    assert!(moat.zone_files().is_empty(), "--rm removes the zone: {:?}", moat.zone_files());
+    moat.assert_nothing_running();
+}
+
+#[test]
+fn privileged_capabilities_are_all_41() {
+    let moat = Moat::with_busybox();
+    assert_eq!(
+        cap_lines(&moat, &["--privileged"]),
+        "CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\n"
+    );
+}
+
+#[test]
+fn cap_syslog_is_ineffective_in_a_user_namespace() {
+    let moat = Moat::with_busybox();
+    let out = moat.run(&["run", "--rm", "--cap-add", "SYSLOG", BUSYBOX, "sh", "-c", "grep ^CapEff /proc/self/status; dmesg"]);
+    assert_eq!(stdout(&out), "CapEff:\t00000004a80425fb\n", "SYSLOG (bit 34) is in CapEff");
+    assert_eq!(stderr(&out), "dmesg: klogctl: Operation not permitted\n");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn privileged_dmesg_reads_the_zone_kernel() {
+    let moat = Moat::with_busybox();
+    let log = moat.ok(&["run", "--rm", "--privileged", BUSYBOX, "dmesg"]);
+    let zone_kernel = moat_zone::assets::kernel_release(&moat_zone::assets::Assets::default_dir()).unwrap();
+    let host_kernel = nix::sys::utsname::uname().unwrap().release().to_string_lossy().into_owned();
+    assert!(log.contains(&format!("Linux version {zone_kernel}")), "dmesg shows the zone kernel {zone_kernel}");
+    assert_ne!(zone_kernel, host_kernel);
+    assert!(!log.contains(&format!("Linux version {host_kernel}")), "never the host's kernel");
+}
+
+#[test]
+fn exit_codes_and_signals_propagate() {
+    let moat = Moat::with_busybox();
+    assert_eq!(moat.run(&["run", "--rm", BUSYBOX, "sh", "-c", "exit 7"]).status.code(), Some(7));
+    assert_eq!(moat.run(&["run", "--rm", BUSYBOX, "sh", "-c", "kill -TERM $$"]).status.code(), Some(128 + 15));
+}
+
+#[test]
+fn streams_stay_separate_and_stdin_works() {
+    let moat = Moat::with_busybox();
+    let out = moat.run(&["run", "--rm", BUSYBOX, "sh", "-c", "echo out1; echo err1 >&2; echo out2"]);
+    assert_eq!(stdout(&out), "out1\nout2\n");
+    assert_eq!(stderr(&out), "err1\n");
+
+    let mut child = moat.cmd(&["run", "--rm", "-i", BUSYBOX, "sh", "-c", "tr a-z A-Z"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"hello from stdin\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "HELLO FROM STDIN\n");
+    assert!(out.status.success());
+}
+
+#[test]
+fn process_flags_env_workdir_user() {
+    let moat = Moat::with_busybox();
+    let env_file = moat.root().join("env.list");
+    std::fs::write(&env_file, "# comment\nFROM_FILE=yes\n").unwrap();
+    let out = moat.ok(&[
+        "run", "--rm", "-e", "GREETING=hi", "--env-file", &env_file.to_string_lossy(), "-w", "/tmp", "-u", "app", "--hostname", "box",
+        BUSYBOX, "sh", "-c", "echo $GREETING $FROM_FILE; pwd; id -u; id -g; hostname",
+    ]);
+    assert_eq!(out, "hi yes\n/tmp\n1000\n1000\nbox\n");
+}
+
+#[test]
+fn seccomp_default_denies_unshare_and_unconfined_allows_it() {
+    let moat = Moat::with_busybox();
+    let denied = moat.run(&["run", "--rm", BUSYBOX, "unshare", "-U", "true"]);
+    assert!(!denied.status.success());
+    assert!(stderr(&denied).contains("Operation not permitted"), "{}", stderr(&denied));
+    let allowed = moat.run(&["run", "--rm", "--security-opt", "seccomp=unconfined", BUSYBOX, "unshare", "-U", "true"]);
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+}
+
+#[test]
+fn read_only_root() {
+    let moat = Moat::with_busybox();
+    let out = moat.run(&["run", "--rm", "--read-only", BUSYBOX, "touch", "/newfile"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
+    // Without it, the writable layer takes the write.
+    moat.ok(&["run", "--rm", BUSYBOX, "touch", "/tmp/newfile"]);
+}
+
+#[test]
+fn detached_logs_wait_and_rm() {
+    let moat = Moat::with_busybox();
+    let name = moat.ok(&["run", "-d", "--name", "bg", BUSYBOX, "sh", "-c", "echo started; sleep 1; echo done >&2; exit 3"]);
+    assert_eq!(name.trim(), "bg");
+    assert_eq!(moat.ok(&["wait", "bg"]).trim(), "3");
+    let logs = moat.run(&["logs", "bg"]);
+    assert_eq!(stdout(&logs), "started\n");
+    assert_eq!(stderr(&logs), "done\n");
+    assert!(moat.ok(&["ps", "-a"]).lines().any(|l| l.contains("bg") && l.contains("Exited (3)")));
+    assert!(!moat.ok(&["ps"]).contains("bg"), "ps without -a hides exited containers");
+    moat.ok(&["rm", "bg"]);
+    moat.assert_nothing_running();
+    assert!(moat.zone_files().is_empty());
+}
+
+#[test]
+fn kill_and_stop_reach_the_workload() {
+    let moat = Moat::with_busybox();
+    moat.ok(&["run", "-d", "--name", "k", BUSYBOX, "sleep", "600"]);
+    moat.ok(&["kill", "-s", "USR1", "k"]);
+    assert_eq!(moat.ok(&["wait", "k"]).trim(), "138", "SIGUSR1 (10) kills sleep: 128 + 10");
+    moat.ok(&["rm", "k"]);
+    moat.assert_nothing_running();
+}
+
+#[test]
+fn bad_input_is_one_clear_error_and_leaves_no_zone() {
+    let moat = Moat::with_busybox();
+    let bad_profile = moat.root().join("bad.json");
+    std::fs::write(&bad_profile, "{ not json").unwrap();
+    let profile_opt = format!("seccomp={}", bad_profile.display());
+    let cases: Vec<(Vec<&str>, &str, i32)> = vec![
+        (vec!["--cap-add", "NOT_A_CAP", BUSYBOX, "true"], "NOT_A_CAP", 125),
+        (vec!["--security-opt", &profile_opt, BUSYBOX, "true"], "seccomp", 125),
+        (vec!["--memory", "64m", BUSYBOX, "true"], "below the zone minimum", 125),
+        (vec!["nosuchimage:latest", "true"], "nosuchimage", 125),
+        (vec![BUSYBOX, "/no/such/command"], "/no/such/command", 127),
+        (vec!["-u", "nosuchuser", BUSYBOX, "true"], "nosuchuser", 125),
+    ];
+    for (args, expected, code) in cases {
+        let mut full = vec!["run", "--rm"];
+        full.extend(args.iter());
+        let out = moat.run(&full);
+        let err = stderr(&out);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("moat: warning:")).collect();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert_eq!(lines.len(), 1, "{args:?}: one line, got {err}");
+        assert!(lines[0].contains(expected), "{args:?}: {err}");
+        assert!(moat.zone_files().is_empty(), "{args:?} left a zone behind");
+    }
+    moat.assert_nothing_running();
+}
