@@ -127,9 +127,12 @@ fn tsc_khz_from_cpuinfo(cpuinfo: &str) -> Option<u64> {
     if !field("flags")?.split_whitespace().any(|f| f == "constant_tsc") {
         return None;
     }
-    let mhz: f64 = field("cpu MHz")?.parse().ok()?;
-    let khz = (mhz * 1000.0).round();
-    (khz >= 1.0 && khz < 1e8).then_some(khz as u64)
+    // "2596.148" MHz -> 2596148 kHz, in integers: the fraction's first three digits are kHz.
+    let mhz = field("cpu MHz")?;
+    let (whole, fraction) = mhz.split_once('.').unwrap_or((&mhz, ""));
+    let fraction: String = fraction.chars().chain("000".chars()).take(3).collect();
+    let khz = whole.parse::<u64>().ok()?.checked_mul(1000)?.checked_add(fraction.parse::<u64>().ok()?)?;
+    (1..100_000_000).contains(&khz).then_some(khz)
 }
 
 fn cpu_has_virt(cpuinfo: &str) -> bool {
@@ -187,6 +190,8 @@ mod tests {
         assert_eq!(tsc_khz_from_cpuinfo(info), Some(2_596_148));
         assert_eq!(tsc_khz_from_cpuinfo("cpu MHz\t: 2596.148\nflags\t: fpu tsc\n"), None, "no constant TSC");
         assert_eq!(tsc_khz_from_cpuinfo("cpu MHz\t: fast\nflags\t: constant_tsc\n"), None);
+        assert_eq!(tsc_khz_from_cpuinfo("cpu MHz\t: 3000\nflags\t: constant_tsc\n"), Some(3_000_000));
+        assert_eq!(tsc_khz_from_cpuinfo("cpu MHz\t: 2400.5\nflags\t: constant_tsc\n"), Some(2_400_500));
     }
 
     #[test]

@@ -44,12 +44,10 @@ impl ZoneState {
     /// The only way a zone changes state. Terminal states are final; anything live may fail.
     pub fn transition(&self, next: ZoneState) -> Result<ZoneState, TransitionError> {
         use ZoneState::*;
-        let allowed = match (self, &next) {
-            (Creating, Running | Stopping) => true,
-            (Running, Stopping) => true,
-            (Creating | Running | Stopping, Stopped { .. } | Failed { .. }) => true,
-            _ => false,
-        };
+        let allowed = matches!(
+            (self, &next),
+            (Creating, Running | Stopping) | (Running, Stopping) | (Creating | Running | Stopping, Stopped { .. } | Failed { .. })
+        );
         if allowed {
             Ok(next)
         } else {

@@ -94,9 +94,6 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let memory_mib = ops::parse_memory_mib(&args.memory)?;
     let (accel, note) = accel::resolve(args.accel.parse::<AccelChoice>()?, &HostFacts::probe())?;
-    if args.detach && (args.interactive || args.tty) && !args.detach {
-        bail!("-d cannot be combined with -i or -t");
-    }
     let options = spec_options(&args)?;
     Assets::locate(&Assets::default_dir())?;
 

@@ -63,7 +63,7 @@ impl Moat {
     }
 
     pub fn pid(&self, zone: &str, which: &str) -> Option<i32> {
-        self.inspect(zone)["pids"][which].as_i64().map(|p| p as i32)
+        self.inspect(zone)["pids"][which].as_i64().and_then(|p| i32::try_from(p).ok())
     }
 
     /// Processes whose command line mentions this test's root: supervisors and QEMUs.
@@ -93,7 +93,7 @@ impl Drop for Moat {
     fn drop(&mut self) {
         for (pid, _) in self.processes() {
             // SAFETY: kill(2) on a pid whose command line names this test's private root.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            unsafe { libc::kill(pid.cast_signed(), libc::SIGKILL) };
         }
     }
 }
