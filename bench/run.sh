@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# `moat run --rm IMAGE true` against `podman run --rm IMAGE true` (runc), same image, same run,
+# plus the host memory (PSS) of one idle zone: its QEMU and its supervisor.
+#
+# Usage: bench/run.sh [RUNS]   (default 5; prints medians and the ratio)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs="${1:-5}"
+target="${CARGO_TARGET_DIR:-target}"
+moat="$target/release/moat"
+[ -x "$moat" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/moat-bench-XXXXXX)
+root="$work/root"
+cleanup() {
+    "$moat" --root "$root" rm -f idle >/dev/null 2>&1 || true
+    podman rmi -f localhost/moat-bench-busybox:latest >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+tests/fixtures/busybox-image.sh "$work/layout"
+"$moat" --root "$root" image import "$work/layout" --name moat-bench-busybox:latest >/dev/null
+podman pull -q "oci:$work/layout:latest" >/dev/null
+podman tag "$(podman images -q --filter reference='*' | head -1)" localhost/moat-bench-busybox:latest 2>/dev/null || true
+podman_flags=(--runtime runc --cgroup-manager cgroupfs)
+run_flags=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
+image_id=$(podman images --format '{{.ID}}' | head -1)
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+
+# Warm both paths once (image conversion, podman storage).
+"$moat" --root "$root" run --rm moat-bench-busybox:latest true 2>/dev/null
+podman "${podman_flags[@]}" run --rm "${run_flags[@]}" "$image_id" true
+
+moat_ms=(); podman_ms=()
+for _ in $(seq "$runs"); do
+    start=$(now_ms); podman "${podman_flags[@]}" run --rm "${run_flags[@]}" "$image_id" true; podman_ms+=( $(( $(now_ms) - start )) )
+    start=$(now_ms); "$moat" --root "$root" run --rm moat-bench-busybox:latest true 2>/dev/null; moat_ms+=( $(( $(now_ms) - start )) )
+done
+
+# One idle zone: a container sleeping in its zone; sum the PSS of its QEMU and supervisor.
+"$moat" --root "$root" run -d --name idle moat-bench-busybox:latest sleep 3600 >/dev/null 2>&1
+sleep 2
+pss_kb=0
+for pid in $("$moat" --root "$root" zone inspect idle | python3 -c 'import json,sys; p=json.load(sys.stdin)["pids"]; print(p["qemu"], p["supervisor"])'); do
+    kb=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup")
+    pss_kb=$(( pss_kb + kb ))
+done
+memory_mib=$("$moat" --root "$root" zone inspect idle | python3 -c 'import json,sys; print(json.load(sys.stdin)["memory_mib"])')
+
+podman_med=$(printf '%s\n' "${podman_ms[@]}" | median)
+moat_med=$(printf '%s\n' "${moat_ms[@]}" | median)
+echo "runs:                     $runs"
+echo "podman+runc run --rm (ms): ${podman_ms[*]}  median $podman_med"
+echo "moat run --rm (ms):        ${moat_ms[*]}  median $moat_med"
+awk -v m="$moat_med" -v p="$podman_med" 'BEGIN { printf "ratio moat/podman:         %.2fx\n", m / p }'
+echo "idle zone PSS:             $(( pss_kb / 1024 )) MiB (QEMU + supervisor; guest memory ${memory_mib} MiB)"
