@@ -9,6 +9,7 @@ pub mod initramfs;
 pub mod kmods;
 pub mod lifecycle;
 pub mod logs;
+pub mod modules_disk;
 pub mod ops;
 pub mod qemu;
 pub mod qmp;

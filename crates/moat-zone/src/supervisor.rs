@@ -40,6 +40,8 @@ pub const MAX_WORKLOAD_LOG: u64 = 64 * 1024 * 1024;
 /// Virtio-blk serials the guest looks for.
 pub const ROOTFS_SERIAL: &str = "moat-rootfs";
 pub const SCRATCH_SERIAL: &str = "moat-scratch";
+/// The zone kernel's modules tree (EROFS), mounted at /lib/modules/<release> in the zone.
+pub const MODULES_SERIAL: &str = "moat-modules";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -59,6 +61,8 @@ pub enum SupervisorError {
     Qmp(#[from] crate::qmp::QmpError),
     #[error(transparent)]
     Transition(#[from] crate::lifecycle::TransitionError),
+    #[error("the kernel modules disk: {0}")]
+    ModulesDisk(#[from] crate::modules_disk::ModulesDiskError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SupervisorError {
@@ -137,7 +141,7 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
         initrd,
         kernel_cmdline: kernel_cmdline(&record.id, &assets.kernel_release, record.config.accel, record.config.debug),
         sockets: Sockets { console: dir.console_socket(), control: dir.control_socket(), qmp: dir.qmp_socket() },
-        disks: workload_disks(dir, &record.config)?,
+        disks: workload_disks(dir, &record.config, &assets)?,
     };
 
     let started = Instant::now();
@@ -185,7 +189,7 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
 }
 
 /// The image disk (read-only) and a fresh sparse scratch disk for the writable layer.
-fn workload_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig) -> Result<Vec<Disk>, SupervisorError> {
+fn workload_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets) -> Result<Vec<Disk>, SupervisorError> {
     let Some(rootfs) = &config.rootfs else { return Ok(Vec::new()) };
     let scratch = dir.scratch_disk();
     let file = std::fs::File::create(&scratch).map_err(io(format!("creating {}", scratch.display())))?;
@@ -198,9 +202,11 @@ fn workload_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig) -> Result<Ve
     if !status.success() {
         return Err(SupervisorError::Io { what: "formatting the scratch disk".into(), err: std::io::Error::other(status.to_string()) });
     }
+    let modules = crate::modules_disk::modules_disk(&assets.dir, &assets.modules_dir, &assets.kernel_release)?;
     Ok(vec![
         Disk { id: "rootfs".into(), path: rootfs.clone(), read_only: true, serial: ROOTFS_SERIAL.into() },
         Disk { id: "scratch".into(), path: scratch, read_only: false, serial: SCRATCH_SERIAL.into() },
+        Disk { id: "modules".into(), path: modules, read_only: true, serial: MODULES_SERIAL.into() },
     ])
 }
 
