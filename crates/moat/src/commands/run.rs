@@ -21,6 +21,8 @@ use super::{attach, images};
 pub const CHECKER_PATH: &str = "/.moat/check";
 /// Where the zone's initramfs keeps the checker.
 const CHECKER_IN_ZONE: &str = "/usr/lib/moat/moat-check";
+/// Where the zone mounts its kernel modules disk.
+const ZONE_MODULES: &str = "/lib/modules";
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -102,6 +104,11 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut spec = moat_spec::build_spec(&image.config, &options, &caller_env).with_context(|| format!("building the container spec for {}", args.image))?;
     if args.check {
         add_checker(&mut spec, &args.command)?;
+    }
+    if args.privileged {
+        // The zone's own modules, so `modprobe` in a privileged container loads what the zone
+        // kernel ships. Read-only: the modules disk is shared by every zone.
+        add_bind(&mut spec, ZONE_MODULES, ZONE_MODULES)?;
     }
     let spec_json = moat_spec::to_json(&spec)?;
     let rootfs = images::erofs(root, &image)?;
@@ -222,17 +229,23 @@ fn read_bounded(path: &Path, limit: u64) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// Replace the process with the checker, bind-mounted read-only from the zone.
-fn add_checker(spec: &mut oci_spec::runtime::Spec, checker_args: &[String]) -> anyhow::Result<()> {
+/// Bind a path of the zone read-only into the container.
+fn add_bind(spec: &mut oci_spec::runtime::Spec, zone_path: &str, container_path: &str) -> anyhow::Result<()> {
     let mount = oci_spec::runtime::MountBuilder::default()
-        .destination(CHECKER_PATH)
-        .source(CHECKER_IN_ZONE)
+        .destination(container_path)
+        .source(zone_path)
         .typ("bind")
         .options(vec!["rbind".to_string(), "ro".to_string(), "nosuid".to_string(), "nodev".to_string()])
         .build()?;
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     mounts.push(mount);
     spec.set_mounts(Some(mounts));
+    Ok(())
+}
+
+/// Replace the process with the checker, bind-mounted read-only from the zone.
+fn add_checker(spec: &mut oci_spec::runtime::Spec, checker_args: &[String]) -> anyhow::Result<()> {
+    add_bind(spec, CHECKER_IN_ZONE, CHECKER_PATH)?;
     let mut process = spec.process().clone().context("the spec has no process")?;
     process.set_args(Some(std::iter::once(CHECKER_PATH.to_string()).chain(checker_args.iter().cloned()).collect()));
     spec.set_process(Some(process));
