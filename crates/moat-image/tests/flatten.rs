@@ -138,3 +138,16 @@ fn remove_and_prune_reclaim_space() {
     assert!(store.list().unwrap().is_empty());
     assert_eq!(std::fs::read_dir(root.join("images/blobs/sha256")).unwrap().count(), 0);
 }
+
+#[test]
+fn layer_without_end_of_archive_blocks_is_accepted() {
+    // `umoci insert` writes layers that stop right after the last file's data.
+    let work = tempfile::tempdir().unwrap();
+    let full = TarBuilder::new().file("bin/tool", &[7u8; 1000], 0o755).finish();
+    let cut = full[..512 + 1000].to_vec();
+    layout_with(&work.path().join("layout"), &[(cut, Compression::Gzip)]);
+    let store = Store::open(&work.path().join("root")).unwrap();
+    let image = store.import(&work.path().join("layout"), &ImportOptions::default()).unwrap();
+    let view = ErofsView::open(&store.erofs(&image).unwrap());
+    assert_eq!(std::fs::read(view.path("bin/tool")).unwrap(), vec![7u8; 1000]);
+}

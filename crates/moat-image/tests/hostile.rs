@@ -174,16 +174,7 @@ async fn pull_tampered(tamper: impl FnOnce(&Path)) -> String {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("layout");
     // Incompressible content, gzip-compressed here so skopeo pushes the blob as it is.
-    let mut state = 0x2545_f491_u32;
-    let noise: Vec<u8> = (0..256 << 10)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect();
-    let layer = TarBuilder::new().file("data", &noise, 0o644).finish();
+    let layer = TarBuilder::new().file("data", &noise(256 << 10), 0o644).finish();
     layout_with(&dir, &[(layer.clone(), Compression::Gzip)]);
     let target = registry.push(&dir, "latest", "tampered", None);
     let blob = sha256(&Compression::Gzip.apply(&layer));

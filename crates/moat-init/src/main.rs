@@ -2,13 +2,23 @@
 //!
 //! Boot is a short list of named steps; any error powers the zone off after reporting it over
 //! the channel when the channel is open. PID 1 never exits, since that would panic the kernel.
+//! The zone's workload is a container that runc starts on request (see [`runner`]).
 
+mod bundle;
 mod channel;
+mod devscan;
+mod disks;
 mod log;
 mod modules;
 mod mounts;
+mod newroot;
 mod power;
+mod runc;
+mod runner;
 mod serve;
+mod sysctl;
+mod terminal;
+mod workload;
 
 fn main() {
     power::install_panic_hook();
@@ -21,7 +31,9 @@ fn main() {
 }
 
 fn boot(channel: &mut Option<channel::Channel>) -> Result<std::convert::Infallible, Error> {
+    newroot::leave_initramfs()?;
     mounts::mount_early()?;
+    sysctl::harden()?;
     let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| Error::Io("/proc/cmdline", e))?;
     modules::load_modules()?;
     let opened = channel.insert(channel::Channel::open()?);
@@ -33,6 +45,8 @@ fn boot(channel: &mut Option<channel::Channel>) -> Result<std::convert::Infallib
 pub enum Error {
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
+    #[error("{what} {path}: {err}")]
+    Path { what: &'static str, path: std::path::PathBuf, err: std::io::Error },
     #[error("{0}: {1}")]
     Sys(&'static str, nix::Error),
     #[error("mounting {target}: {err}")]

@@ -1,19 +1,20 @@
-//! The control loop: answer host requests, reap every child, forward signals.
+//! The control loop: answer host requests, run the zone's workload and relay its stdio, reap
+//! every child, forward signals.
 
 use std::convert::Infallible;
 use std::os::fd::AsFd;
 
-use moat_proto::{DebugRequest, GuestMessage, HostMessage, Request, Response, PROTOCOL_VERSION};
+use moat_proto::{DebugRequest, GuestMessage, HostMessage, Request, Response, RunRequest, PROTOCOL_VERSION, WORKLOAD};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 
 use crate::channel::Channel;
-use crate::{log, power, Error};
+use crate::workload::Workload;
+use crate::{log, power, runner, Error};
 
-/// Signals PID 1 handles itself. SIGCHLD means reap; the rest are forwarded to workloads.
+/// Signals PID 1 handles itself. SIGCHLD means reap; the rest are forwarded to the workload.
 const HANDLED: [Signal; 6] = [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2];
 
 pub struct Options {
@@ -25,6 +26,26 @@ pub struct Options {
 impl Options {
     pub fn from_cmdline(cmdline: &str) -> Self {
         Self { debug: cmdline.split_whitespace().any(|word| word == "moat.debug=1") }
+    }
+}
+
+/// A zone runs one workload in its life.
+enum Slot {
+    Free,
+    Running(Workload),
+    /// The workload ended, or failed to start.
+    Used,
+}
+
+impl Slot {
+    fn workload(&mut self, process: u32) -> Option<&mut Workload> {
+        match self {
+            Slot::Running(workload) if process == WORKLOAD => Some(workload),
+            _ => {
+                log::info(&format!("host message for process {process}, which is not running"));
+                None
+            }
+        }
     }
 }
 
@@ -42,68 +63,106 @@ pub fn serve(channel: &mut Channel, options: Options) -> Result<Infallible, Erro
     })?;
     log::info("hello sent");
 
-    let mut workloads: Vec<Pid> = Vec::new();
+    let mut slot = Slot::Free;
     loop {
-        let (channel_ready, signal_ready) = {
-            let mut fds = [PollFd::new(channel.as_fd(), PollFlags::POLLIN), PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::NONE) {
+        let (channel_ready, signal_ready, workload_ready) = {
+            let (watches, timeout, read_channel) = match &slot {
+                Slot::Running(w) => (w.watches(), w.poll_timeout(), w.accepts_input()),
+                _ => (Vec::new(), None, true),
+            };
+            let channel_events = if read_channel { PollFlags::POLLIN } else { PollFlags::empty() };
+            let mut fds = vec![PollFd::new(channel.as_fd(), channel_events), PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
+            fds.extend(watches.iter().map(|w| PollFd::new(w.fd, w.events)));
+            let timeout = timeout.map_or(PollTimeout::NONE, |t| PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX));
+            match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::Sys("poll", e)),
             }
-            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-            (ready(&fds[0]), ready(&fds[1]))
+            let ready: Vec<bool> = fds.iter().map(|fd| fd.revents().is_some_and(|r| !r.is_empty())).collect();
+            (ready[0], ready[1], ready[2..].to_vec())
         };
         if signal_ready {
             if let Ok(Some(info)) = signal_fd.read_signal() {
-                handle_signal(info.ssi_signo, &mut workloads);
+                handle_signal(info.ssi_signo, &mut slot);
+            }
+        }
+        if let Slot::Running(workload) = &mut slot {
+            if workload_ready.contains(&true) {
+                workload.relay(&workload_ready, channel)?;
             }
         }
         if channel_ready {
             for msg in channel.receive()? {
-                handle_message(channel, &options, msg)?;
+                handle_message(channel, &options, &mut slot, msg)?;
             }
         }
+        report_exit(channel, &mut slot)?;
     }
 }
 
-fn handle_signal(signo: u32, workloads: &mut Vec<Pid>) {
-    let Ok(signal) = Signal::try_from(signo as i32) else { return };
+/// Once the workload ended and its output is out, tell the host. runc's state and the
+/// container's cgroup are left as they are: the host powers the zone off next.
+fn report_exit(channel: &mut Channel, slot: &mut Slot) -> Result<(), Error> {
+    let Slot::Running(workload) = slot else { return Ok(()) };
+    let Some(status) = workload.exit_status() else { return Ok(()) };
+    channel.send(&GuestMessage::Exited { process: WORKLOAD, status })?;
+    *slot = Slot::Used;
+    Ok(())
+}
+
+fn handle_signal(signo: u32, slot: &mut Slot) {
+    let Some(signal) = i32::try_from(signo).ok().and_then(|n| Signal::try_from(n).ok()) else { return };
     if signal == Signal::SIGCHLD {
-        reap(workloads);
-        return;
-    }
-    for pid in workloads.iter() {
-        let _ = nix::sys::signal::kill(*pid, signal);
+        reap(slot);
+    } else if let Slot::Running(workload) = slot {
+        workload.signal(signal);
     }
 }
 
-/// Collect every exited child, ours or re-parented orphans, so none stays a zombie.
-fn reap(workloads: &mut Vec<Pid>) {
+/// Collect every exited child, the workload or re-parented orphans, so none stays a zombie.
+fn reap(slot: &mut Slot) {
     loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => {
-                workloads.retain(|p| *p != pid);
-                log::info(&format!("pid {pid} exited with status {code}"));
-            }
-            Ok(WaitStatus::Signaled(pid, signal, _)) => {
-                workloads.retain(|p| *p != pid);
-                log::info(&format!("pid {pid} killed by {signal}"));
-            }
+        let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => return,
-            Ok(_) => {}
+            Ok(status) => status,
+        };
+        match (status.pid(), &mut *slot) {
+            (Some(pid), Slot::Running(workload)) if pid == workload.pid() => workload.reaped(status),
+            _ => log::info(&format!("reaped {status:?}")),
         }
     }
 }
 
-fn handle_message(channel: &mut Channel, options: &Options, msg: HostMessage) -> Result<(), Error> {
+fn handle_message(channel: &mut Channel, options: &Options, slot: &mut Slot, msg: HostMessage) -> Result<(), Error> {
     let (id, request) = match msg {
         HostMessage::Hello { version } if version == PROTOCOL_VERSION => return Ok(()),
         HostMessage::Hello { version } => return Err(Error::Protocol(format!("host speaks version {version}, init speaks {PROTOCOL_VERSION}"))),
         HostMessage::Request { id, request } => (id, request),
+        HostMessage::Stdin { process, data } => {
+            if let Some(workload) = slot.workload(process) {
+                workload.stdin(data);
+            }
+            return Ok(());
+        }
+        HostMessage::Signal { process, signal } => {
+            match (slot.workload(process), Signal::try_from(signal)) {
+                (Some(workload), Ok(signal)) => workload.signal(signal),
+                (Some(_), Err(_)) => log::info(&format!("host asked for unknown signal {signal}")),
+                (None, _) => {}
+            }
+            return Ok(());
+        }
+        HostMessage::Resize { process, rows, cols } => {
+            if let Some(workload) = slot.workload(process) {
+                workload.resize(rows, cols);
+            }
+            return Ok(());
+        }
     };
     let response = match request {
         Request::Ping => Response::Pong,
+        Request::Run(run) => start_workload(slot, &run),
         Request::Shutdown => {
             channel.send(&GuestMessage::Response { id, response: Response::Done })?;
             log::info("shutdown requested");
@@ -121,4 +180,23 @@ fn handle_message(channel: &mut Channel, options: &Options, msg: HostMessage) ->
         }
     };
     channel.send(&GuestMessage::Response { id, response })
+}
+
+fn start_workload(slot: &mut Slot, run: &RunRequest) -> Response {
+    if !matches!(slot, Slot::Free) {
+        return Response::Failed { message: "this zone already ran its workload; a zone runs one".into() };
+    }
+    log::info(&format!("starting container {}", run.container_id));
+    match runner::start(run) {
+        Ok(workload) => {
+            log::info(&format!("container {} runs as pid {}", workload.id(), workload.pid()));
+            *slot = Slot::Running(workload);
+            Response::Done
+        }
+        Err(err) => {
+            log::info(&format!("container {} failed to start: {err}", run.container_id));
+            *slot = Slot::Used;
+            Response::Failed { message: err.to_string() }
+        }
+    }
 }

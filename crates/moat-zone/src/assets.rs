@@ -1,8 +1,7 @@
-//! Guest assets: the kernel, its modules, moat-init, and the initramfs built from them.
+//! Guest assets: the kernel, its modules, moat-init, runc (with its shared libraries),
+//! moat-check when built, and the initramfs assembled from them.
 
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
 
 use crate::initramfs::{self, Entry};
 use crate::kmods::{KmodError, ModuleDeps};
@@ -15,6 +14,25 @@ pub const BOOT_MODULES: &[&str] = &["virtio_mmio", "virtio_console", "virtio_blk
 
 const TARGET_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 
+/// Debian's runc on the host; the guest gets it at the same path, with its libraries.
+pub const RUNC_PATH: &str = "/usr/sbin/runc";
+
+/// Where the guest finds the isolation checker when one was built.
+pub const CHECK_GUEST_PATH: &str = "/usr/lib/moat/moat-check";
+
+/// The module load order for init (moat-init's `MODULE_ORDER_FILE`), as an archive path.
+const MODULE_ORDER_PATH: &str = "etc/moat/modules";
+
+/// A static binary built from this workspace for the guest.
+struct GuestBinary {
+    name: &'static str,
+    /// Environment variable naming the file explicitly.
+    env: &'static str,
+}
+
+const INIT: GuestBinary = GuestBinary { name: "moat-init", env: "MOAT_INIT" };
+const CHECK: GuestBinary = GuestBinary { name: "moat-check", env: "MOAT_CHECK" };
+
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
     #[error("no guest kernel in {dir}: run scripts/provision-kernel.sh (or scripts/setup.sh)")]
@@ -23,6 +41,10 @@ pub enum AssetError {
     NoInit { searched: String },
     #[error("{path} is not a static executable; build it with scripts/build-guest.sh")]
     InitNotStatic { path: PathBuf },
+    #[error("runc not found at {RUNC_PATH}: install Debian's runc package (scripts/setup.sh)")]
+    NoRunc,
+    #[error("running ldd on {path}: {err}")]
+    Ldd { path: PathBuf, err: String },
     #[error("reading {path}: {err}")]
     Read { path: PathBuf, err: std::io::Error },
     #[error("writing {path}: {err}")]
@@ -41,6 +63,8 @@ pub struct Assets {
     pub kernel_release: String,
     pub modules_dir: PathBuf,
     pub init: PathBuf,
+    /// The isolation checker, when a static build of it was found.
+    pub check: Option<PathBuf>,
 }
 
 impl Assets {
@@ -53,25 +77,34 @@ impl Assets {
         let kernel_release = kernel_release(dir)?;
         let kernel_dir = dir.join("kernel/current");
         let modules_dir = kernel_dir.join("lib/modules").join(&kernel_release);
-        Ok(Self { dir: dir.to_path_buf(), kernel: kernel_dir.join("vmlinuz"), kernel_release, modules_dir, init: find_init(dir)? })
+        let init = match find_static(&INIT, dir)? {
+            Found::Static(path) => path,
+            Found::OnlyDynamic(path) => return Err(AssetError::InitNotStatic { path }),
+            Found::Missing(searched) => return Err(AssetError::NoInit { searched: display_paths(&searched) }),
+        };
+        let check = match find_static(&CHECK, dir)? {
+            Found::Static(path) => Some(path),
+            Found::OnlyDynamic(path) => {
+                tracing::warn!(path = %path.display(), "moat-check is not static; zones boot without it (build it with scripts/build-guest.sh)");
+                None
+            }
+            Found::Missing(_) => None,
+        };
+        Ok(Self { dir: dir.to_path_buf(), kernel: kernel_dir.join("vmlinuz"), kernel_release, modules_dir, init, check })
     }
 
-    /// The initramfs for these assets, built on first use and cached by content.
+    /// The initramfs for these assets, built on first use and cached by the digest of
+    /// everything it holds.
     pub fn initramfs(&self) -> Result<PathBuf, AssetError> {
         let deps = ModuleDeps::parse(&read_text(&self.modules_dir.join("modules.dep"))?)?;
         let modules = deps.load_order(BOOT_MODULES)?;
-        let init = read_bytes(&self.init)?;
-
-        let mut key = Sha256::new();
-        key.update(&init);
-        key.update(self.kernel_release.as_bytes());
-        modules.iter().for_each(|m| key.update(m.as_bytes()));
-        let cached = self.dir.join("initramfs").join(format!("{}.cpio", &hex::encode(key.finalize())[..16]));
+        let entries = self.initramfs_entries(&modules)?;
+        let digest = initramfs::digest(&entries)?;
+        let cached = self.dir.join("initramfs").join(format!("{}.cpio", &digest[..16]));
         if cached.is_file() {
             return Ok(cached);
         }
 
-        let entries = initramfs_entries(init, &self.modules_dir, &self.kernel_release, &modules);
         let parent = cached.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(parent).map_err(|err| AssetError::Write { path: parent.to_path_buf(), err })?;
         let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
@@ -80,8 +113,80 @@ impl Assets {
         std::fs::rename(&tmp, &cached).map_err(|err| AssetError::Write { path: cached.clone(), err })?;
         Ok(cached)
     }
+
+    fn initramfs_entries(&self, modules: &[String]) -> Result<Vec<Entry>, AssetError> {
+        let release = &self.kernel_release;
+        let module_paths: Vec<String> = modules.iter().map(|m| format!("lib/modules/{release}/{m}")).collect();
+        let order_file = module_paths.iter().map(|p| format!("/{p}\n")).collect::<String>();
+
+        // Guest path (without the leading slash) and host source of every copied file.
+        let mut files: Vec<(String, PathBuf, u32)> = Vec::new();
+        for (module, path) in modules.iter().zip(&module_paths) {
+            files.push((path.clone(), self.modules_dir.join(module), 0o644));
+        }
+        let runc = Path::new(RUNC_PATH);
+        if !runc.is_file() {
+            return Err(AssetError::NoRunc);
+        }
+        files.push((relative(runc), runc.to_path_buf(), 0o755));
+        for library in shared_libraries(runc)? {
+            files.push((relative(&library), library, 0o755));
+        }
+        if let Some(check) = &self.check {
+            files.push((relative(Path::new(CHECK_GUEST_PATH)), check.clone(), 0o755));
+        }
+
+        let mut dirs: Vec<String> = ["dev", "proc", "sys", "run", "tmp"].map(String::from).into();
+        dirs.extend(initramfs::parent_dirs(files.iter().map(|(path, _, _)| path.as_str()).chain([MODULE_ORDER_PATH])));
+        let mut entries: Vec<Entry> = dirs.into_iter().map(|path| Entry::Dir { path }).collect();
+        entries.push(Entry::CharDevice { path: "dev/console".into(), major: 5, minor: 1, mode: 0o600 });
+        entries.push(Entry::Bytes { path: "init".into(), data: read_bytes(&self.init)?, mode: 0o755 });
+        entries.push(Entry::Bytes { path: MODULE_ORDER_PATH.into(), data: order_file.into_bytes(), mode: 0o644 });
+        entries.extend(files.into_iter().map(|(path, source, mode)| Entry::File { path, source, mode }));
+        Ok(entries)
+    }
 }
 
+/// An absolute host path as an archive path (no leading slash).
+fn relative(path: &Path) -> String {
+    path.to_string_lossy().trim_start_matches('/').to_string()
+}
+
+/// The shared objects (the dynamic loader included) that `binary` loads, as `ldd` resolves
+/// them on this host. ldd runs the host's own loader on a host binary we chose; nothing here
+/// comes from a guest or an image.
+fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, AssetError> {
+    let ldd_err = |err: String| AssetError::Ldd { path: binary.to_path_buf(), err };
+    let output = std::process::Command::new("ldd").arg(binary).output().map_err(|e| ldd_err(e.to_string()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(ldd_err(String::from_utf8_lossy(&output.stderr).trim().to_string()));
+    }
+    parse_ldd(&text).map_err(ldd_err)
+}
+
+/// The paths in `ldd` output: `name => /path (addr)` and `/path (addr)` lines; the vDSO has no
+/// file. A library ldd could not find is an error naming it.
+fn parse_ldd(text: &str) -> Result<Vec<PathBuf>, String> {
+    let mut paths = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let target = match line.split_once("=>") {
+            Some((name, target)) => {
+                let target = target.trim();
+                if target.starts_with("not found") {
+                    return Err(format!("{} not found", name.trim()));
+                }
+                target
+            }
+            None => line,
+        };
+        let path = target.split(" (").next().unwrap_or_default().trim();
+        if path.starts_with('/') {
+            paths.push(PathBuf::from(path));
+        }
+    }
+    Ok(paths)
+}
 /// The release of the provisioned guest kernel in the assets directory `dir`.
 pub fn kernel_release(dir: &Path) -> Result<String, AssetError> {
     let kernel_dir = dir.join("kernel/current");
@@ -91,54 +196,47 @@ pub fn kernel_release(dir: &Path) -> Result<String, AssetError> {
     Ok(read_text(&kernel_dir.join("release"))?.trim().to_string())
 }
 
-fn initramfs_entries(init: Vec<u8>, modules_dir: &Path, release: &str, modules: &[String]) -> Vec<Entry> {
-    let module_paths: Vec<String> = modules.iter().map(|m| format!("lib/modules/{release}/{m}")).collect();
-    let order_file = module_paths.iter().map(|p| format!("/{p}\n")).collect::<String>();
-
-    let mut entries: Vec<Entry> = ["dev", "proc", "sys", "run", "tmp", "etc", "etc/moat"]
-        .into_iter()
-        .map(|path| Entry::Dir { path: path.into() })
-        .collect();
-    entries.extend(initramfs::parent_dirs(module_paths.iter().map(String::as_str)).into_iter().map(|path| Entry::Dir { path }));
-    entries.push(Entry::CharDevice { path: "dev/console".into(), major: 5, minor: 1, mode: 0o600 });
-    entries.push(Entry::Bytes { path: "init".into(), data: init, mode: 0o755 });
-    entries.push(Entry::Bytes { path: "etc/moat/modules".into(), data: order_file.into_bytes(), mode: 0o644 });
-    for (module, path) in modules.iter().zip(module_paths) {
-        entries.push(Entry::File { path, source: modules_dir.join(module), mode: 0o644 });
-    }
-    entries
-}
-
-/// Candidates for the moat-init binary, in the order they are tried.
-fn init_candidates(assets_dir: &Path) -> Vec<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("MOAT_INIT").map(PathBuf::from).into_iter().collect();
+/// Candidates for a guest binary, in the order they are tried: its environment variable, next
+/// to the running executable, the cargo target directory of that executable, the assets.
+fn candidates(binary: &GuestBinary, assets_dir: &Path) -> Vec<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os(binary.env).map(PathBuf::from).into_iter().collect();
     if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
-        candidates.push(exe_dir.join("moat-init"));
-        // A cargo build: target/<profile>/moat sits beside target/<triple>/<profile>/moat-init.
+        candidates.push(exe_dir.join(binary.name));
+        // A cargo build: target/<profile>/moat sits beside target/<triple>/<profile>/<binary>.
         if let (Some(target), Some(profile)) = (exe_dir.parent(), exe_dir.file_name()) {
             for profile in [profile, "release".as_ref()] {
-                candidates.push(target.join(TARGET_TRIPLE).join(profile).join("moat-init"));
+                candidates.push(target.join(TARGET_TRIPLE).join(profile).join(binary.name));
             }
         }
     }
-    candidates.push(assets_dir.join("bin/moat-init"));
+    candidates.push(assets_dir.join("bin").join(binary.name));
     candidates
 }
 
-/// The first candidate that is a static executable. A dynamic one (say, from a plain
-/// `cargo build`) is skipped, and named in the error if nothing better is found.
-fn find_init(assets_dir: &Path) -> Result<PathBuf, AssetError> {
-    let candidates = init_candidates(assets_dir);
+enum Found {
+    Static(PathBuf),
+    /// No static candidate; this dynamic one (say, from a plain `cargo build`) came first.
+    OnlyDynamic(PathBuf),
+    Missing(Vec<PathBuf>),
+}
+
+/// The first candidate that is a static executable.
+fn find_static(binary: &GuestBinary, assets_dir: &Path) -> Result<Found, AssetError> {
+    let candidates = candidates(binary, assets_dir);
     let existing: Vec<&PathBuf> = candidates.iter().filter(|p| p.is_file()).collect();
     for path in &existing {
         if is_static_elf(&read_bytes(path)?) {
-            return Ok(path.to_path_buf());
+            return Ok(Found::Static(path.to_path_buf()));
         }
     }
-    match existing.first() {
-        Some(dynamic) => Err(AssetError::InitNotStatic { path: dynamic.to_path_buf() }),
-        None => Err(AssetError::NoInit { searched: candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ") }),
-    }
+    Ok(match existing.first() {
+        Some(dynamic) => Found::OnlyDynamic(dynamic.to_path_buf()),
+        None => Found::Missing(candidates),
+    })
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
 const PT_INTERP: u32 = 3;
@@ -176,5 +274,25 @@ mod tests {
         assert!(!is_static_elf(&me), "test binaries are dynamically linked");
         assert!(!is_static_elf(b"#!/bin/sh\n"));
         assert!(!is_static_elf(&me[..64]), "truncated headers are not static executables");
+    }
+
+    #[test]
+    fn ldd_output_gives_files_and_the_loader() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibseccomp.so.2 => /lib/x86_64-linux-gnu/libseccomp.so.2 (0x00007f1)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f2)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f3)\n";
+        let paths = parse_ldd(text).unwrap();
+        assert_eq!(
+            paths,
+            ["/lib/x86_64-linux-gnu/libseccomp.so.2", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"].map(PathBuf::from)
+        );
+        assert_eq!(parse_ldd("\tlibnope.so.1 => not found\n").unwrap_err(), "libnope.so.1 not found");
+        assert!(parse_ldd("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn runc_libraries_resolve_on_this_host() {
+        let libraries = shared_libraries(Path::new(RUNC_PATH)).expect("runc is installed (apt-packages.txt)");
+        assert!(libraries.iter().any(|l| l.ends_with("libc.so.6")), "{libraries:?}");
+        assert!(libraries.iter().any(|l| l.to_string_lossy().contains("ld-linux")), "the loader is included: {libraries:?}");
+        assert!(libraries.iter().all(|l| l.is_file()));
     }
 }

@@ -1,9 +1,11 @@
-//! Builds the zone's initramfs (a newc cpio archive) from moat-init and kernel modules.
+//! Builds the zone's initramfs (a newc cpio archive) from moat-init, runc, its libraries and
+//! kernel modules, and the digest that names it in the cache.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use cpio::newc::{Builder, ModeFileType};
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitramfsError {
@@ -45,6 +47,41 @@ pub fn write_archive<W: Write>(out: W, entries: &[Entry]) -> Result<W, Initramfs
         };
     }
     Ok(cpio::newc::trailer(out)?)
+}
+
+/// Hex SHA-256 over every entry's kind, path, mode and content: the archive's cache key.
+pub fn digest(entries: &[Entry]) -> Result<String, InitramfsError> {
+    let mut hash = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    };
+    for entry in entries {
+        match entry {
+            Entry::Dir { path } => {
+                field(b"dir");
+                field(path.as_bytes());
+            }
+            Entry::CharDevice { path, major, minor, mode } => {
+                field(b"char");
+                field(path.as_bytes());
+                field(&[major.to_le_bytes(), minor.to_le_bytes(), mode.to_le_bytes()].concat());
+            }
+            Entry::Bytes { path, data, mode } => {
+                field(b"file");
+                field(path.as_bytes());
+                field(&mode.to_le_bytes());
+                field(data);
+            }
+            Entry::File { path, source, mode } => {
+                field(b"file");
+                field(path.as_bytes());
+                field(&mode.to_le_bytes());
+                field(&read(source)?);
+            }
+        }
+    }
+    Ok(hex::encode(hash.finalize()))
 }
 
 fn write_file<W: Write>(out: W, ino: u32, path: &str, mode: u32, data: &[u8]) -> Result<W, InitramfsError> {
@@ -100,6 +137,21 @@ mod tests {
         assert_eq!(reader.entry().file_size(), 2);
         reader = cpio::newc::Reader::new(reader.finish().unwrap()).unwrap();
         assert_eq!((reader.entry().rdev_major(), reader.entry().rdev_minor()), (5, 1));
+    }
+
+    #[test]
+    fn digest_covers_content_and_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("runc");
+        std::fs::write(&source, b"v1").unwrap();
+        let entries = |path: &str| vec![Entry::Dir { path: "usr".into() }, Entry::File { path: path.into(), source: source.clone(), mode: 0o755 }];
+        let first = digest(&entries("usr/runc")).unwrap();
+        assert_eq!(first, digest(&entries("usr/runc")).unwrap(), "stable");
+        assert_ne!(first, digest(&entries("usr/runc2")).unwrap(), "the path counts");
+        std::fs::write(&source, b"v2").unwrap();
+        assert_ne!(first, digest(&entries("usr/runc")).unwrap(), "a changed file changes the key");
+        let same_bytes = vec![Entry::Dir { path: "usr".into() }, Entry::Bytes { path: "usr/runc".into(), data: b"v2".to_vec(), mode: 0o755 }];
+        assert_eq!(digest(&same_bytes).unwrap(), digest(&entries("usr/runc")).unwrap(), "bytes and files hash alike");
     }
 
     #[test]

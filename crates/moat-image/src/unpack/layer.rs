@@ -55,9 +55,9 @@ pub fn decompressed<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a
 /// or if its uncompressed digest is not `diff_id`.
 pub fn apply(rootfs: &Rootfs, blob: impl Read, diff_id: &Digest, max_bytes: u64) -> Result<(), LayerError> {
     let metered = MeteredReader::new(decompressed(blob).map_err(LayerError::Read)?, max_bytes);
-    let mut archive = tar::Archive::new(metered);
+    let mut archive = tar::Archive::new(ZeroTail::new(metered));
     let walked = walk(rootfs, &mut archive);
-    let metered = archive.into_inner();
+    let metered = archive.into_inner().inner;
     if metered.count() > max_bytes {
         return Err(LayerError::TooLarge { limit: max_bytes });
     }
@@ -70,6 +70,43 @@ pub fn apply(rootfs: &Rootfs, blob: impl Read, diff_id: &Digest, max_bytes: u64)
         return Err(LayerError::DiffIdMismatch { expected: diff_id.clone(), actual });
     }
     Ok(())
+}
+
+/// Ends a tar stream that stops right after its last file's data, without padding or the
+/// end-of-archive blocks (as `umoci insert` writes them), the way Go's archive/tar, and so
+/// Docker and containerd, accept it: at the end of the real bytes it supplies zeros. The
+/// digest is taken below this reader, over the real bytes only.
+struct ZeroTail<R> {
+    inner: R,
+    position: u64,
+    tail: Option<u64>,
+}
+
+impl<R: Read> ZeroTail<R> {
+    const BLOCK: u64 = 512;
+
+    fn new(inner: R) -> Self {
+        Self { inner, position: 0, tail: None }
+    }
+}
+
+impl<R: Read> Read for ZeroTail<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.tail.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.position += n as u64;
+                return Ok(n);
+            }
+            let padding = (Self::BLOCK - self.position % Self::BLOCK) % Self::BLOCK;
+            self.tail = Some(padding + 2 * Self::BLOCK);
+        }
+        let left = self.tail.unwrap_or(0);
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        buf[..n].fill(0);
+        self.tail = Some(left - n as u64);
+        Ok(n)
+    }
 }
 
 fn walk<R: Read>(rootfs: &Rootfs, archive: &mut tar::Archive<R>) -> Result<(), LayerError> {

@@ -201,6 +201,19 @@ impl Compression {
     }
 }
 
+/// Incompressible bytes (xorshift), so compressed layers keep their size.
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_f491_u32;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
 /// A small, runnable base layer: busybox-static as /bin/busybox, with /bin/sh linked to it.
 pub fn busybox_layer() -> Vec<u8> {
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");

@@ -157,7 +157,7 @@ fn find(store: &Store, reference: &str) -> anyhow::Result<StoredImage> {
     store
         .get(reference)
         .with_context(|| format!("cannot read image {reference}"))?
-        .with_context(|| format!("no image {reference} in the store (pull or import it first)"))
+        .with_context(|| format!("image {reference} is not in the store (pull or import it first)"))
 }
 
 fn inspect(store: &Store, reference: &str) -> anyhow::Result<ExitCode> {

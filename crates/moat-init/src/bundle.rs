@@ -1,0 +1,171 @@
+//! The runtime bundle for runc: the host's spec completed with what only the zone knows (the
+//! rootfs, the image's accounts, the zone's devices), written as config.json.
+
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use moat_spec::devices::{add_zone_devices, DeviceError};
+use moat_spec::user::{apply_user, UserError, MAX_ACCOUNT_FILE_BYTES};
+use moat_spec::SpecError;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::Spec;
+
+use crate::devscan::{self, ScanError};
+
+pub const BUNDLE_DIR: &str = "/run/moat/bundle";
+/// Where the container's cgroups live, under the zone's cgroup2 mount.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// Parent cgroup of every container in the zone.
+const CGROUP_PARENT: &str = "/moat";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error(transparent)]
+    Devices(#[from] DeviceError),
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error("reading {file} in the image: {err}")]
+    Account { file: &'static str, err: std::io::Error },
+    #[error("{file} in the image is not a regular file")]
+    AccountNotAFile { file: &'static str },
+    #[error("the spec has no process")]
+    NoProcess,
+    #[error("writing {path}: {err}")]
+    Write { path: PathBuf, err: std::io::Error },
+}
+
+/// Point the spec at `rootfs`, resolve its user against the image, give a privileged
+/// container the zone's devices, and place it in the zone's cgroup tree.
+pub fn complete(spec: &mut Spec, rootfs: &Path, container_id: &str, tty: bool) -> Result<(), BundleError> {
+    let mut root = spec.root().clone().unwrap_or_default();
+    root.set_path(rootfs.to_path_buf());
+    spec.set_root(Some(root));
+    spec.process_mut().as_mut().ok_or(BundleError::NoProcess)?.set_terminal(Some(tty));
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_cgroups_path(Some(PathBuf::from(format!("{CGROUP_PARENT}/{container_id}"))));
+    }
+
+    let passwd = read_account(rootfs, "/etc/passwd")?;
+    let group = read_account(rootfs, "/etc/group")?;
+    apply_user(spec, passwd.as_deref(), group.as_deref())?;
+    if moat_spec::is_privileged(spec) {
+        add_zone_devices(spec, &devscan::scan(Path::new("/dev"))?)?;
+    }
+    Ok(())
+}
+
+/// The directory of the container's cgroup, as runc creates it from the completed spec.
+pub fn cgroup_dir(spec: &Spec) -> Option<PathBuf> {
+    let path = spec.linux().as_ref()?.cgroups_path().as_ref()?;
+    Some(Path::new(CGROUP_ROOT).join(path.strip_prefix("/").unwrap_or(path)))
+}
+
+/// Write the spec into the bundle directory; returns that directory.
+pub fn write(spec: &Spec) -> Result<&'static Path, BundleError> {
+    let dir = Path::new(BUNDLE_DIR);
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |err| BundleError::Write { path, err }
+    };
+    std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+    let json = serde_json::to_vec(spec).map_err(|e| SpecError::Json(e.to_string()))?;
+    let config = dir.join("config.json");
+    std::fs::write(&config, json).map_err(write_err(&config))?;
+    Ok(dir)
+}
+
+/// An account file of the image, or `None` when it does not exist. The image is hostile:
+/// symlinks resolve inside the rootfs only, a fifo or device is refused rather than read, and
+/// at most one byte more than moat-spec accepts is read, so it can report the size.
+fn read_account(rootfs: &Path, file: &'static str) -> Result<Option<String>, BundleError> {
+    let account_err = |err| BundleError::Account { file, err };
+    let root = std::fs::File::open(rootfs).map_err(account_err)?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
+        .mode(Mode::empty())
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS | ResolveFlag::RESOLVE_NO_XDEV);
+    let fd = match openat2(root.as_raw_fd(), file, how) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(err) => return Err(account_err(err.into())),
+    };
+    // SAFETY: openat2 just returned this descriptor and nothing else owns it.
+    let file_handle = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let meta = file_handle.metadata().map_err(account_err)?;
+    if !meta.is_file() {
+        return Err(BundleError::AccountNotAFile { file });
+    }
+    let mut bytes = Vec::new();
+    file_handle
+        .take(MAX_ACCOUNT_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(account_err)?;
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rootfs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn account_files_are_read_inside_the_rootfs() {
+        let dir = rootfs();
+        assert_eq!(read_account(dir.path(), "/etc/passwd").unwrap(), None, "a missing file is fine");
+        std::fs::write(dir.path().join("etc/group"), "root:x:0:\n").unwrap();
+        assert_eq!(read_account(dir.path(), "/etc/group").unwrap().as_deref(), Some("root:x:0:\n"));
+
+        // An absolute symlink resolves against the rootfs, never the zone's own files.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "zone\n").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("etc/passwd")).unwrap();
+        assert_eq!(read_account(dir.path(), "/etc/passwd").unwrap(), None);
+    }
+
+    #[test]
+    fn account_files_must_be_regular_and_are_bounded() {
+        let dir = rootfs();
+        nix::unistd::mkfifo(&dir.path().join("etc/passwd"), Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(matches!(read_account(dir.path(), "/etc/passwd"), Err(BundleError::AccountNotAFile { .. })));
+        std::fs::write(dir.path().join("etc/group"), vec![b'x'; MAX_ACCOUNT_FILE_BYTES * 2]).unwrap();
+        let group = read_account(dir.path(), "/etc/group").unwrap().unwrap();
+        assert_eq!(group.len(), MAX_ACCOUNT_FILE_BYTES + 1, "read stops one byte past the limit");
+    }
+
+    #[test]
+    fn complete_points_at_the_rootfs_and_resolves_the_user() {
+        let dir = rootfs();
+        std::fs::write(dir.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n").unwrap();
+        let mut spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"cwd": "/", "args": ["id"], "user": {"uid": 0, "gid": 0}, "terminal": true},
+            "linux": {},
+            "annotations": {"moat.user": "app"}
+        }))
+        .unwrap();
+        complete(&mut spec, dir.path(), "c1", false).unwrap();
+        assert_eq!(spec.root().as_ref().unwrap().path(), dir.path());
+        let process = spec.process().as_ref().unwrap();
+        assert_eq!((process.user().uid(), process.user().gid()), (1000, 1000));
+        assert_eq!(process.terminal(), Some(false));
+        assert!(process.env().as_ref().unwrap().contains(&"HOME=/home/app".to_string()));
+        assert_eq!(cgroup_dir(&spec).unwrap(), Path::new("/sys/fs/cgroup/moat/c1"));
+
+        let mut unknown = spec.clone();
+        unknown.set_annotations(Some([("moat.user".to_string(), "nobody-here".to_string())].into()));
+        let err = complete(&mut unknown, dir.path(), "c1", false).unwrap_err();
+        assert!(err.to_string().contains("nobody-here"), "{err}");
+    }
+}

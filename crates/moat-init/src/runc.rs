@@ -1,0 +1,159 @@
+//! Driving Debian's runc (copied into the initramfs by the host): create, start, delete, and
+//! one clear line out of its log when it fails.
+
+use std::ffi::OsStr;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+pub const RUNC: &str = "/usr/sbin/runc";
+/// runc's state directory (its default for root).
+const STATE_DIR: &str = "/run/runc";
+/// runc's log, one JSON object per line; rewritten for every command.
+const LOG_FILE: &str = "/run/moat/runc.log";
+
+/// Most of runc's log read back for an error. runc writes the log, but its messages quote the
+/// image's paths and arguments, and a runaway log must not fill init's memory.
+const MAX_LOG_BYTES: u64 = 64 * 1024;
+/// Longest runc error passed on to the host as the reason a run failed.
+const MAX_ERROR_CHARS: usize = 512;
+
+/// Leading parts of runc's errors that only say which layer passed the error up.
+const WRAPPERS: [&str; 6] = [
+    "runc create failed",
+    "runc start failed",
+    "runc delete failed",
+    "runc run failed",
+    "unable to start container process",
+    "error during container init",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuncError {
+    #[error("starting {RUNC}: {0}")]
+    Spawn(std::io::Error),
+    /// runc's own reason, stripped of its wrappers.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The container process's stdio while `runc create` runs: runc passes its own stdio through
+/// to the container when there is no terminal.
+pub struct ContainerStdio {
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+}
+
+impl ContainerStdio {
+    pub fn null() -> Self {
+        Self { stdin: Stdio::null(), stdout: Stdio::null(), stderr: Stdio::null() }
+    }
+}
+
+/// `runc create`: the container's process exists, stopped before exec, when this returns.
+pub fn create(id: &str, bundle: &Path, pid_file: &Path, console_socket: Option<&Path>, stdio: ContainerStdio) -> Result<(), RuncError> {
+    let mut args: Vec<&OsStr> = vec!["create".as_ref(), "--bundle".as_ref(), bundle.as_os_str(), "--pid-file".as_ref(), pid_file.as_os_str()];
+    if let Some(socket) = console_socket {
+        args.extend(["--console-socket".as_ref(), socket.as_os_str()]);
+    }
+    args.push(id.as_ref());
+    run("create", &args, stdio)
+}
+
+/// `runc start`: the container's process execs its command.
+pub fn start(id: &str) -> Result<(), RuncError> {
+    run("start", &["start".as_ref(), id.as_ref()], ContainerStdio::null())
+}
+
+/// `runc delete --force`: kill what is left and remove the container's state and cgroup.
+pub fn delete(id: &str) -> Result<(), RuncError> {
+    run("delete", &["delete".as_ref(), "--force".as_ref(), id.as_ref()], ContainerStdio::null())
+}
+
+fn run(command: &str, args: &[&OsStr], stdio: ContainerStdio) -> Result<(), RuncError> {
+    let _ = std::fs::remove_file(LOG_FILE);
+    let status = Command::new(RUNC)
+        .args(["--root", STATE_DIR, "--log", LOG_FILE, "--log-format", "json"])
+        .args(args)
+        .stdin(stdio.stdin)
+        .stdout(stdio.stdout)
+        .stderr(stdio.stderr)
+        .status()
+        .map_err(RuncError::Spawn)?;
+    if status.success() {
+        return Ok(());
+    }
+    let reason = read_log_tail().as_deref().and_then(error_message).unwrap_or_else(|| format!("runc {command} failed ({status})"));
+    Err(RuncError::Failed(reason))
+}
+
+fn read_log_tail() -> Option<String> {
+    let mut file = std::fs::File::open(LOG_FILE).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(MAX_LOG_BYTES))).ok()?;
+    let mut bytes = Vec::new();
+    file.take(MAX_LOG_BYTES).read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[derive(serde::Deserialize)]
+struct LogLine {
+    level: String,
+    msg: String,
+}
+
+/// The last error in runc's JSON log, without the wrappers, on one bounded line.
+pub fn error_message(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<LogLine>(line).ok())
+        .find(|line| line.level == "error" || line.level == "fatal")?;
+    let mut msg = line.msg.as_str();
+    while let Some((head, rest)) = msg.split_once(": ") {
+        if !WRAPPERS.contains(&head.trim()) {
+            break;
+        }
+        msg = rest;
+    }
+    let one_line: String = msg.chars().map(|c| if c.is_control() { ' ' } else { c }).take(MAX_ERROR_CHARS).collect();
+    Some(one_line.trim().to_string()).filter(|m| !m.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_meaningful_part_of_a_create_error() {
+        let log = r#"{"level":"warning","msg":"some warning","time":"2024-01-01T00:00:00Z"}
+{"level":"error","msg":"runc create failed: unable to start container process: exec: \"nope\": executable file not found in $PATH","time":"2024-01-01T00:00:00Z"}
+"#;
+        assert_eq!(error_message(log).as_deref(), Some(r#"exec: "nope": executable file not found in $PATH"#));
+    }
+
+    #[test]
+    fn the_last_error_wins_and_inner_colons_stay() {
+        let log = r#"{"level":"error","msg":"first","time":"t"}
+{"level":"error","msg":"runc create failed: unable to start container process: error during container init: error mounting \"proc\" to rootfs at \"/proc\": permission denied","time":"t"}
+{"level":"info","msg":"done","time":"t"}"#;
+        assert_eq!(error_message(log).as_deref(), Some(r#"error mounting "proc" to rootfs at "/proc": permission denied"#));
+    }
+
+    #[test]
+    fn no_error_or_garbage_gives_nothing() {
+        assert_eq!(error_message(""), None);
+        assert_eq!(error_message("not json\n{\"level\":\"info\",\"msg\":\"x\"}"), None);
+        assert_eq!(error_message(r#"{"level":"error","msg":"runc create failed: "}"#), None);
+    }
+
+    #[test]
+    fn errors_are_one_bounded_line() {
+        let long = format!(r#"{{"level":"error","msg":"bad\nthing\u001b[31m {}"}}"#, "x".repeat(2 * MAX_ERROR_CHARS));
+        let msg = error_message(&long).unwrap();
+        assert!(!msg.chars().any(char::is_control), "{msg:?}");
+        assert!(msg.chars().count() <= MAX_ERROR_CHARS);
+        assert!(msg.starts_with("bad thing"));
+    }
+}

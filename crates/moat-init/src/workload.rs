@@ -1,0 +1,264 @@
+//! The zone's running workload: its stdio relayed to and from the channel, its signals and
+//! terminal size from the host, and its end reported once all its output went out.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use moat_proto::{ExitStatus, GuestMessage, Stream, WORKLOAD};
+use nix::poll::PollFlags;
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+
+use crate::channel::Channel;
+use crate::{log, terminal, Error};
+
+/// Largest Output message payload.
+pub const MAX_OUTPUT_CHUNK: usize = 64 * 1024;
+
+/// Host stdin bytes init holds for a workload that does not read them. Past this, init stops
+/// reading the channel until the workload catches up, so a flood from the host cannot fill the
+/// zone's memory.
+pub const MAX_PENDING_STDIN: usize = 1024 * 1024;
+
+/// How long after the workload's death init waits for the last output (other processes of the
+/// container may hold the pipes briefly while the kernel tears the container down).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Largest memory.events file read.
+const MAX_EVENTS_BYTES: u64 = 4096;
+
+/// Exit code of a shell whose child the kernel killed with SIGKILL.
+const SHELL_SIGKILL_CODE: i32 = 128 + 9;
+
+struct Input {
+    fd: OwnedFd,
+    pending: Vec<u8>,
+    /// The host closed stdin: close it once `pending` is written.
+    closing: bool,
+}
+
+struct Output {
+    fd: OwnedFd,
+    stream: Stream,
+}
+
+pub struct Workload {
+    id: String,
+    pid: Pid,
+    cgroup: Option<PathBuf>,
+    input: Option<Input>,
+    outputs: Vec<Output>,
+    /// The pty master, kept for resizing; the input and output hold their own duplicates.
+    terminal: Option<OwnedFd>,
+    ended: Option<(ExitStatus, Instant)>,
+}
+
+/// What the poll loop watches for the workload, in the order [`Workload::relay`] expects.
+pub struct Watch<'a> {
+    pub fd: BorrowedFd<'a>,
+    pub events: PollFlags,
+}
+
+impl Workload {
+    pub fn new(id: String, pid: Pid, cgroup: Option<PathBuf>, input: Option<OwnedFd>, outputs: Vec<(OwnedFd, Stream)>, terminal: Option<OwnedFd>) -> Self {
+        Self {
+            id,
+            pid,
+            cgroup,
+            input: input.map(|fd| Input { fd, pending: Vec::new(), closing: false }),
+            outputs: outputs.into_iter().map(|(fd, stream)| Output { fd, stream }).collect(),
+            terminal,
+            ended: None,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The outputs, then the input when it has bytes to write.
+    pub fn watches(&self) -> Vec<Watch<'_>> {
+        let mut watches: Vec<Watch<'_>> = self.outputs.iter().map(|o| Watch { fd: o.fd.as_fd(), events: PollFlags::POLLIN }).collect();
+        if let Some(input) = self.input.as_ref().filter(|i| !i.pending.is_empty()) {
+            watches.push(Watch { fd: input.fd.as_fd(), events: PollFlags::POLLOUT });
+        }
+        watches
+    }
+
+    /// Move data for the fds that poll found ready (`ready[i]` belongs to `watches()[i]`).
+    pub fn relay(&mut self, ready: &[bool], channel: &mut Channel) -> Result<(), Error> {
+        let mut finished = Vec::new();
+        for (index, output) in self.outputs.iter().enumerate() {
+            if ready.get(index).copied().unwrap_or(false) && !forward(output, channel)? {
+                finished.push(index);
+            }
+        }
+        if ready.get(self.outputs.len()).copied().unwrap_or(false) {
+            self.flush_input();
+        }
+        for index in finished.into_iter().rev() {
+            self.outputs.remove(index);
+        }
+        Ok(())
+    }
+
+    /// Bytes from the host for stdin; empty means end of input.
+    pub fn stdin(&mut self, data: Vec<u8>) {
+        let Some(input) = self.input.as_mut() else { return };
+        if data.is_empty() {
+            input.closing = true;
+        } else {
+            input.pending.extend_from_slice(&data);
+        }
+        self.flush_input();
+    }
+
+    /// Whether init may read more from the channel (see [`MAX_PENDING_STDIN`]).
+    pub fn accepts_input(&self) -> bool {
+        self.input.as_ref().is_none_or(|i| i.pending.len() < MAX_PENDING_STDIN)
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        if self.ended.is_none() {
+            let _ = nix::sys::signal::kill(self.pid, signal);
+        }
+    }
+
+    pub fn resize(&self, rows: u16, cols: u16) {
+        if let Some(master) = &self.terminal {
+            if let Err(err) = terminal::resize(master.as_fd(), rows, cols) {
+                log::info(&format!("resizing the terminal: {err}"));
+            }
+        }
+    }
+
+    /// The workload's process was reaped with `status`.
+    pub fn reaped(&mut self, status: WaitStatus) {
+        let oom_kills = self.cgroup.as_ref().map_or(0, |dir| read_oom_kills(&dir.join("memory.events")));
+        if let Some(status) = exit_status(status, oom_kills) {
+            log::info(&format!("workload {} ended: {status:?}", self.id));
+            self.ended = Some((status, Instant::now()));
+            self.input = None;
+        }
+    }
+
+    /// How long the poll loop may sleep before [`Self::exit_status`] must be asked again.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.ended.map(|(_, at)| DRAIN_GRACE.saturating_sub(at.elapsed()))
+    }
+
+    /// The status to report once the process ended and its output is drained (or the grace
+    /// period for the last bytes is over).
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        let (status, at) = self.ended?;
+        (self.outputs.is_empty() || at.elapsed() >= DRAIN_GRACE).then_some(status)
+    }
+
+    fn flush_input(&mut self) {
+        let Some(input) = self.input.as_mut() else { return };
+        while !input.pending.is_empty() {
+            match nix::unistd::write(&input.fd, &input.pending) {
+                Ok(n) => {
+                    input.pending.drain(..n);
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(err) => {
+                    // The reader is gone (EPIPE): nothing will ever take these bytes.
+                    log::info(&format!("workload stdin: {err}"));
+                    self.input = None;
+                    return;
+                }
+            }
+        }
+        if input.closing {
+            self.input = None;
+        }
+    }
+}
+
+/// Read once from `output` and send what came; false at its end.
+fn forward(output: &Output, channel: &mut Channel) -> Result<bool, Error> {
+    let mut buf = vec![0u8; MAX_OUTPUT_CHUNK];
+    match nix::unistd::read(output.fd.as_raw_fd(), &mut buf) {
+        Ok(0) => Ok(false),
+        Ok(n) => {
+            buf.truncate(n);
+            channel.send(&GuestMessage::Output { process: WORKLOAD, stream: output.stream, data: buf })?;
+            Ok(true)
+        }
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Ok(true),
+        // A pty master reads EIO once the last holder of the terminal closed it.
+        Err(nix::errno::Errno::EIO) => Ok(false),
+        Err(err) => {
+            log::info(&format!("workload {:?}: {err}", output.stream));
+            Ok(false)
+        }
+    }
+}
+
+/// How the process ended, from its wait status and its cgroup's OOM kill count. A death by
+/// SIGKILL, or a shell's 137 for its child's, with an OOM kill in the cgroup is an OOM kill.
+pub fn exit_status(status: WaitStatus, oom_kills: u64) -> Option<ExitStatus> {
+    let status = match status {
+        WaitStatus::Exited(_, code) if code == SHELL_SIGKILL_CODE && oom_kills > 0 => ExitStatus::OomKilled,
+        WaitStatus::Exited(_, code) => ExitStatus::Code { code },
+        WaitStatus::Signaled(_, Signal::SIGKILL, _) if oom_kills > 0 => ExitStatus::OomKilled,
+        WaitStatus::Signaled(_, signal, _) => ExitStatus::Signal { signal: signal as i32 },
+        _ => return None,
+    };
+    Some(status)
+}
+
+fn read_oom_kills(path: &std::path::Path) -> u64 {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(MAX_EVENTS_BYTES).read_to_string(&mut text));
+    if read.is_err() {
+        return 0;
+    }
+    parse_oom_kills(&text)
+}
+
+/// The `oom_kill` counter of a cgroup v2 `memory.events` file.
+pub fn parse_oom_kills(events: &str) -> u64 {
+    events
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .find(|(key, _)| *key == "oom_kill")
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PID: Pid = Pid::from_raw(42);
+
+    #[test]
+    fn oom_kill_counter() {
+        let events = "low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\noom_group_kill 0\n";
+        assert_eq!(parse_oom_kills(events), 2);
+        assert_eq!(parse_oom_kills("oom 1\n"), 0);
+        assert_eq!(parse_oom_kills("oom_kill lots\n"), 0);
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(exit_status(WaitStatus::Exited(PID, 7), 0), Some(ExitStatus::Code { code: 7 }));
+        assert_eq!(exit_status(WaitStatus::Signaled(PID, Signal::SIGTERM, false), 0), Some(ExitStatus::Signal { signal: 15 }));
+        assert_eq!(exit_status(WaitStatus::Signaled(PID, Signal::SIGKILL, false), 0), Some(ExitStatus::Signal { signal: 9 }));
+        assert_eq!(exit_status(WaitStatus::Signaled(PID, Signal::SIGKILL, false), 1), Some(ExitStatus::OomKilled));
+        assert_eq!(exit_status(WaitStatus::Exited(PID, 137), 1), Some(ExitStatus::OomKilled));
+        assert_eq!(exit_status(WaitStatus::Exited(PID, 137), 0), Some(ExitStatus::Code { code: 137 }));
+        assert_eq!(exit_status(WaitStatus::Signaled(PID, Signal::SIGTERM, false), 1), Some(ExitStatus::Signal { signal: 15 }));
+        assert_eq!(exit_status(WaitStatus::StillAlive, 0), None);
+    }
+}
