@@ -73,14 +73,23 @@ pub fn delete(id: &str) -> Result<(), RuncError> {
 
 fn run(command: &str, args: &[&OsStr], stdio: ContainerStdio) -> Result<(), RuncError> {
     let _ = std::fs::remove_file(LOG_FILE);
-    let status = Command::new(RUNC)
+    let mut runc = Command::new(RUNC);
+    runc
         .args(["--root", STATE_DIR, "--log", LOG_FILE, "--log-format", "json"])
         .args(args)
         .stdin(stdio.stdin)
         .stdout(stdio.stdout)
-        .stderr(stdio.stderr)
-        .status()
-        .map_err(RuncError::Spawn)?;
+        .stderr(stdio.stderr);
+    // Init blocks the signals it reads through its signalfd, and a blocked mask survives exec:
+    // without this the container's process would start with SIGTERM, SIGUSR1 and the rest
+    // blocked, and a signal forwarded to it would never arrive.
+    // SAFETY: sigprocmask is async-signal-safe and only changes the child's own mask.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut runc, || {
+            nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from)
+        });
+    }
+    let status = runc.status().map_err(RuncError::Spawn)?;
     if status.success() {
         return Ok(());
     }

@@ -59,7 +59,24 @@ fn privileged_dmesg_reads_the_zone_kernel() {
 fn exit_codes_and_signals_propagate() {
     let moat = Moat::with_busybox();
     assert_eq!(moat.run(&["run", "--rm", BUSYBOX, "sh", "-c", "exit 7"]).status.code(), Some(7));
-    assert_eq!(moat.run(&["run", "--rm", BUSYBOX, "sh", "-c", "kill -TERM $$"]).status.code(), Some(128 + 15));
+
+    // SIGTERM to `moat run` reaches the workload, whose handler decides the exit code.
+    let mut child = moat
+        .cmd(&["run", "--rm", BUSYBOX, "sh", "-c", "trap 'echo got TERM; exit 42' TERM; echo ready; while :; do sleep 0.2; done"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout_pipe = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout_pipe, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // SAFETY: signalling the moat process this test started.
+    unsafe { libc::kill(child.id().cast_signed(), libc::SIGTERM) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout_pipe, &mut rest).unwrap();
+    assert_eq!(rest, "got TERM\n");
+    assert_eq!(child.wait().unwrap().code(), Some(42));
 }
 
 #[test]
@@ -127,10 +144,23 @@ fn detached_logs_wait_and_rm() {
 #[test]
 fn kill_and_stop_reach_the_workload() {
     let moat = Moat::with_busybox();
-    moat.ok(&["run", "-d", "--name", "k", BUSYBOX, "sleep", "600"]);
+    // A handled signal decides the exit code.
+    moat.ok(&["run", "-d", "--name", "k", BUSYBOX, "sh", "-c", "trap 'exit 42' USR1; while :; do sleep 0.2; done"]);
     moat.ok(&["kill", "-s", "USR1", "k"]);
-    assert_eq!(moat.ok(&["wait", "k"]).trim(), "138", "SIGUSR1 (10) kills sleep: 128 + 10");
-    moat.ok(&["rm", "k"]);
+    assert_eq!(moat.ok(&["wait", "k"]).trim(), "42");
+
+    // The default, SIGKILL, ends any process: death by signal 9 is 128 + 9.
+    moat.ok(&["run", "-d", "--name", "s", BUSYBOX, "sleep", "600"]);
+    moat.ok(&["kill", "s"]);
+    assert_eq!(moat.ok(&["wait", "s"]).trim(), "137");
+
+    // `stop`: PID 1 without a TERM handler ignores SIGTERM (as in Docker), so SIGKILL follows.
+    moat.ok(&["run", "-d", "--name", "t", BUSYBOX, "sleep", "600"]);
+    let started = std::time::Instant::now();
+    moat.ok(&["stop", "-t", "1", "t"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(moat.ok(&["ps", "-a"]).lines().any(|l| l.contains(" t") && l.contains("Exited (137)")));
+    moat.ok(&["rm", "k", "s", "t"]);
     moat.assert_nothing_running();
 }
 

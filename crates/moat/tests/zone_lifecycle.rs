@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{stderr, Moat};
+use common::{stderr, stderr_raw, Moat};
 
 const BOOT: Duration = Duration::from_secs(120);
 
@@ -157,8 +157,8 @@ fn accel_kvm_fails_fast_where_kvm_cannot_run_the_guest() {
     // auto falls back to TCG, says why in one warning line, and does not hang.
     let out = moat.run(&["zone", "create", "--name", "auto", "--accel", "auto"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let warnings: Vec<String> = stderr(&out).lines().filter(|l| l.starts_with("moat: warning: using TCG")).map(String::from).collect();
-    assert_eq!(warnings.len(), 1, "{}", stderr(&out));
+    let warnings: Vec<String> = stderr_raw(&out).lines().filter(|l| l.starts_with("moat: warning: using TCG")).map(String::from).collect();
+    assert_eq!(warnings.len(), 1, "{}", stderr_raw(&out));
     assert_eq!(moat.inspect("auto")["accel"], "tcg");
     assert!(started.elapsed() < BOOT);
     moat.ok(&["zone", "rm", "-f", "auto"]);

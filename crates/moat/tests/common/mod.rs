@@ -123,7 +123,12 @@ fn processes_mentioning(needle: &Path) -> Vec<(u32, String)> {
     found
 }
 
+/// stderr without moat's warning lines (such as the TCG fallback note on hosts without usable KVM).
 pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).lines().filter(|l| !l.starts_with("moat: warning:")).map(|l| format!("{l}\n")).collect()
+}
+
+pub fn stderr_raw(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 

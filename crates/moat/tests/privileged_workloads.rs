@@ -1,0 +1,152 @@
+//! What a privileged workload may do to its zone's kernel (loop devices and filesystems,
+//! network interfaces, kernel modules, the kernel log, nested namespaces), each checked from the
+//! host while the workload still holds it: none of it reaches the host.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{stdout, Moat, BUSYBOX};
+
+/// How long a zone may take to boot and run a script's setup under TCG.
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Printed once the script's setup is done; the workload then idles until stopped, so the host
+/// can look for leaks while everything it made still exists.
+const READY: &str = "ready";
+
+/// The script, then a wait that `moat stop` ends with SIGTERM.
+fn holding(script: &str) -> String {
+    format!("set -e\n{script}\ntrap 'exit 0' TERM\necho {READY}\nwhile :; do sleep 1; done\n")
+}
+
+/// Run `script` privileged and detached, call `while_running` once it printed [`READY`], then
+/// stop it; returns its stdout lines before the ready line.
+fn run_privileged(moat: &Moat, name: &str, script: &str, while_running: impl FnOnce()) -> Vec<String> {
+    moat.ok(&["run", "-d", "--privileged", "--name", name, BUSYBOX, "sh", "-c", &holding(script)]);
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let lines = loop {
+        let out = moat.run(&["logs", name]);
+        let text = stdout(&out);
+        if text.lines().any(|l| l == READY) {
+            break text.lines().take_while(|l| *l != READY).map(str::to_string).collect::<Vec<_>>();
+        }
+        let finished = moat.ok(&["ps", "-a"]).lines().any(|l| l.contains(name) && l.contains("Exited"));
+        assert!(!finished && Instant::now() < deadline, "{name} never got ready; stdout:\n{text}\nstderr:\n{}", common::stderr(&out));
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    while_running();
+    moat.ok(&["stop", name]);
+    assert_eq!(moat.ok(&["wait", name]).trim(), "0", "{name} ends cleanly on stop");
+    moat.ok(&["rm", name]);
+    moat.assert_nothing_running();
+    lines
+}
+
+/// The host's loop devices' backing files.
+fn host_loop_backing_files() -> Vec<String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir("/sys/block").into_iter().flatten().flatten() {
+        if let Ok(file) = std::fs::read_to_string(entry.path().join("loop/backing_file")) {
+            files.push(file.trim().to_string());
+        }
+    }
+    files
+}
+
+fn host_has(path: &str) -> bool {
+    Path::new(path).exists()
+}
+
+fn host_proc_modules() -> String {
+    std::fs::read_to_string("/proc/modules").unwrap_or_default()
+}
+
+#[test]
+fn privileged_workload_mounts_a_loop_device_it_formatted() {
+    let moat = Moat::with_busybox();
+    let probe = format!("moat-probe-{}.img", std::process::id());
+    // The zone's loop module is loaded from inside the container; its device nodes are made by
+    // hand because the container's /dev was populated before the module existed.
+    let script = format!(
+        "modprobe loop
+[ -e /dev/loop-control ] || mknod /dev/loop-control c 10 237
+[ -e /dev/loop0 ] || mknod /dev/loop0 b 7 0
+dd if=/dev/zero of=/tmp/{probe} bs=1M count=8 2>/dev/null
+losetup /dev/loop0 /tmp/{probe}
+echo \"backing: $(cat /sys/block/loop0/loop/backing_file)\"
+mke2fs /dev/loop0 >/dev/null 2>&1
+mkdir -p /mnt/probe
+mount -t ext2 /dev/loop0 /mnt/probe
+echo hello > /mnt/probe/file
+echo \"mounted: $(grep ' /mnt/probe ' /proc/mounts | cut -d' ' -f1,3) $(cat /mnt/probe/file)\""
+    );
+    let started = Instant::now();
+    let lines = run_privileged(&moat, "loopfs", &script, || {
+        let backing = host_loop_backing_files();
+        assert!(!backing.iter().any(|f| f.contains(&probe)), "the host's loop devices show the zone's file: {backing:?}");
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        assert!(!mounts.contains("/mnt/probe"), "the zone's mount shows on the host");
+    });
+    eprintln!("loop device test: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(lines, [format!("backing: /tmp/{probe}"), "mounted: /dev/loop0 ext2 hello".to_string()]);
+}
+
+#[test]
+fn privileged_workload_loads_modules_adds_interfaces_reads_dmesg_and_nests() {
+    let moat = Moat::with_busybox();
+    let modules_before = host_proc_modules();
+    let host_had = |name: &str| host_has(&format!("/sys/module/{name}"));
+    let (had_dummy, had_veth) = (host_had("dummy"), host_had("veth"));
+    let interfaces = ["mprobe0", "mprobe1", "veth0"];
+    let host_interfaces_before: Vec<bool> = interfaces.iter().map(|i| host_has(&format!("/sys/class/net/{i}"))).collect();
+    assert!(!host_interfaces_before[0] && !host_interfaces_before[1], "the host already has a probe interface");
+
+    // busybox's ip names a veth's peer veth0 whatever it is asked.
+    let script = "modprobe dummy
+modprobe veth
+echo \"modules: $(grep -o '^dummy ' /proc/modules)$(grep -o '^veth ' /proc/modules)\"
+ip link add mprobe0 type dummy
+ip link add mprobe1 type veth
+ip addr add 10.213.0.1/24 dev mprobe0
+ip link set mprobe0 up
+echo \"links: $(ip -o link | cut -d: -f2 | tr -d ' ' | tr '\\n' ' ')\"
+echo \"address: $(ip -o -4 addr show mprobe0 | grep -o '10.213.0.1/24')\"
+echo \"dmesg: $(dmesg | grep -o -m1 'Linux version [^ ]*')\"
+before=$(hostname)
+unshare -U -r -m -u -i -n -p -f --mount-proc sh -c 'hostname nested; echo \"nested: $(hostname) pid=$$ uid=$(id -u) links=$(ip -o link | wc -l)\"'
+[ \"$(hostname)\" = \"$before\" ] && echo 'hostname: kept'";
+    let started = Instant::now();
+    let lines = run_privileged(&moat, "kernel", script, || {
+        for (name, had) in [("dummy", had_dummy), ("veth", had_veth)] {
+            if !had {
+                assert!(!host_had(name), "the zone's {name} module shows on the host");
+            }
+        }
+        let modules_now = host_proc_modules();
+        for name in ["dummy", "veth"] {
+            let loaded = |text: &str| text.lines().any(|l| l.split_whitespace().next() == Some(name));
+            assert_eq!(loaded(&modules_now), loaded(&modules_before), "the host's /proc/modules changed for {name}");
+        }
+        for (name, had) in interfaces.iter().zip(&host_interfaces_before) {
+            assert_eq!(host_has(&format!("/sys/class/net/{name}")), *had, "the zone's interface {name} shows on the host");
+        }
+    });
+    eprintln!("kernel test: {:.1} s", started.elapsed().as_secs_f64());
+
+    let zone_kernel = moat_zone::assets::kernel_release(&moat_zone::assets::Assets::default_dir()).unwrap();
+    let host_kernel = nix::sys::utsname::uname().unwrap().release().to_string_lossy().into_owned();
+    assert_ne!(zone_kernel, host_kernel);
+    assert_eq!(
+        lines,
+        [
+            "modules: dummy veth ".to_string(),
+            "links: lo mprobe0 veth0@mprobe1 mprobe1@veth0 ".to_string(),
+            "address: 10.213.0.1/24".to_string(),
+            format!("dmesg: Linux version {zone_kernel}"),
+            "nested: nested pid=1 uid=0 links=1".to_string(),
+            "hostname: kept".to_string(),
+        ]
+    );
+}
