@@ -1,20 +1,28 @@
 //! The workload's disks, found by virtio serial (never by order), and its root filesystem: the
 //! read-only EROFS image under an overlay whose writable layer lives on the scratch disk.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::mount::{mount, MsFlags};
+use nix::sys::statvfs::{statvfs, FsFlags};
+
+use crate::idmap::{self, ContainerIds, IdmapError};
 
 /// Serial of the read-only EROFS image disk.
 pub const IMAGE_SERIAL: &str = "moat-rootfs";
 /// Serial of the ext4 scratch disk the host formats for the writable layer.
 pub const SCRATCH_SERIAL: &str = "moat-scratch";
+/// Serial of the read-only EROFS of the zone kernel's `/lib/modules/<release>` tree.
+pub const MODULES_SERIAL: &str = "moat-modules";
 
 pub const IMAGE_DIR: &str = "/run/moat/image";
 pub const SCRATCH_DIR: &str = "/run/moat/scratch";
 /// The container's root: the overlay of the two.
 pub const ROOTFS_DIR: &str = "/run/moat/rootfs";
+/// Parent of the zone kernel's module tree; the initramfs holds a partial copy.
+const MODULES_ROOT: &str = "/lib/modules";
 
 const SYS_BLOCK: &str = "/sys/block";
 /// The block driver probes at boot, but devtmpfs creates nodes asynchronously.
@@ -28,31 +36,66 @@ pub enum DiskError {
     Missing(&'static str),
     #[error("{what} {path}: {err}")]
     Io { what: &'static str, path: PathBuf, err: std::io::Error },
-    #[error("mounting {fstype} on {target}: {err}")]
-    Mount { fstype: &'static str, target: &'static str, err: nix::Error },
+    #[error("mounting {fstype} on {}: {err}", target.display())]
+    Mount { fstype: &'static str, target: PathBuf, err: nix::Error },
+    #[error("the container's overlay came up read-only: its work directory is unusable")]
+    ReadOnlyOverlay,
+    #[error("uname: {0}")]
+    Uname(nix::Error),
+    #[error(transparent)]
+    Idmap(#[from] IdmapError),
 }
 
-/// Mount the image, the scratch disk and the overlay; returns the overlay's path.
-pub fn mount_rootfs() -> Result<&'static Path, DiskError> {
+/// Mount the image, the scratch disk and the overlay; returns the overlay's path. With the
+/// container's `ids`, the image and the scratch disk are idmapped through its user namespace
+/// before the overlay is built on them, so the container's root owns the image's root-owned
+/// files, and what it writes lands on disk under the ids the image itself uses.
+pub fn mount_rootfs(ids: Option<&ContainerIds>) -> Result<&'static Path, DiskError> {
     let image = wait_for_disk(IMAGE_SERIAL)?;
     let scratch = wait_for_disk(SCRATCH_SERIAL)?;
-    mount_disk(&image, IMAGE_DIR, "erofs", MsFlags::MS_RDONLY)?;
+    mount_disk(&image, Path::new(IMAGE_DIR), "erofs", MsFlags::MS_RDONLY)?;
     // No nodev or nosuid: the overlay reaches device nodes and setuid files through this mount.
-    mount_disk(&scratch, SCRATCH_DIR, "ext4", MsFlags::empty())?;
+    mount_disk(&scratch, Path::new(SCRATCH_DIR), "ext4", MsFlags::empty())?;
     let upper = Path::new(SCRATCH_DIR).join("upper");
     let work = Path::new(SCRATCH_DIR).join("work");
     for dir in [&upper, &work, &PathBuf::from(ROOTFS_DIR)] {
         std::fs::create_dir_all(dir).map_err(|err| DiskError::Io { what: "creating", path: dir.clone(), err })?;
     }
     let options = format!("lowerdir={IMAGE_DIR},upperdir={},workdir={}", upper.display(), work.display());
-    mount(Some("overlay"), ROOTFS_DIR, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
-        .map_err(|err| DiskError::Mount { fstype: "overlay", target: ROOTFS_DIR, err })?;
-    Ok(Path::new(ROOTFS_DIR))
+    let rootfs = Path::new(ROOTFS_DIR);
+    match ids {
+        Some(ids) => {
+            idmap::idmap_in_place(Path::new(IMAGE_DIR), ids.userns.as_fd())?;
+            idmap::idmap_in_place(Path::new(SCRATCH_DIR), ids.userns.as_fd())?;
+            idmap::mount_as(ids.root_uid, ids.root_gid, "overlay", rootfs, &options)?;
+        }
+        None => mount(Some("overlay"), rootfs, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
+            .map_err(|err| DiskError::Mount { fstype: "overlay", target: rootfs.into(), err })?,
+    }
+    // Overlayfs mounts read-only rather than failing when it cannot use its work directory.
+    let stat = statvfs(rootfs).map_err(|err| DiskError::Io { what: "checking", path: rootfs.into(), err: err.into() })?;
+    if stat.flags().contains(FsFlags::ST_RDONLY) {
+        return Err(DiskError::ReadOnlyOverlay);
+    }
+    Ok(rootfs)
 }
 
-fn mount_disk(device: &Path, target: &'static str, fstype: &'static str, flags: MsFlags) -> Result<(), DiskError> {
+/// Mount the zone kernel's full module tree over the initramfs's partial copy, when the host
+/// attached it, so modprobe in the zone (and in a privileged container, which gets a bind of
+/// it) finds every module the kernel ships.
+pub fn mount_modules() -> Result<(), DiskError> {
+    if find_by_serial(Path::new(SYS_BLOCK), MODULES_SERIAL)?.is_none() {
+        return Ok(());
+    }
+    let disk = wait_for_disk(MODULES_SERIAL)?;
+    let release = nix::sys::utsname::uname().map_err(DiskError::Uname)?.release().to_os_string();
+    let target = Path::new(MODULES_ROOT).join(release);
+    mount_disk(&disk, &target, "erofs", MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)
+}
+
+fn mount_disk(device: &Path, target: &Path, fstype: &'static str, flags: MsFlags) -> Result<(), DiskError> {
     std::fs::create_dir_all(target).map_err(|err| DiskError::Io { what: "creating", path: target.into(), err })?;
-    mount(Some(device), target, Some(fstype), flags, None::<&str>).map_err(|err| DiskError::Mount { fstype, target, err })
+    mount(Some(device), target, Some(fstype), flags, None::<&str>).map_err(|err| DiskError::Mount { fstype, target: target.into(), err })
 }
 
 /// The /dev node of the disk with `serial`, waiting briefly for it to appear.

@@ -8,6 +8,7 @@ mod bundle;
 mod channel;
 mod devscan;
 mod disks;
+mod idmap;
 mod log;
 mod modules;
 mod mounts;

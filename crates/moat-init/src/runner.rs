@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 
 use crate::bundle::{self, BundleError};
 use crate::disks::{self, DiskError};
+use crate::idmap::{self, IdmapError};
 use crate::runc::{self, ContainerStdio, RuncError};
 use crate::terminal::{ConsoleSocket, TerminalError};
 use crate::workload::Workload;
@@ -31,6 +32,8 @@ pub enum RunError {
     #[error(transparent)]
     Disk(#[from] DiskError),
     #[error(transparent)]
+    Idmap(#[from] IdmapError),
+    #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
     Terminal(#[from] TerminalError),
@@ -48,7 +51,9 @@ pub fn start(request: &RunRequest) -> Result<Workload, RunError> {
     let id = request.container_id.as_str();
     check_container_id(id)?;
     let mut spec = moat_spec::from_json(&request.spec_json)?;
-    let rootfs = disks::mount_rootfs()?;
+    disks::mount_modules()?;
+    let ids = idmap::spec_user_namespace(&spec)?;
+    let rootfs = disks::mount_rootfs(ids.as_ref())?;
     bundle::complete(&mut spec, rootfs, id, request.tty)?;
     let bundle_dir = bundle::write(&spec)?;
     let cgroup = bundle::cgroup_dir(&spec);
