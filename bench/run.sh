@@ -27,8 +27,7 @@ podman_flags=(--runtime runc --cgroup-manager cgroupfs)
 run_flags=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
 image_id=$(podman images --format '{{.ID}}' | head -1)
 
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+. bench/lib.sh
 
 # Warm both paths once (image conversion, podman storage).
 "$moat" --root "$root" run --rm moat-bench-busybox:latest true 2>/dev/null

@@ -34,8 +34,7 @@ PY
 
 tsc=$(awk -F: '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)
 cmdline="console=ttyS0 quiet panic=-1 tsc_early_khz=$tsc"
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+. bench/lib.sh
 
 floor=() ; zone=()
 for i in $(seq "$runs"); do
