@@ -145,7 +145,9 @@ fn detached_logs_wait_and_rm() {
 fn kill_and_stop_reach_the_workload() {
     let moat = Moat::with_busybox();
     // A handled signal decides the exit code.
-    moat.ok(&["run", "-d", "--name", "k", BUSYBOX, "sh", "-c", "trap 'exit 42' USR1; while :; do sleep 0.2; done"]);
+    // `run -d` returns once the process runs; its trap exists only after it prints "ready".
+    moat.ok(&["run", "-d", "--name", "k", BUSYBOX, "sh", "-c", "trap 'exit 42' USR1; echo ready; while :; do sleep 0.2; done"]);
+    moat.wait_for_log("k", "ready");
     moat.ok(&["kill", "-s", "USR1", "k"]);
     assert_eq!(moat.ok(&["wait", "k"]).trim(), "42");
 

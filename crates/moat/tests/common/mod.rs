@@ -4,8 +4,11 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// Longest any single moat command may take in a test.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(240);
 
 pub struct Moat {
     root: tempfile::TempDir,
@@ -28,9 +31,42 @@ impl Moat {
         cmd
     }
 
-    /// Run and return the output, whatever the exit status.
+    /// Run and return the output, whatever the exit status. A command still running after
+    /// [`COMMAND_TIMEOUT`] is killed and the test fails, so a hang never stalls the suite.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("running moat")
+        let child = self.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("running moat");
+        let pid = child.id();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = {
+            let (done, fired) = (done.clone(), fired.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + COMMAND_TIMEOUT;
+                while Instant::now() < deadline {
+                    if done.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                fired.store(true, std::sync::atomic::Ordering::SeqCst);
+                // SAFETY: kill(2) on the moat process this test started and still waits for.
+                unsafe { libc::kill(pid.cast_signed(), libc::SIGKILL) };
+            })
+        };
+        let out = child.wait_with_output().expect("waiting for moat");
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = watchdog.join();
+        assert!(!fired.load(std::sync::atomic::Ordering::SeqCst), "moat {args:?} still ran after {COMMAND_TIMEOUT:?}");
+        out
+    }
+
+    /// Wait until the container's log shows `needle` on stdout.
+    pub fn wait_for_log(&self, container: &str, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stdout(&self.run(&["logs", container])).contains(needle) {
+            assert!(Instant::now() < deadline, "{container} never printed {needle:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Run, insist on success, and return stdout.
