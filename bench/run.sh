@@ -21,11 +21,10 @@ trap cleanup EXIT
 
 tests/fixtures/busybox-image.sh "$work/layout"
 "$moat" --root "$root" image import "$work/layout" --name moat-bench-busybox:latest >/dev/null
-podman pull -q "oci:$work/layout:latest" >/dev/null
-podman tag "$(podman images -q --filter reference='*' | head -1)" localhost/moat-bench-busybox:latest 2>/dev/null || true
+skopeo copy -q "oci:$work/layout:latest" containers-storage:localhost/moat-bench-busybox:latest
 podman_flags=(--runtime runc --cgroup-manager cgroupfs)
 run_flags=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
-image_id=$(podman images --format '{{.ID}}' | head -1)
+image_id=localhost/moat-bench-busybox:latest
 
 . bench/lib.sh
 
