@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian 12 machine to a running zone:
-# packages, build, guest kernel, then the main job (boot a zone and talk to it).
+# packages, build, guest kernel, then the main job: boot a zone and talk to it, then run a
+# container (unprivileged and privileged) from a test image built locally.
 # Pass --no-demo to stop after preparing everything (the test script does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,3 +30,13 @@ step "main job: boot a zone and ping its init"
 "$moat" zone ping demo
 "$moat" zone ls
 "$moat" zone rm -f demo
+
+step "main job: a container in its own zone (the test image, built from busybox-static)"
+image_dir=$(mktemp -d)
+tests/fixtures/busybox-image.sh "$image_dir/layout"
+"$moat" image import "$image_dir/layout" --name moat-demo/busybox:latest >/dev/null
+rm -rf "$image_dir"
+echo "\$ moat run --rm moat-demo/busybox grep ^Cap /proc/self/status"
+"$moat" run --rm moat-demo/busybox:latest grep ^Cap /proc/self/status
+echo "\$ moat run --rm --privileged moat-demo/busybox dmesg | head -1"
+"$moat" run --rm --privileged moat-demo/busybox:latest dmesg | head -1
