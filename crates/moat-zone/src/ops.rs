@@ -158,7 +158,7 @@ pub fn stop(dir: &ZoneDir, timeout: Duration) -> Result<ZoneRecord, OpsError> {
     let deadline = Instant::now() + timeout + Duration::from_secs(10);
     loop {
         let record = dir.read()?;
-        if record.effective_state().is_terminal() && !record.supervisor.is_some_and(|p| p.is_alive()) {
+        if record.is_finished() {
             return Ok(record);
         }
         if Instant::now() > deadline {
@@ -177,9 +177,8 @@ pub fn remove(store: &ZoneStore, key: &str, force: bool) -> Result<ZoneRecord, O
         if !force {
             return Err(OpsError::Running(record.name));
         }
-        if stop(&dir, Duration::from_secs(10)).is_err() {
-            kill_leftovers(&dir.read()?);
-        }
+        // A zone that does not stop cleanly is killed just below.
+        let _ = stop(&dir, Duration::from_secs(10));
     }
     kill_leftovers(&dir.read()?);
     store.remove(&dir)?;

@@ -109,6 +109,12 @@ pub struct ZoneRecord {
 }
 
 impl ZoneRecord {
+    /// Nothing more will happen to this zone: its state is final and its supervisor has exited
+    /// (so its files are complete).
+    pub fn is_finished(&self) -> bool {
+        self.effective_state().is_terminal() && !self.supervisor.is_some_and(|p| p.is_alive())
+    }
+
     /// The state as a client should see it: a live state whose supervisor is gone is stale.
     pub fn effective_state(&self) -> ZoneState {
         let supervisor_alive = self.supervisor.is_some_and(|p| p.is_alive());

@@ -73,8 +73,7 @@ pub fn logs(root: &Path, key: &str, follow: bool) -> anyhow::Result<ExitCode> {
         if !follow {
             return Ok(ExitCode::SUCCESS);
         }
-        let record = dir.read()?;
-        if record.effective_state().is_terminal() && !record.supervisor.is_some_and(|p| p.is_alive()) {
+        if dir.read()?.is_finished() {
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -120,9 +119,9 @@ pub fn stop(root: &Path, key: &str, seconds: u64) -> anyhow::Result<ExitCode> {
     let store = ZoneStore::open(root)?;
     let (dir, record) = container(&store, key)?;
     if !record.effective_state().is_terminal() && record.workload.as_ref().is_some_and(|w| w.exit.is_none()) {
-        if send_signal(&dir, libc::SIGTERM).is_ok() && wait_exit(&dir, Duration::from_secs(seconds)).is_none() {
+        if send_signal(&dir, libc::SIGTERM).is_ok() && wait_exit(&dir, Some(Duration::from_secs(seconds))).is_none() {
             let _ = send_signal(&dir, libc::SIGKILL);
-            wait_exit(&dir, Duration::from_secs(10));
+            wait_exit(&dir, Some(Duration::from_secs(10)));
         }
         let _ = ops::stop(&dir, Duration::from_secs(10));
     }
@@ -130,9 +129,10 @@ pub fn stop(root: &Path, key: &str, seconds: u64) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Wait for the workload's exit status, or for its zone to end without one.
-fn wait_exit(dir: &ZoneDir, timeout: Duration) -> Option<Option<i32>> {
-    let deadline = Instant::now() + timeout;
+/// Wait for the workload's exit status, or for its zone to end without one. `None` after
+/// `timeout` (never, without one).
+fn wait_exit(dir: &ZoneDir, timeout: Option<Duration>) -> Option<Option<i32>> {
+    let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let record = dir.read().ok()?;
         if let Some(exit) = record.workload.as_ref().and_then(|w| w.exit) {
@@ -141,7 +141,7 @@ fn wait_exit(dir: &ZoneDir, timeout: Duration) -> Option<Option<i32>> {
         if record.effective_state().is_terminal() {
             return Some(None);
         }
-        if Instant::now() > deadline {
+        if deadline.is_some_and(|d| Instant::now() > d) {
             return None;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -152,7 +152,7 @@ pub fn wait(root: &Path, keys: &[String]) -> anyhow::Result<ExitCode> {
     let store = ZoneStore::open(root)?;
     for key in keys {
         let (dir, _) = container(&store, key)?;
-        match wait_exit(&dir, Duration::MAX / 4) {
+        match wait_exit(&dir, None) {
             Some(Some(code)) => println!("{code}"),
             _ => bail!("container {key} ended without an exit status"),
         }

@@ -104,10 +104,7 @@ fn pull(store: Store, args: PullArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs(args.timeout),
         progress: !args.quiet,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
-    let image = runtime
-        .block_on(store.pull(&args.reference, &opts))
-        .with_context(|| format!("cannot pull {}", args.reference))?;
+    let image = super::images::pull(&store, &args.reference, &opts).with_context(|| format!("cannot pull {}", args.reference))?;
     report_stored(&image)
 }
 

@@ -30,8 +30,13 @@ pub fn get_or_pull(root: &Path, reference: &str, flags: &PullFlags) -> anyhow::R
         progress: !flags.quiet,
         ..PullOptions::default()
     };
+    pull(&store, reference, &opts).with_context(|| format!("image {reference} is not stored and pulling it failed"))
+}
+
+/// Pull from the CLI's synchronous code: the registry client is async.
+pub fn pull(store: &Store, reference: &str, opts: &PullOptions) -> anyhow::Result<StoredImage> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    runtime.block_on(store.pull(reference, &opts)).with_context(|| format!("image {reference} is not stored and pulling it failed"))
+    Ok(runtime.block_on(store.pull(reference, opts))?)
 }
 
 /// The image's read-only EROFS disk, converted on first use and cached by content.

@@ -4,7 +4,7 @@ mod attach;
 pub mod check;
 pub mod container;
 pub mod image;
-mod images;
+pub mod images;
 pub mod run;
 pub mod zone;
 

@@ -1,6 +1,6 @@
 //! `moat zone …`: create, list, inspect, log, stop and remove zones.
 
-use std::io::{Read, Seek, Write};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -227,34 +227,22 @@ fn logs(store: &ZoneStore, zone: &str, follow: bool) -> anyhow::Result<ExitCode>
     let path: PathBuf = dir.console_log();
     let mut offset = 0u64;
     let mut out = std::io::stdout().lock();
+    // With --follow, read once more after the zone has finished, for its last output.
+    let mut last_read = !follow;
     loop {
         if let Ok(mut file) = std::fs::File::open(&path) {
             file.seek(std::io::SeekFrom::Start(offset))?;
-            let mut chunk = Vec::new();
-            file.read_to_end(&mut chunk)?;
-            offset += chunk.len() as u64;
-            out.write_all(&chunk)?;
+            offset += std::io::copy(&mut file, &mut out)?;
             out.flush()?;
         }
-        if !follow {
+        if last_read {
             return Ok(ExitCode::SUCCESS);
         }
-        let Ok(record) = dir.read() else { return Ok(ExitCode::SUCCESS) };
-        if record.effective_state().is_terminal() && !record.supervisor.is_some_and(|p| p.is_alive()) {
-            follow_tail_once(&path, offset, &mut out)?;
-            return Ok(ExitCode::SUCCESS);
+        last_read = dir.read().map_or(true, |record| record.is_finished());
+        if !last_read {
+            std::thread::sleep(Duration::from_millis(100));
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// After the zone ends, print whatever was written between the last read and the end.
-fn follow_tail_once(path: &Path, offset: u64, out: &mut impl Write) -> anyhow::Result<()> {
-    if let Ok(mut file) = std::fs::File::open(path) {
-        file.seek(std::io::SeekFrom::Start(offset))?;
-        std::io::copy(&mut file, out)?;
-    }
-    Ok(())
 }
 
 pub fn supervise(root: &Path, args: SuperviseArgs) -> anyhow::Result<ExitCode> {
