@@ -11,7 +11,7 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 
 printf '\n==> tests\n'
 # The checker's tests use the static build that setup made, rather than building their own.
-export MOAT_CHECK_STATIC="${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-gnu/release/moat-check"
+export MOAT_CHECK_STATIC="${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-gnu/guest/moat-check"
 cargo test --workspace
 
 printf '\n==> fuzzing the host-side decoders\n'

@@ -5,17 +5,11 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use moat_proto::layout::{MODULES_SERIAL, ROOTFS_SERIAL, SCRATCH_SERIAL, TOOLS_DIR, TOOLS_SERIAL};
 use nix::mount::{mount, MsFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
 
 use crate::idmap::{self, ContainerIds, IdmapError};
-
-/// Serial of the read-only EROFS image disk.
-pub const IMAGE_SERIAL: &str = "moat-rootfs";
-/// Serial of the ext4 scratch disk the host formats for the writable layer.
-pub const SCRATCH_SERIAL: &str = "moat-scratch";
-/// Serial of the read-only EROFS of the zone kernel's `/lib/modules/<release>` tree.
-pub const MODULES_SERIAL: &str = "moat-modules";
 
 pub const IMAGE_DIR: &str = "/run/moat/image";
 pub const SCRATCH_DIR: &str = "/run/moat/scratch";
@@ -51,7 +45,7 @@ pub enum DiskError {
 /// before the overlay is built on them, so the container's root owns the image's root-owned
 /// files, and what it writes lands on disk under the ids the image itself uses.
 pub fn mount_rootfs(ids: Option<&ContainerIds>) -> Result<&'static Path, DiskError> {
-    let image = wait_for_disk(IMAGE_SERIAL)?;
+    let image = wait_for_disk(ROOTFS_SERIAL)?;
     let scratch = wait_for_disk(SCRATCH_SERIAL)?;
     mount_disk(&image, Path::new(IMAGE_DIR), "erofs", MsFlags::MS_RDONLY)?;
     // No nodev or nosuid: the overlay reaches device nodes and setuid files through this mount.
@@ -91,6 +85,12 @@ pub fn mount_modules() -> Result<(), DiskError> {
     let release = nix::sys::utsname::uname().map_err(DiskError::Uname)?.release().to_os_string();
     let target = Path::new(MODULES_ROOT).join(release);
     mount_disk(&disk, &target, "erofs", MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)
+}
+
+/// Mount the tools disk, where the initramfs's links to runc and its libraries point.
+pub fn mount_tools() -> Result<(), DiskError> {
+    let disk = wait_for_disk(TOOLS_SERIAL)?;
+    mount_disk(&disk, Path::new(TOOLS_DIR), "erofs", MsFlags::MS_RDONLY | MsFlags::MS_NODEV)
 }
 
 fn mount_disk(device: &Path, target: &Path, fstype: &'static str, flags: MsFlags) -> Result<(), DiskError> {
@@ -154,10 +154,10 @@ mod tests {
     fn disks_are_found_by_serial_not_order() {
         let dir = tempfile::tempdir().unwrap();
         disk(dir.path(), "vda", Some(SCRATCH_SERIAL));
-        disk(dir.path(), "vdb", Some(IMAGE_SERIAL));
+        disk(dir.path(), "vdb", Some(ROOTFS_SERIAL));
         disk(dir.path(), "vdc", None);
         disk(dir.path(), "sda", Some("moat-rootfs-not-virtio"));
-        assert_eq!(find_by_serial(dir.path(), IMAGE_SERIAL).unwrap().as_deref(), Some("vdb"));
+        assert_eq!(find_by_serial(dir.path(), ROOTFS_SERIAL).unwrap().as_deref(), Some("vdb"));
         assert_eq!(find_by_serial(dir.path(), SCRATCH_SERIAL).unwrap().as_deref(), Some("vda"));
         assert_eq!(find_by_serial(dir.path(), "moat-other").unwrap(), None);
     }
@@ -167,7 +167,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         disk(dir.path(), "vda", Some("moat-rootfs2"));
         disk(dir.path(), "vdb", Some("moat-root"));
-        assert_eq!(find_by_serial(dir.path(), IMAGE_SERIAL).unwrap(), None);
-        assert_eq!(find_by_serial(&dir.path().join("absent"), IMAGE_SERIAL).unwrap(), None);
+        assert_eq!(find_by_serial(dir.path(), ROOTFS_SERIAL).unwrap(), None);
+        assert_eq!(find_by_serial(&dir.path().join("absent"), ROOTFS_SERIAL).unwrap(), None);
     }
 }

@@ -1,7 +1,10 @@
 //! Init's messages go to the console (the kernel opens /dev/console as init's stderr), so they
-//! land in the zone's console log whatever the kernel's log level, stamped with the uptime.
+//! land in the zone's console log whatever the kernel's log level, stamped with the time since
+//! boot (read from the clock, since /proc may not be mounted yet).
+
+use nix::time::{clock_gettime, ClockId};
 
 pub fn info(msg: &str) {
-    let uptime = std::fs::read_to_string("/proc/uptime").ok().and_then(|u| u.split_whitespace().next().map(String::from));
-    eprintln!("[{:>12}] moat-init: {msg}", uptime.unwrap_or_else(|| "?".into()));
+    let uptime = clock_gettime(ClockId::CLOCK_BOOTTIME).map_or_else(|_| "?".to_string(), |t| format!("{}.{:03}", t.tv_sec(), t.tv_nsec() / 1_000_000));
+    eprintln!("[{uptime:>12}] moat-init: {msg}");
 }

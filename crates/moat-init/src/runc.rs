@@ -1,4 +1,4 @@
-//! Driving Debian's runc (copied into the initramfs by the host): create, start, delete, and
+//! Driving Debian's runc (on the tools disk the host attaches): create, start, delete, and
 //! one clear line out of its log when it fails.
 
 use std::ffi::OsStr;

@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 use crate::bundle::{self, BundleError};
 use crate::disks::{self, DiskError};
 use crate::idmap::{self, IdmapError};
+use crate::modules::{self, ModuleError};
 use crate::runc::{self, ContainerStdio, RuncError};
 use crate::terminal::{ConsoleSocket, TerminalError};
 use crate::workload::Workload;
@@ -29,6 +30,8 @@ pub enum RunError {
     BadId(String),
     #[error(transparent)]
     Spec(#[from] moat_spec::SpecError),
+    #[error(transparent)]
+    Module(#[from] ModuleError),
     #[error(transparent)]
     Disk(#[from] DiskError),
     #[error(transparent)]
@@ -51,7 +54,9 @@ pub fn start(request: &RunRequest) -> Result<Workload, RunError> {
     let id = request.container_id.as_str();
     check_container_id(id)?;
     let mut spec = moat_spec::from_json(&request.spec_json)?;
+    modules::load_modules(moat_proto::layout::WORKLOAD_MODULES_FILE)?;
     disks::mount_modules()?;
+    disks::mount_tools()?;
     let ids = idmap::spec_user_namespace(&spec)?;
     let rootfs = disks::mount_rootfs(ids.as_ref())?;
     bundle::complete(&mut spec, rootfs, id, request.tty)?;

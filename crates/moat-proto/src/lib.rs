@@ -6,6 +6,7 @@
 
 pub mod bytes;
 pub mod frame;
+pub mod layout;
 pub mod message;
 pub mod session;
 

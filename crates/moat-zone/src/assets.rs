@@ -1,27 +1,29 @@
 //! Guest assets: the kernel, its modules, moat-init, runc (with its shared libraries),
-//! moat-check when built, and the initramfs assembled from them.
+//! moat-check when built; the initramfs assembled from the first three, and the files of the
+//! tools disk (see [`crate::guest_disks`]).
 
 use std::path::{Path, PathBuf};
 
+use moat_proto::layout::{BOOT_MODULES_FILE, CHECK_FILE, TOOLS_DIR, WORKLOAD_MODULES_FILE};
+
+use crate::guest_disks::ToolFile;
 use crate::initramfs::{self, Entry};
 use crate::kmods::{KmodError, ModuleDeps};
 
 /// Where `scripts/provision-kernel.sh` puts the kernel, unless `MOAT_ASSETS` says otherwise.
 pub const DEFAULT_ASSETS_DIR: &str = "/var/lib/moat/assets";
 
-/// Modules the zone needs before init can reach the host and its disks.
-pub const BOOT_MODULES: &[&str] = &["virtio_mmio", "virtio_console", "virtio_blk", "erofs", "overlay"];
+/// Modules init loads before it opens the channel to the host.
+pub const BOOT_MODULES: &[&str] = &["virtio_mmio", "virtio_console"];
+/// Modules init loads when a workload starts: its disks and its overlay root.
+pub const WORKLOAD_MODULES: &[&str] = &["virtio_blk", "erofs", "overlay"];
 
 const TARGET_TRIPLE: &str = "x86_64-unknown-linux-gnu";
+/// The cargo profile scripts/build-guest.sh builds the guest binaries with (small binaries).
+const GUEST_PROFILE: &str = "guest";
 
-/// Debian's runc on the host; the guest gets it at the same path, with its libraries.
+/// Debian's runc on the host; the guest sees it at the same path, with its libraries.
 pub const RUNC_PATH: &str = "/usr/sbin/runc";
-
-/// Where the guest finds the isolation checker when one was built.
-pub const CHECK_GUEST_PATH: &str = "/usr/lib/moat/moat-check";
-
-/// The module load order for init (moat-init's `MODULE_ORDER_FILE`), as an archive path.
-const MODULE_ORDER_PATH: &str = "etc/moat/modules";
 
 /// A static binary built from this workspace for the guest.
 struct GuestBinary {
@@ -97,8 +99,9 @@ impl Assets {
     /// everything it holds.
     pub fn initramfs(&self) -> Result<PathBuf, AssetError> {
         let deps = ModuleDeps::parse(&read_text(&self.modules_dir.join("modules.dep"))?)?;
-        let modules = deps.load_order(BOOT_MODULES)?;
-        let entries = self.initramfs_entries(&modules)?;
+        let boot = deps.load_order(BOOT_MODULES)?;
+        let workload = deps.load_order(WORKLOAD_MODULES)?.into_iter().filter(|m| !boot.contains(m)).collect();
+        let entries = self.initramfs_entries(&[(BOOT_MODULES_FILE, boot), (WORKLOAD_MODULES_FILE, workload)])?;
         let digest = initramfs::digest(&entries)?;
         let cached = self.dir.join("initramfs").join(format!("{}.cpio", &digest[..16]));
         if cached.is_file() {
@@ -114,35 +117,45 @@ impl Assets {
         Ok(cached)
     }
 
-    fn initramfs_entries(&self, modules: &[String]) -> Result<Vec<Entry>, AssetError> {
-        let release = &self.kernel_release;
-        let module_paths: Vec<String> = modules.iter().map(|m| format!("lib/modules/{release}/{m}")).collect();
-        let order_file = module_paths.iter().map(|p| format!("/{p}\n")).collect::<String>();
-
-        // Guest path (without the leading slash) and host source of every copied file.
-        let mut files: Vec<(String, PathBuf, u32)> = Vec::new();
-        for (module, path) in modules.iter().zip(&module_paths) {
-            files.push((path.clone(), self.modules_dir.join(module), 0o644));
-        }
+    /// runc and its libraries at their host paths, and moat-check when built.
+    pub fn tools(&self) -> Result<Vec<ToolFile>, AssetError> {
         let runc = Path::new(RUNC_PATH);
         if !runc.is_file() {
             return Err(AssetError::NoRunc);
         }
-        files.push((relative(runc), runc.to_path_buf(), 0o755));
-        for library in shared_libraries(runc)? {
-            files.push((relative(&library), library, 0o755));
-        }
+        let mut files = vec![ToolFile { path: relative(runc), source: runc.to_path_buf() }];
+        files.extend(shared_libraries(runc)?.into_iter().map(|library| ToolFile { path: relative(&library), source: library }));
         if let Some(check) = &self.check {
-            files.push((relative(Path::new(CHECK_GUEST_PATH)), check.clone(), 0o755));
+            files.push(ToolFile { path: CHECK_FILE.into(), source: check.clone() });
         }
+        Ok(files)
+    }
 
-        let mut dirs: Vec<String> = ["dev", "proc", "sys", "run", "tmp"].map(String::from).into();
-        dirs.extend(initramfs::parent_dirs(files.iter().map(|(path, _, _)| path.as_str()).chain([MODULE_ORDER_PATH])));
+    /// The archive: init, the modules of each load list with the list itself, and links to
+    /// the tools disk.
+    fn initramfs_entries(&self, module_lists: &[(&str, Vec<String>)]) -> Result<Vec<Entry>, AssetError> {
+        let release = &self.kernel_release;
+        let mut files = Vec::new();
+        for (list, modules) in module_lists {
+            let paths: Vec<String> = modules.iter().map(|m| format!("lib/modules/{release}/{m}")).collect();
+            let order = paths.iter().map(|p| format!("/{p}\n")).collect::<String>();
+            files.push(Entry::Bytes { path: relative(Path::new(list)), data: order.into_bytes(), mode: 0o644 });
+            for (module, path) in modules.iter().zip(paths) {
+                files.push(Entry::File { path, source: self.modules_dir.join(module), mode: 0o644 });
+            }
+        }
+        // runc and its libraries at their usual paths, pointing into the tools disk's mount.
+        for tool in self.tools()?.into_iter().filter(|tool| tool.path != CHECK_FILE) {
+            files.push(Entry::Symlink { target: format!("{TOOLS_DIR}/{}", tool.path), path: tool.path });
+        }
+        files.push(Entry::Bytes { path: "init".into(), data: read_bytes(&self.init)?, mode: 0o755 });
+
+        // A trailing slash makes parent_dirs list the directory itself.
+        let mount_points = ["dev", "proc", "sys", "run", "tmp", TOOLS_DIR.trim_start_matches('/')].map(|dir| format!("{dir}/"));
+        let dirs = initramfs::parent_dirs(files.iter().map(Entry::path).chain(mount_points.iter().map(String::as_str)));
         let mut entries: Vec<Entry> = dirs.into_iter().map(|path| Entry::Dir { path }).collect();
         entries.push(Entry::CharDevice { path: "dev/console".into(), major: 5, minor: 1, mode: 0o600 });
-        entries.push(Entry::Bytes { path: "init".into(), data: read_bytes(&self.init)?, mode: 0o755 });
-        entries.push(Entry::Bytes { path: MODULE_ORDER_PATH.into(), data: order_file.into_bytes(), mode: 0o644 });
-        entries.extend(files.into_iter().map(|(path, source, mode)| Entry::File { path, source, mode }));
+        entries.extend(files);
         Ok(entries)
     }
 }
@@ -204,7 +217,7 @@ fn candidates(binary: &GuestBinary, assets_dir: &Path) -> Vec<PathBuf> {
         candidates.push(exe_dir.join(binary.name));
         // A cargo build: target/<profile>/moat sits beside target/<triple>/<profile>/<binary>.
         if let (Some(target), Some(profile)) = (exe_dir.parent(), exe_dir.file_name()) {
-            for profile in [profile, "release".as_ref()] {
+            for profile in [GUEST_PROFILE.as_ref(), profile] {
                 candidates.push(target.join(TARGET_TRIPLE).join(profile).join(binary.name));
             }
         }

@@ -1,5 +1,5 @@
-//! Builds the zone's initramfs (a newc cpio archive) from moat-init, runc, its libraries and
-//! kernel modules, and the digest that names it in the cache.
+//! Builds the zone's initramfs (a newc cpio archive) from moat-init and the boot modules, and
+//! the digest that names it in the cache.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +23,15 @@ pub enum Entry {
     File { path: String, source: PathBuf, mode: u32 },
     Bytes { path: String, data: Vec<u8>, mode: u32 },
     CharDevice { path: String, major: u32, minor: u32, mode: u32 },
+    Symlink { path: String, target: String },
+}
+
+impl Entry {
+    pub fn path(&self) -> &str {
+        match self {
+            Entry::Dir { path } | Entry::File { path, .. } | Entry::Bytes { path, .. } | Entry::CharDevice { path, .. } | Entry::Symlink { path, .. } => path,
+        }
+    }
 }
 
 /// Write `entries` as a newc archive. Parent directories must be listed before their children.
@@ -39,10 +48,11 @@ pub fn write_archive<W: Write>(out: W, entries: &[Entry]) -> Result<W, Initramfs
                 let header = Builder::new(path).ino(ino).mode(*mode).nlink(1).rdev_major(*major).rdev_minor(*minor).set_mode_file_type(ModeFileType::Char);
                 header.write(out, 0).finish()?
             }
-            Entry::Bytes { path, data, mode } => write_file(out, ino, path, *mode, data)?,
+            Entry::Symlink { path, target } => write_data(out, ino, path, ModeFileType::Symlink, 0o777, target.as_bytes())?,
+            Entry::Bytes { path, data, mode } => write_data(out, ino, path, ModeFileType::Regular, *mode, data)?,
             Entry::File { path, source, mode } => {
                 let data = read(source)?;
-                write_file(out, ino, path, *mode, &data)?
+                write_data(out, ino, path, ModeFileType::Regular, *mode, &data)?
             }
         };
     }
@@ -67,6 +77,11 @@ pub fn digest(entries: &[Entry]) -> Result<String, InitramfsError> {
                 field(path.as_bytes());
                 field(&[major.to_le_bytes(), minor.to_le_bytes(), mode.to_le_bytes()].concat());
             }
+            Entry::Symlink { path, target } => {
+                field(b"symlink");
+                field(path.as_bytes());
+                field(target.as_bytes());
+            }
             Entry::Bytes { path, data, mode } => {
                 field(b"file");
                 field(path.as_bytes());
@@ -84,9 +99,10 @@ pub fn digest(entries: &[Entry]) -> Result<String, InitramfsError> {
     Ok(hex::encode(hash.finalize()))
 }
 
-fn write_file<W: Write>(out: W, ino: u32, path: &str, mode: u32, data: &[u8]) -> Result<W, InitramfsError> {
+/// An entry with content: a regular file's bytes or a symlink's target.
+fn write_data<W: Write>(out: W, ino: u32, path: &str, kind: ModeFileType, mode: u32, data: &[u8]) -> Result<W, InitramfsError> {
     let size = u32::try_from(data.len()).map_err(|_| InitramfsError::TooLarge { path: path.into() })?;
-    let header = Builder::new(path).ino(ino).mode(mode).nlink(1).set_mode_file_type(ModeFileType::Regular);
+    let header = Builder::new(path).ino(ino).mode(mode).nlink(1).set_mode_file_type(kind);
     let mut writer = header.write(out, size);
     writer.write_all(data)?;
     Ok(writer.finish()?)
@@ -128,6 +144,7 @@ mod tests {
             Entry::Dir { path: "etc".into() },
             Entry::Bytes { path: "etc/hello".into(), data: b"hi".to_vec(), mode: 0o644 },
             Entry::CharDevice { path: "console".into(), major: 5, minor: 1, mode: 0o600 },
+            Entry::Symlink { path: "runc".into(), target: "/tools/runc".into() },
         ];
         let bytes = write_archive(Vec::new(), &entries).unwrap();
         let mut reader = cpio::newc::Reader::new(&bytes[..]).unwrap();
@@ -137,6 +154,11 @@ mod tests {
         assert_eq!(reader.entry().file_size(), 2);
         reader = cpio::newc::Reader::new(reader.finish().unwrap()).unwrap();
         assert_eq!((reader.entry().rdev_major(), reader.entry().rdev_minor()), (5, 1));
+        reader = cpio::newc::Reader::new(reader.finish().unwrap()).unwrap();
+        assert_eq!(reader.entry().mode() & 0o170000, 0o120000, "a symlink");
+        let mut target = String::new();
+        reader.read_to_string(&mut target).unwrap();
+        assert_eq!(target, "/tools/runc");
     }
 
     #[test]

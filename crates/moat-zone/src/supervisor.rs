@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use moat_proto::layout;
 use moat_proto::frame::{decode, split_frames};
 use moat_proto::{encode, ExitStatus as WorkloadExit, FrameDecoder, FrameError, GuestMessage, HostMessage, HostSession, Request, Response, SessionEvent, Stream, WORKLOAD};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,6 +19,7 @@ use crate::accel::Accel;
 use crate::api::{ApiRequest, ApiResponse};
 use crate::assets::{AssetError, Assets};
 use crate::console::{copy_console, ConsoleTail};
+use crate::guest_disks;
 use crate::lifecycle::ZoneState;
 use crate::qemu::{Disk, Sockets, VmConfig, QEMU_BINARY};
 use crate::qmp::{Qmp, QmpCommand, QmpEvent};
@@ -37,11 +39,6 @@ const CLIENT_QUEUE: usize = 64;
 ///
 /// Threat: the workload writes as much as it likes; the host's disk must not pay for it.
 pub const MAX_WORKLOAD_LOG: u64 = 64 * 1024 * 1024;
-/// Virtio-blk serials the guest looks for.
-pub const ROOTFS_SERIAL: &str = "moat-rootfs";
-pub const SCRATCH_SERIAL: &str = "moat-scratch";
-/// The zone kernel's modules tree (EROFS), mounted at /lib/modules/<release> in the zone.
-pub const MODULES_SERIAL: &str = "moat-modules";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -61,8 +58,8 @@ pub enum SupervisorError {
     Qmp(#[from] crate::qmp::QmpError),
     #[error(transparent)]
     Transition(#[from] crate::lifecycle::TransitionError),
-    #[error("the kernel modules disk: {0}")]
-    ModulesDisk(#[from] crate::modules_disk::ModulesDiskError),
+    #[error("building a guest disk: {0}")]
+    GuestDisk(#[from] crate::guest_disks::GuestDiskError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SupervisorError {
@@ -188,7 +185,8 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
     Ok(zone.outcome.final_state(status, &tail, &dir.path.join("qemu.log")))
 }
 
-/// The image disk (read-only) and a fresh sparse scratch disk for the writable layer.
+/// The image disk (read-only), a fresh sparse scratch disk for the writable layer, and the
+/// shared read-only modules and tools disks.
 fn workload_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets) -> Result<Vec<Disk>, SupervisorError> {
     let Some(rootfs) = &config.rootfs else { return Ok(Vec::new()) };
     let scratch = dir.scratch_disk();
@@ -202,11 +200,13 @@ fn workload_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Ass
     if !status.success() {
         return Err(SupervisorError::Io { what: "formatting the scratch disk".into(), err: std::io::Error::other(status.to_string()) });
     }
-    let modules = crate::modules_disk::modules_disk(&assets.dir, &assets.modules_dir, &assets.kernel_release)?;
+    let modules = guest_disks::modules_disk(&assets.dir, &assets.modules_dir, &assets.kernel_release)?;
+    let tools = guest_disks::tools_disk(&assets.dir, &assets.tools()?)?;
     Ok(vec![
-        Disk { id: "rootfs".into(), path: rootfs.clone(), read_only: true, serial: ROOTFS_SERIAL.into() },
-        Disk { id: "scratch".into(), path: scratch, read_only: false, serial: SCRATCH_SERIAL.into() },
-        Disk { id: "modules".into(), path: modules, read_only: true, serial: MODULES_SERIAL.into() },
+        Disk { id: "rootfs".into(), path: rootfs.clone(), read_only: true, serial: layout::ROOTFS_SERIAL.into() },
+        Disk { id: "scratch".into(), path: scratch, read_only: false, serial: layout::SCRATCH_SERIAL.into() },
+        Disk { id: "modules".into(), path: modules, read_only: true, serial: layout::MODULES_SERIAL.into() },
+        Disk { id: "tools".into(), path: tools, read_only: true, serial: layout::TOOLS_SERIAL.into() },
     ])
 }
 

@@ -19,8 +19,6 @@ use super::{attach, images};
 
 /// Where the isolation checker appears inside the container (read-only, outside the image).
 pub const CHECKER_PATH: &str = "/.moat/check";
-/// Where the zone's initramfs keeps the checker.
-const CHECKER_IN_ZONE: &str = "/usr/lib/moat/moat-check";
 /// Where the zone mounts its kernel modules disk.
 const ZONE_MODULES: &str = "/lib/modules";
 
@@ -245,7 +243,7 @@ fn add_bind(spec: &mut oci_spec::runtime::Spec, zone_path: &str, container_path:
 
 /// Replace the process with the checker, bind-mounted read-only from the zone.
 fn add_checker(spec: &mut oci_spec::runtime::Spec, checker_args: &[String]) -> anyhow::Result<()> {
-    add_bind(spec, CHECKER_IN_ZONE, CHECKER_PATH)?;
+    add_bind(spec, moat_proto::layout::CHECK_PATH, CHECKER_PATH)?;
     let mut process = spec.process().clone().context("the spec has no process")?;
     process.set_args(Some(std::iter::once(CHECKER_PATH.to_string()).chain(checker_args.iter().cloned()).collect()));
     spec.set_process(Some(process));

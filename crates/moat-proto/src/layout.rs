@@ -1,0 +1,37 @@
+//! Facts about a zone that the host and init must agree on: the serials of the disks the host
+//! attaches (init finds disks by serial, never by order) and where the tools disk appears.
+
+/// The image's EROFS, read-only.
+pub const ROOTFS_SERIAL: &str = "moat-rootfs";
+/// The ext4 scratch disk that holds the container's writable layer.
+pub const SCRATCH_SERIAL: &str = "moat-scratch";
+/// The zone kernel's module tree (EROFS), mounted at `/lib/modules/<release>`.
+pub const MODULES_SERIAL: &str = "moat-modules";
+/// runc with its shared libraries, and moat-check when built (EROFS), mounted at [`TOOLS_DIR`].
+/// They stay off the initramfs, which every zone boot must load and copy.
+pub const TOOLS_SERIAL: &str = "moat-tools";
+
+/// In the initramfs: the modules init loads before it opens the channel, one path per line,
+/// dependencies first.
+pub const BOOT_MODULES_FILE: &str = "/etc/moat/modules";
+/// In the initramfs: the modules init loads only when a workload starts (the disks and the
+/// overlay), so a zone answers sooner and a bare zone never loads them.
+pub const WORKLOAD_MODULES_FILE: &str = "/etc/moat/modules.workload";
+
+/// Where init mounts the tools disk. runc and its libraries keep their host paths below it,
+/// and the initramfs links those paths here.
+pub const TOOLS_DIR: &str = "/usr/lib/moat/tools";
+/// The isolation checker on the tools disk, as the zone sees it.
+pub const CHECK_PATH: &str = "/usr/lib/moat/tools/moat-check";
+/// The checker's name at the root of the tools disk.
+pub const CHECK_FILE: &str = "moat-check";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checker_is_on_the_tools_disk() {
+        assert_eq!(CHECK_PATH, format!("{TOOLS_DIR}/{CHECK_FILE}"));
+    }
+}
