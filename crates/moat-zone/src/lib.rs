@@ -4,6 +4,7 @@
 pub mod accel;
 pub mod api;
 pub mod assets;
+pub mod clients;
 pub mod console;
 pub mod initramfs;
 pub mod kmods;
