@@ -6,11 +6,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use moat_proto::frame::{decode, split_frames};
-use moat_proto::{FrameDecoder, GuestMessage, HostSession, Request, MAX_FRAME_LEN};
+use moat_proto::{ExecRequest, FrameDecoder, GuestMessage, HostSession, Request, MAX_FRAME_LEN};
 
 fuzz_target!(|data: &[u8]| {
     let mut session = HostSession::new();
+    // Request 1 is a ping; request 2 starts exec'd process 1.
     let _ = session.request(Request::Ping);
+    let exec = ExecRequest { process_json: "{}".into(), user: None, tty: false, stdin: false };
+    let _ = session.request(Request::Exec { process: 1, exec: Box::new(exec) });
     let mut decoder = FrameDecoder::new();
     // Feed in two pieces so partial frames are exercised too.
     let cut = data.first().map_or(0, |b| usize::from(*b) % (data.len() + 1));

@@ -1,20 +1,23 @@
 //! The runtime bundle for runc: the host's spec completed with what only the zone knows (the
-//! rootfs, the image's accounts, the zone's devices), written as config.json.
+//! rootfs, the image's accounts, the zone's devices), written as config.json; and the process
+//! file of each `exec`, its user resolved the same way.
 
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use moat_spec::devices::{add_zone_devices, DeviceError};
-use moat_spec::user::{apply_user, UserError, MAX_ACCOUNT_FILE_BYTES};
+use moat_spec::user::{apply_user, set_process_user, UserError, MAX_ACCOUNT_FILE_BYTES};
 use moat_spec::SpecError;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Process, Spec};
 
 use crate::devscan::{self, ScanError};
 
 pub const BUNDLE_DIR: &str = "/run/moat/bundle";
+/// The process file of the exec being started (one at a time: init starts them in turn).
+pub const EXEC_PROCESS_FILE: &str = "/run/moat/exec-process.json";
 /// Where the container's cgroups live, under the zone's cgroup2 mount.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// Parent cgroup of every container in the zone.
@@ -78,6 +81,23 @@ pub fn write(spec: &Spec) -> Result<&'static Path, BundleError> {
     let config = dir.join("config.json");
     std::fs::write(&config, json).map_err(write_err(&config))?;
     Ok(dir)
+}
+
+/// Resolve `user` for a process exec'd into the container: against the container's account
+/// files as they are now (the container may have changed them), within its user namespace.
+pub fn set_exec_user(process: &mut Process, container: &Spec, rootfs: &Path, user: &str) -> Result<(), BundleError> {
+    let passwd = read_account(rootfs, "/etc/passwd")?;
+    let group = read_account(rootfs, "/etc/group")?;
+    set_process_user(process, container.linux().as_ref(), user, passwd.as_deref(), group.as_deref())?;
+    Ok(())
+}
+
+/// Write an exec'd process for `runc exec --process`; returns the file.
+pub fn write_exec_process(process: &Process) -> Result<&'static Path, BundleError> {
+    let path = Path::new(EXEC_PROCESS_FILE);
+    let json = moat_spec::exec::process_to_json(process)?;
+    std::fs::write(path, json).map_err(|err| BundleError::Write { path: path.to_path_buf(), err })?;
+    Ok(path)
 }
 
 /// An account file of the image, or `None` when it does not exist. The image is hostile:
@@ -167,5 +187,35 @@ mod tests {
         unknown.set_annotations(Some([("moat.user".to_string(), "nobody-here".to_string())].into()));
         let err = complete(&mut unknown, dir.path(), "c1", false).unwrap_err();
         assert!(err.to_string().contains("nobody-here"), "{err}");
+    }
+
+    #[test]
+    fn exec_users_resolve_against_the_current_files_inside_the_user_namespace() {
+        let dir = rootfs();
+        std::fs::write(dir.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n").unwrap();
+        std::fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:app\n").unwrap();
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]},
+            "linux": {"uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}], "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}
+        }))
+        .unwrap();
+        let mut process = spec.process().clone().unwrap();
+        set_exec_user(&mut process, &spec, dir.path(), "app").unwrap();
+        assert_eq!((process.user().uid(), process.user().gid()), (1000, 1000));
+        assert_eq!(process.user().additional_gids().clone(), Some(vec![1000, 50]));
+        assert!(process.env().as_ref().unwrap().contains(&"HOME=/home/app".to_string()));
+
+        // A user the container added after it started.
+        std::fs::write(dir.path().join("etc/passwd"), "late:x:2000:2000::/late:/bin/sh\n").unwrap();
+        let mut late = spec.process().clone().unwrap();
+        set_exec_user(&mut late, &spec, dir.path(), "late").unwrap();
+        assert_eq!(late.user().uid(), 2000);
+
+        let mut outside = spec.process().clone().unwrap();
+        let err = set_exec_user(&mut outside, &spec, dir.path(), "70000").unwrap_err();
+        assert!(err.to_string().contains("70000"), "{err}");
+        let err = set_exec_user(&mut outside, &spec, dir.path(), "ghost").unwrap_err();
+        assert!(err.to_string().contains("ghost"), "{err}");
     }
 }

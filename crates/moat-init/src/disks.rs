@@ -74,13 +74,10 @@ pub fn mount_rootfs(ids: Option<&ContainerIds>) -> Result<&'static Path, DiskErr
     Ok(rootfs)
 }
 
-/// Mount the zone kernel's full module tree over the initramfs's partial copy, when the host
-/// attached it, so modprobe in the zone (and in a privileged container, which gets a bind of
-/// it) finds every module the kernel ships.
+/// Mount the zone kernel's full module tree over the initramfs's partial copy, so modprobe in
+/// the zone (and in a privileged container, which gets a bind of it) finds every module the
+/// kernel ships. The host attaches it with every workload.
 pub fn mount_modules() -> Result<(), DiskError> {
-    if find_by_serial(Path::new(SYS_BLOCK), MODULES_SERIAL)?.is_none() {
-        return Ok(());
-    }
     let disk = wait_for_disk(MODULES_SERIAL)?;
     let release = nix::sys::utsname::uname().map_err(DiskError::Uname)?.release().to_os_string();
     let target = Path::new(MODULES_ROOT).join(release);

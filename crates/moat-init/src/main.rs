@@ -2,7 +2,8 @@
 //!
 //! Boot is a short list of named steps; any error powers the zone off after reporting it over
 //! the channel when the channel is open. PID 1 never exits, since that would panic the kernel.
-//! The zone's workload is a container that runc starts on request (see [`runner`]).
+//! The zone's workload is a container that runc starts on request (see [`runner`]); `exec`
+//! starts more processes in it (see [`processes`]).
 
 mod bundle;
 mod channel;
@@ -14,6 +15,7 @@ mod modules;
 mod mounts;
 mod newroot;
 mod power;
+mod processes;
 mod runc;
 mod runner;
 mod serve;

@@ -1,5 +1,5 @@
-//! Driving Debian's runc (on the tools disk the host attaches): create, start, delete, and
-//! one clear line out of its log when it fails.
+//! Driving Debian's runc (on the tools disk the host attaches): create, start, exec, delete,
+//! and one clear line out of its log when it fails.
 
 use std::ffi::OsStr;
 use std::io::{Read, Seek, SeekFrom};
@@ -19,11 +19,12 @@ const MAX_LOG_BYTES: u64 = 64 * 1024;
 const MAX_ERROR_CHARS: usize = 512;
 
 /// Leading parts of runc's errors that only say which layer passed the error up.
-const WRAPPERS: [&str; 6] = [
+const WRAPPERS: [&str; 7] = [
     "runc create failed",
     "runc start failed",
     "runc delete failed",
     "runc run failed",
+    "exec failed",
     "unable to start container process",
     "error during container init",
 ];
@@ -64,6 +65,17 @@ pub fn create(id: &str, bundle: &Path, pid_file: &Path, console_socket: Option<&
 /// `runc start`: the container's process execs its command.
 pub fn start(id: &str) -> Result<(), RuncError> {
     run("start", &["start".as_ref(), id.as_ref()], ContainerStdio::null())
+}
+
+/// `runc exec --detach`: start the process described by the `process` file in the running
+/// container. runc exits once it runs, so the process becomes init's child, as the workload is.
+pub fn exec(id: &str, process: &Path, pid_file: &Path, console_socket: Option<&Path>, stdio: ContainerStdio) -> Result<(), RuncError> {
+    let mut args: Vec<&OsStr> = vec!["exec".as_ref(), "--detach".as_ref(), "--pid-file".as_ref(), pid_file.as_os_str(), "--process".as_ref(), process.as_os_str()];
+    if let Some(socket) = console_socket {
+        args.extend(["--console-socket".as_ref(), socket.as_os_str()]);
+    }
+    args.push(id.as_ref());
+    run("exec", &args, stdio)
 }
 
 /// `runc delete --force`: kill what is left and remove the container's state and cgroup.
@@ -139,6 +151,13 @@ mod tests {
         let log = r#"{"level":"warning","msg":"some warning","time":"2024-01-01T00:00:00Z"}
 {"level":"error","msg":"runc create failed: unable to start container process: exec: \"nope\": executable file not found in $PATH","time":"2024-01-01T00:00:00Z"}
 "#;
+        assert_eq!(error_message(log).as_deref(), Some(r#"exec: "nope": executable file not found in $PATH"#));
+    }
+
+    #[test]
+    fn the_meaningful_part_of_an_exec_error() {
+        // runc 1.1's log line for `runc exec` of a command the image lacks.
+        let log = r#"{"level":"error","msg":"exec failed: unable to start container process: exec: \"nope\": executable file not found in $PATH","time":"t"}"#;
         assert_eq!(error_message(log).as_deref(), Some(r#"exec: "nope": executable file not found in $PATH"#));
     }
 

@@ -1,13 +1,15 @@
-//! Starting the zone's workload from a Run request: mount its root, complete the bundle, and
-//! create and start the container with runc so that its process becomes init's child.
+//! Starting the zone's container from a Run request (mount its root, complete the bundle,
+//! create and start it with runc) and further processes in it from Exec requests (`runc
+//! exec`), so that each process becomes init's child.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use moat_proto::{RunRequest, Stream};
+use moat_proto::{ExecRequest, RunRequest, Stream, WORKLOAD};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
 
 use crate::bundle::{self, BundleError};
 use crate::disks::{self, DiskError};
@@ -15,12 +17,13 @@ use crate::idmap::{self, IdmapError};
 use crate::modules::{self, ModuleError};
 use crate::runc::{self, ContainerStdio, RuncError};
 use crate::terminal::{ConsoleSocket, TerminalError};
-use crate::workload::Workload;
+use crate::workload::{StdioEnds, Workload};
 
 /// Longest container id; runc accepts letters, digits and `_+-.` only.
 pub const MAX_CONTAINER_ID: usize = 128;
 
 const PID_FILE: &str = "/run/moat/container.pid";
+const EXEC_PID_FILE: &str = "/run/moat/exec.pid";
 /// A pid file holds one decimal pid and a newline.
 const MAX_PID_FILE_BYTES: u64 = 32;
 
@@ -46,11 +49,21 @@ pub enum RunError {
     Sys { what: &'static str, err: nix::Error },
     #[error("{what}: {err}")]
     Io { what: &'static str, err: std::io::Error },
-    #[error("runc's pid file {PID_FILE}: {0}")]
-    PidFile(String),
+    #[error("runc's pid file {path}: {reason}")]
+    PidFile { path: &'static str, reason: String },
 }
 
-pub fn start(request: &RunRequest) -> Result<Workload, RunError> {
+/// What starting another process in the running container needs.
+pub struct Container {
+    pub id: String,
+    /// The container's root filesystem as init sees it.
+    pub rootfs: PathBuf,
+    /// The spec runc created the container from.
+    pub spec: Spec,
+    pub cgroup: Option<PathBuf>,
+}
+
+pub fn start(request: &RunRequest) -> Result<(Workload, Container), RunError> {
     let id = request.container_id.as_str();
     check_container_id(id)?;
     let mut spec = moat_spec::from_json(&request.spec_json)?;
@@ -63,8 +76,8 @@ pub fn start(request: &RunRequest) -> Result<Workload, RunError> {
     let bundle_dir = bundle::write(&spec)?;
     let cgroup = bundle::cgroup_dir(&spec);
 
-    let started = if request.tty { create_with_terminal(id, bundle_dir, request.stdin)? } else { create_with_pipes(id, bundle_dir, request.stdin)? };
-    let pid = read_pid().and_then(|pid| {
+    let stdio = launch(request.tty, request.stdin, |socket, stdio| runc::create(id, bundle_dir, Path::new(PID_FILE), socket, stdio))?;
+    let pid = read_pid(PID_FILE).and_then(|pid| {
         runc::start(id)?;
         Ok(pid)
     });
@@ -75,17 +88,35 @@ pub fn start(request: &RunRequest) -> Result<Workload, RunError> {
             return Err(err);
         }
     };
-    Ok(Workload::new(id.to_string(), pid, cgroup, started.input, started.outputs, started.terminal))
+    let workload = Workload::new(WORKLOAD, id.to_string(), pid, cgroup.clone(), stdio);
+    Ok((workload, Container { id: id.to_string(), rootfs: rootfs.to_path_buf(), spec, cgroup }))
 }
 
-/// Init's ends of the container's stdio.
-struct Created {
-    input: Option<OwnedFd>,
-    outputs: Vec<(OwnedFd, Stream)>,
-    terminal: Option<OwnedFd>,
+/// Start the process `request` describes in the running container, numbered `process`.
+pub fn exec(container: &Container, process: u32, request: &ExecRequest) -> Result<Workload, RunError> {
+    let mut spec_process = moat_spec::exec::process_from_json(&request.process_json)?;
+    spec_process.set_terminal(Some(request.tty));
+    if let Some(user) = &request.user {
+        bundle::set_exec_user(&mut spec_process, &container.spec, &container.rootfs, user)?;
+    }
+    let process_file = bundle::write_exec_process(&spec_process)?;
+    let _ = std::fs::remove_file(EXEC_PID_FILE);
+    let stdio = launch(request.tty, request.stdin, |socket, stdio| runc::exec(&container.id, process_file, Path::new(EXEC_PID_FILE), socket, stdio))?;
+    let pid = read_pid(EXEC_PID_FILE)?;
+    Ok(Workload::new(process, container.id.clone(), pid, container.cgroup.clone(), stdio))
 }
 
-fn create_with_pipes(id: &str, bundle_dir: &Path, stdin: bool) -> Result<Created, RunError> {
+/// Run `runc` (create or exec) with the new process's stdio, and return init's ends of it:
+/// pipes, or with `tty` the pty master runc sends to the console socket.
+fn launch(tty: bool, stdin: bool, runc: impl FnOnce(Option<&Path>, ContainerStdio) -> Result<(), RuncError>) -> Result<StdioEnds, RunError> {
+    if tty {
+        launch_with_terminal(stdin, runc)
+    } else {
+        launch_with_pipes(stdin, runc)
+    }
+}
+
+fn launch_with_pipes(stdin: bool, runc: impl FnOnce(Option<&Path>, ContainerStdio) -> Result<(), RuncError>) -> Result<StdioEnds, RunError> {
     let (stdout, stdout_child) = pipe()?;
     let (stderr, stderr_child) = pipe()?;
     let (input, stdin_child) = if stdin {
@@ -95,23 +126,23 @@ fn create_with_pipes(id: &str, bundle_dir: &Path, stdin: bool) -> Result<Created
         (None, std::process::Stdio::null())
     };
     let stdio = ContainerStdio { stdin: stdin_child, stdout: stdout_child.into(), stderr: stderr_child.into() };
-    // `create` drops the child ends when it returns, so the container holds the only copies.
-    runc::create(id, bundle_dir, Path::new(PID_FILE), None, stdio)?;
+    // runc drops the child ends when it returns, so the new process holds the only copies.
+    runc(None, stdio)?;
     for fd in [Some(&stdout), Some(&stderr), input.as_ref()].into_iter().flatten() {
         set_nonblocking(fd)?;
     }
-    Ok(Created { input, outputs: vec![(stdout, Stream::Stdout), (stderr, Stream::Stderr)], terminal: None })
+    Ok(StdioEnds { input, outputs: vec![(stdout, Stream::Stdout), (stderr, Stream::Stderr)], terminal: None })
 }
 
-fn create_with_terminal(id: &str, bundle_dir: &Path, stdin: bool) -> Result<Created, RunError> {
+fn launch_with_terminal(stdin: bool, runc: impl FnOnce(Option<&Path>, ContainerStdio) -> Result<(), RuncError>) -> Result<StdioEnds, RunError> {
     let socket = ConsoleSocket::bind()?;
-    runc::create(id, bundle_dir, Path::new(PID_FILE), Some(socket.path()), ContainerStdio::null())?;
+    runc(Some(socket.path()), ContainerStdio::null())?;
     let master = socket.receive_master()?;
     set_nonblocking(&master)?;
     let dup = |fd: &OwnedFd| fd.try_clone().map_err(|err| RunError::Io { what: "duplicating the terminal", err });
     let output = dup(&master)?;
     let input = if stdin { Some(dup(&master)?) } else { None };
-    Ok(Created { input, outputs: vec![(output, Stream::Stdout)], terminal: Some(master) })
+    Ok(StdioEnds { input, outputs: vec![(output, Stream::Stdout)], terminal: Some(master) })
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
@@ -119,20 +150,20 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<(), RunError> {
-    let sys = |err| RunError::Sys { what: "making the workload's stdio non-blocking", err };
+    let sys = |err| RunError::Sys { what: "making a container process's stdio non-blocking", err };
     let flags = OFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(sys)?);
     fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map_err(sys)?;
     Ok(())
 }
 
-fn read_pid() -> Result<Pid, RunError> {
+fn read_pid(path: &'static str) -> Result<Pid, RunError> {
     let mut text = String::new();
-    std::fs::File::open(PID_FILE)
+    std::fs::File::open(path)
         .and_then(|f| f.take(MAX_PID_FILE_BYTES).read_to_string(&mut text))
-        .map_err(|e| RunError::PidFile(e.to_string()))?;
+        .map_err(|e| RunError::PidFile { path, reason: e.to_string() })?;
     match text.trim().parse::<i32>() {
         Ok(pid) if pid > 1 => Ok(Pid::from_raw(pid)),
-        _ => Err(RunError::PidFile(format!("{:?} is not a pid", text.trim()))),
+        _ => Err(RunError::PidFile { path, reason: format!("{:?} is not a pid", text.trim()) }),
     }
 }
 

@@ -1,16 +1,17 @@
-//! The control loop: answer host requests, run the zone's workload and relay its stdio, reap
-//! every child, forward signals.
+//! The control loop: answer host requests, run the zone's container (its workload and the
+//! processes exec'd into it) and relay their stdio, reap every child, forward signals.
 
 use std::convert::Infallible;
 use std::os::fd::AsFd;
 
-use moat_proto::{DebugRequest, GuestMessage, HostMessage, Request, Response, RunRequest, PROTOCOL_VERSION, WORKLOAD};
+use moat_proto::{DebugRequest, GuestMessage, HostMessage, Request, Response, RunRequest, PROTOCOL_VERSION};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use crate::channel::Channel;
+use crate::processes::Processes;
 use crate::workload::Workload;
 use crate::{log, power, runner, Error};
 
@@ -29,20 +30,20 @@ impl Options {
     }
 }
 
-/// A zone runs one workload in its life.
+/// A zone runs one container in its life.
 enum Slot {
     Free,
-    Running(Workload),
+    Running(Box<Processes>),
     /// The workload ended, or failed to start.
     Used,
 }
 
 impl Slot {
-    fn workload(&mut self, process: u32) -> Option<&mut Workload> {
+    fn process(&mut self, process: u32) -> Option<&mut Workload> {
         match self {
-            Slot::Running(workload) if process == WORKLOAD => Some(workload),
+            Slot::Running(processes) => processes.get(process),
             _ => {
-                log::info(&format!("host message for process {process}, which is not running"));
+                log::info(&format!("host message for process {process}, but no container runs"));
                 None
             }
         }
@@ -65,10 +66,13 @@ pub fn serve(channel: &mut Channel, options: Options) -> Result<Infallible, Erro
 
     let mut slot = Slot::Free;
     loop {
-        let (channel_ready, signal_ready, workload_ready) = {
-            let (watches, timeout, read_channel) = match &slot {
-                Slot::Running(w) => (w.watches(), w.poll_timeout(), w.accepts_input()),
-                _ => (Vec::new(), None, true),
+        let (channel_ready, signal_ready, layout, process_ready) = {
+            let (watches, layout, timeout, read_channel) = match &slot {
+                Slot::Running(processes) => {
+                    let (watches, layout) = processes.watches();
+                    (watches, layout, processes.poll_timeout(), processes.accepts_input())
+                }
+                _ => (Vec::new(), Vec::new(), None, true),
             };
             let channel_events = if read_channel { PollFlags::POLLIN } else { PollFlags::empty() };
             let mut fds = vec![PollFd::new(channel.as_fd(), channel_events), PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
@@ -80,16 +84,16 @@ pub fn serve(channel: &mut Channel, options: Options) -> Result<Infallible, Erro
                 Err(e) => return Err(Error::Sys("poll", e)),
             }
             let ready: Vec<bool> = fds.iter().map(|fd| fd.revents().is_some_and(|r| !r.is_empty())).collect();
-            (ready[0], ready[1], ready[2..].to_vec())
+            (ready[0], ready[1], layout, ready[2..].to_vec())
         };
         if signal_ready {
             if let Ok(Some(info)) = signal_fd.read_signal() {
                 handle_signal(info.ssi_signo, &mut slot);
             }
         }
-        if let Slot::Running(workload) = &mut slot {
-            if workload_ready.contains(&true) {
-                workload.relay(&workload_ready, channel)?;
+        if let Slot::Running(processes) = &mut slot {
+            if process_ready.contains(&true) {
+                processes.relay(&layout, &process_ready, channel)?;
             }
         }
         if channel_ready {
@@ -97,17 +101,18 @@ pub fn serve(channel: &mut Channel, options: Options) -> Result<Infallible, Erro
                 handle_message(channel, &options, &mut slot, msg)?;
             }
         }
-        report_exit(channel, &mut slot)?;
+        report_exits(channel, &mut slot)?;
     }
 }
 
-/// Once the workload ended and its output is out, tell the host. runc's state and the
-/// container's cgroup are left as they are: the host powers the zone off next.
-fn report_exit(channel: &mut Channel, slot: &mut Slot) -> Result<(), Error> {
-    let Slot::Running(workload) = slot else { return Ok(()) };
-    let Some(status) = workload.exit_status() else { return Ok(()) };
-    channel.send(&GuestMessage::Exited { process: WORKLOAD, status })?;
-    *slot = Slot::Used;
+/// Tell the host of the processes that ended and whose output is out. Once the workload's
+/// exit went out, runc's state and the container's cgroup are left as they are: the host powers
+/// the zone off next.
+fn report_exits(channel: &mut Channel, slot: &mut Slot) -> Result<(), Error> {
+    let Slot::Running(processes) = slot else { return Ok(()) };
+    if processes.report_exits(channel)? {
+        *slot = Slot::Used;
+    }
     Ok(())
 }
 
@@ -115,21 +120,25 @@ fn handle_signal(signo: u32, slot: &mut Slot) {
     let Some(signal) = i32::try_from(signo).ok().and_then(|n| Signal::try_from(n).ok()) else { return };
     if signal == Signal::SIGCHLD {
         reap(slot);
-    } else if let Slot::Running(workload) = slot {
-        workload.signal(signal);
+    } else if let Slot::Running(processes) = slot {
+        processes.signal_workload(signal);
     }
 }
 
-/// Collect every exited child, the workload or re-parented orphans, so none stays a zombie.
+/// Collect every exited child, the container's processes or re-parented orphans, so none stays
+/// a zombie.
 fn reap(slot: &mut Slot) {
     loop {
         let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => return,
             Ok(status) => status,
         };
-        match (status.pid(), &mut *slot) {
-            (Some(pid), Slot::Running(workload)) if pid == workload.pid() => workload.reaped(status),
-            _ => log::info(&format!("reaped {status:?}")),
+        let ours = match (status.pid(), &mut *slot) {
+            (Some(pid), Slot::Running(processes)) => processes.reaped(pid, status),
+            _ => false,
+        };
+        if !ours {
+            log::info(&format!("reaped {status:?}"));
         }
     }
 }
@@ -140,13 +149,13 @@ fn handle_message(channel: &mut Channel, options: &Options, slot: &mut Slot, msg
         HostMessage::Hello { version } => return Err(Error::Protocol(format!("host speaks version {version}, init speaks {PROTOCOL_VERSION}"))),
         HostMessage::Request { id, request } => (id, request),
         HostMessage::Stdin { process, data } => {
-            if let Some(workload) = slot.workload(process) {
+            if let Some(workload) = slot.process(process) {
                 workload.stdin(data);
             }
             return Ok(());
         }
         HostMessage::Signal { process, signal } => {
-            match (slot.workload(process), Signal::try_from(signal)) {
+            match (slot.process(process), Signal::try_from(signal)) {
                 (Some(workload), Ok(signal)) => workload.signal(signal),
                 (Some(_), Err(_)) => log::info(&format!("host asked for unknown signal {signal}")),
                 (None, _) => {}
@@ -154,7 +163,7 @@ fn handle_message(channel: &mut Channel, options: &Options, slot: &mut Slot, msg
             return Ok(());
         }
         HostMessage::Resize { process, rows, cols } => {
-            if let Some(workload) = slot.workload(process) {
+            if let Some(workload) = slot.process(process) {
                 workload.resize(rows, cols);
             }
             return Ok(());
@@ -163,6 +172,10 @@ fn handle_message(channel: &mut Channel, options: &Options, slot: &mut Slot, msg
     let response = match request {
         Request::Ping => Response::Pong,
         Request::Run(run) => start_workload(slot, &run),
+        Request::Exec { process, exec } => match slot {
+            Slot::Running(processes) => processes.exec(process, &exec),
+            _ => Response::Failed { message: "the container is not running".into() },
+        },
         Request::Shutdown => {
             channel.send(&GuestMessage::Response { id, response: Response::Done })?;
             log::info("shutdown requested");
@@ -188,9 +201,9 @@ fn start_workload(slot: &mut Slot, run: &RunRequest) -> Response {
     }
     log::info(&format!("starting container {}", run.container_id));
     match runner::start(run) {
-        Ok(workload) => {
+        Ok((workload, container)) => {
             log::info(&format!("container {} runs as pid {}", workload.id(), workload.pid()));
-            *slot = Slot::Running(workload);
+            *slot = Slot::Running(Box::new(Processes::new(workload, container)));
             Response::Done
         }
         Err(err) => {

@@ -1,11 +1,12 @@
-//! The zone's running workload: its stdio relayed to and from the channel, its signals and
-//! terminal size from the host, and its end reported once all its output went out.
+//! One running process of the zone's container, the workload or one `exec`ed into it: its
+//! stdio relayed to and from the channel under its process number, its signals and terminal
+//! size from the host, and its end reported once all its output went out.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use moat_proto::{ExitStatus, GuestMessage, Stream, WORKLOAD};
+use moat_proto::{ExitStatus, GuestMessage, Stream};
 use nix::poll::PollFlags;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
@@ -17,12 +18,12 @@ use crate::{log, terminal, Error};
 /// Largest Output message payload.
 pub const MAX_OUTPUT_CHUNK: usize = 64 * 1024;
 
-/// Host stdin bytes init holds for a workload that does not read them. Past this, init stops
-/// reading the channel until the workload catches up, so a flood from the host cannot fill the
+/// Host stdin bytes init holds for a process that does not read them. Past this, init stops
+/// reading the channel until the process catches up, so a flood from the host cannot fill the
 /// zone's memory.
 pub const MAX_PENDING_STDIN: usize = 1024 * 1024;
 
-/// How long after the workload's death init waits for the last output (other processes of the
+/// How long after a process's death init waits for the last output (other processes of the
 /// container may hold the pipes briefly while the kernel tears the container down).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
@@ -44,7 +45,18 @@ struct Output {
     stream: Stream,
 }
 
+/// Init's ends of a process's stdio.
+pub struct StdioEnds {
+    /// Where the host's stdin bytes go; `None` when the process got an empty stdin.
+    pub input: Option<OwnedFd>,
+    pub outputs: Vec<(OwnedFd, Stream)>,
+    /// The pty master, when the process has a terminal.
+    pub terminal: Option<OwnedFd>,
+}
+
 pub struct Workload {
+    /// The host's number for this process ([`moat_proto::WORKLOAD`] for the workload).
+    process: u32,
     id: String,
     pid: Pid,
     cgroup: Option<PathBuf>,
@@ -55,21 +67,22 @@ pub struct Workload {
     ended: Option<(ExitStatus, Instant)>,
 }
 
-/// What the poll loop watches for the workload, in the order [`Workload::relay`] expects.
+/// What the poll loop watches for a process, in the order [`Workload::relay`] expects.
 pub struct Watch<'a> {
     pub fd: BorrowedFd<'a>,
     pub events: PollFlags,
 }
 
 impl Workload {
-    pub fn new(id: String, pid: Pid, cgroup: Option<PathBuf>, input: Option<OwnedFd>, outputs: Vec<(OwnedFd, Stream)>, terminal: Option<OwnedFd>) -> Self {
+    pub fn new(process: u32, id: String, pid: Pid, cgroup: Option<PathBuf>, stdio: StdioEnds) -> Self {
         Self {
+            process,
             id,
             pid,
             cgroup,
-            input: input.map(|fd| Input { fd, pending: Vec::new(), closing: false }),
-            outputs: outputs.into_iter().map(|(fd, stream)| Output { fd, stream }).collect(),
-            terminal,
+            input: stdio.input.map(|fd| Input { fd, pending: Vec::new(), closing: false }),
+            outputs: stdio.outputs.into_iter().map(|(fd, stream)| Output { fd, stream }).collect(),
+            terminal: stdio.terminal,
             ended: None,
         }
     }
@@ -95,7 +108,7 @@ impl Workload {
     pub fn relay(&mut self, ready: &[bool], channel: &mut Channel) -> Result<(), Error> {
         let mut finished = Vec::new();
         for (index, output) in self.outputs.iter().enumerate() {
-            if ready.get(index).copied().unwrap_or(false) && !forward(output, channel)? {
+            if ready.get(index).copied().unwrap_or(false) && !forward(self.process, output, channel)? {
                 finished.push(index);
             }
         }
@@ -138,18 +151,27 @@ impl Workload {
         }
     }
 
-    /// The workload's process was reaped with `status`.
+    /// The process was reaped with `status`.
     pub fn reaped(&mut self, status: WaitStatus) {
         let oom_kills = self.cgroup.as_ref().map_or(0, |dir| read_oom_kills(&dir.join("memory.events")));
         if let Some(status) = exit_status(status, oom_kills) {
-            log::info(&format!("workload {} ended: {status:?}", self.id));
+            log::info(&format!("process {} of container {} ended: {status:?}", self.process, self.id));
             self.ended = Some((status, Instant::now()));
             self.input = None;
         }
     }
 
-    /// How long the poll loop may sleep before [`Self::exit_status`] must be asked again.
+    /// Whether the process itself is gone (its output may still be draining).
+    pub fn has_ended(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    /// How long the poll loop may sleep before [`Self::exit_status`] must be asked again;
+    /// `None` while the process runs, and once the status is ready.
     pub fn poll_timeout(&self) -> Option<Duration> {
+        if self.exit_status().is_some() {
+            return None;
+        }
         self.ended.map(|(_, at)| DRAIN_GRACE.saturating_sub(at.elapsed()))
     }
 
@@ -171,7 +193,7 @@ impl Workload {
                 Err(nix::errno::Errno::EAGAIN) => return,
                 Err(err) => {
                     // The reader is gone (EPIPE): nothing will ever take these bytes.
-                    log::info(&format!("workload stdin: {err}"));
+                    log::info(&format!("stdin of process {}: {err}", self.process));
                     self.input = None;
                     return;
                 }
@@ -183,21 +205,21 @@ impl Workload {
     }
 }
 
-/// Read once from `output` and send what came; false at its end.
-fn forward(output: &Output, channel: &mut Channel) -> Result<bool, Error> {
+/// Read once from `output` and send what came, as `process`'s; false at its end.
+fn forward(process: u32, output: &Output, channel: &mut Channel) -> Result<bool, Error> {
     let mut buf = vec![0u8; MAX_OUTPUT_CHUNK];
     match nix::unistd::read(output.fd.as_raw_fd(), &mut buf) {
         Ok(0) => Ok(false),
         Ok(n) => {
             buf.truncate(n);
-            channel.send(&GuestMessage::Output { process: WORKLOAD, stream: output.stream, data: buf })?;
+            channel.send(&GuestMessage::Output { process, stream: output.stream, data: buf })?;
             Ok(true)
         }
         Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Ok(true),
         // A pty master reads EIO once the last holder of the terminal closed it.
         Err(nix::errno::Errno::EIO) => Ok(false),
         Err(err) => {
-            log::info(&format!("workload {:?}: {err}", output.stream));
+            log::info(&format!("process {process} {:?}: {err}", output.stream));
             Ok(false)
         }
     }

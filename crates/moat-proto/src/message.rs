@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; both sides must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +23,12 @@ pub enum HostMessage {
 /// The main workload of a zone; `exec`ed processes get higher numbers.
 pub const WORKLOAD: u32 = 0;
 
+/// Most `exec`ed processes that may run in a zone at once.
+///
+/// Threat: each one holds pipes or a pty, a relay and a table entry in the zone, and a route
+/// on the host; the host refuses more and so does the guest.
+pub const MAX_EXEC_PROCESSES: usize = 64;
+
 /// What the guest needs to start a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +44,22 @@ pub struct RunRequest {
     pub stdin: bool,
 }
 
+/// A process to start in the zone's running container (`moat exec`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// The OCI runtime spec's `process` object (JSON) for the new process, as moat-spec builds
+    /// it from the container's own process.
+    pub process_json: String,
+    /// `USER[:GROUP]` to resolve against the container's /etc/passwd and /etc/group, as for
+    /// the workload; `None` runs the process with the uid and gids in `process_json` as given.
+    pub user: Option<String>,
+    /// Allocate a pseudo-terminal for the process (`-t`).
+    pub tty: bool,
+    /// Keep stdin open (`-i`); without it the process gets an empty stdin.
+    pub stdin: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
@@ -45,6 +67,10 @@ pub enum Request {
     /// Start the zone's workload. Answered with Done once it runs, or Failed with the reason
     /// (missing command, unknown user, ...). Its output then arrives as `Output` messages.
     Run(Box<RunRequest>),
+    /// Start another process in the running workload's container, numbered `process` (chosen
+    /// by the host: not [`WORKLOAD`], not in use). Answered like `Run`; its output and exit then
+    /// arrive under that number. Refused when no workload runs or [`MAX_EXEC_PROCESSES`] run.
+    Exec { process: u32, exec: Box<ExecRequest> },
     /// Sync filesystems and power the zone off.
     Shutdown,
     /// Honoured only when the zone was booted with test hooks enabled.
@@ -122,6 +148,15 @@ mod tests {
         assert_eq!(serde_json::to_string(&msg).unwrap(), r#"{"request":{"id":7,"request":"ping"}}"#);
         let msg = GuestMessage::Response { id: 7, response: Response::Pong };
         assert_eq!(serde_json::to_string(&msg).unwrap(), r#"{"response":{"id":7,"response":"pong"}}"#);
+    }
+
+    #[test]
+    fn exec_wire_form() {
+        let exec = ExecRequest { process_json: "{}".into(), user: Some("app".into()), tty: false, stdin: true };
+        let msg = HostMessage::Request { id: 3, request: Request::Exec { process: 1, exec: Box::new(exec) } };
+        let json = serde_json::to_string(&msg).unwrap();
+        assert_eq!(json, r#"{"request":{"id":3,"request":{"exec":{"process":1,"exec":{"process_json":"{}","user":"app","tty":false,"stdin":true}}}}}"#);
+        assert_eq!(serde_json::from_str::<HostMessage>(&json).unwrap(), msg);
     }
 
     #[test]

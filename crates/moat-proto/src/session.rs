@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::message::{ExitStatus, GuestMessage, HostMessage, Request, Response, Stream, PROTOCOL_VERSION, WORKLOAD};
+use crate::message::{ExitStatus, GuestMessage, HostMessage, Request, Response, Stream, MAX_EXEC_PROCESSES, PROTOCOL_VERSION, WORKLOAD};
 
 /// Longest guest-supplied text (kernel release, error message) the host keeps.
 ///
@@ -26,6 +26,10 @@ pub enum SessionError {
     TooManyPending,
     #[error("guest sent {what} for process {process}, which is not running")]
     NotRunning { what: &'static str, process: u32 },
+    #[error("process number {process} is the workload's or already in use")]
+    ProcessInUse { process: u32 },
+    #[error("{MAX_EXEC_PROCESSES} exec'd processes already run in this zone; wait for one to end")]
+    TooManyExecs,
 }
 
 /// What an accepted guest message means to the host.
@@ -56,10 +60,26 @@ impl HostSession {
         self.ready
     }
 
-    /// Register a request and return the message that carries it.
+    /// Whether the guest confirmed `process` as started and has not reported its end.
+    pub fn is_running(&self, process: u32) -> bool {
+        self.running.contains(&process)
+    }
+
+    /// Register a request and return the message that carries it. An exec must use a fresh
+    /// process number and stay within [`MAX_EXEC_PROCESSES`], counting those still starting.
     pub fn request(&mut self, request: Request) -> Result<(u64, HostMessage), SessionError> {
         if self.pending.len() >= MAX_PENDING {
             return Err(SessionError::TooManyPending);
+        }
+        if let Request::Exec { process, .. } = &request {
+            let starting: Vec<u32> = self.pending.values().filter_map(exec_process).collect();
+            if *process == WORKLOAD || self.running.contains(process) || starting.contains(process) {
+                return Err(SessionError::ProcessInUse { process: *process });
+            }
+            let execs = self.running.iter().filter(|p| **p != WORKLOAD).count() + starting.len();
+            if execs >= MAX_EXEC_PROCESSES {
+                return Err(SessionError::TooManyExecs);
+            }
         }
         self.next_id += 1;
         let id = self.next_id;
@@ -90,8 +110,14 @@ impl HostSession {
             (false, GuestMessage::Response { .. }) => Err(SessionError::BeforeHello { what: "a response" }),
             (true, GuestMessage::Response { id, response }) => {
                 let request = self.pending.remove(&id).ok_or(SessionError::UnknownRequest { id })?;
-                if matches!((&request, &response), (Request::Run(_), Response::Done)) {
-                    self.running.insert(WORKLOAD);
+                match (&request, &response) {
+                    (Request::Run(_), Response::Done) => {
+                        self.running.insert(WORKLOAD);
+                    }
+                    (Request::Exec { process, .. }, Response::Done) => {
+                        self.running.insert(*process);
+                    }
+                    _ => {}
                 }
                 let response = match response {
                     Response::Failed { message } => Response::Failed { message: clip(message) },
@@ -113,6 +139,13 @@ impl HostSession {
                 Ok(SessionEvent::Exited { process, status })
             }
         }
+    }
+}
+
+fn exec_process(request: &Request) -> Option<u32> {
+    match request {
+        Request::Exec { process, .. } => Some(*process),
+        _ => None,
     }
 }
 
@@ -173,6 +206,51 @@ mod tests {
         assert_eq!(s.accept(exited.clone()).unwrap(), SessionEvent::Exited { process: WORKLOAD, status: ExitStatus::Code { code: 7 } });
         assert!(s.accept(exited).is_err(), "a process exits once");
         assert!(s.accept(out).is_err(), "no output after the exit");
+    }
+
+    fn exec(process: u32) -> Request {
+        let exec = crate::ExecRequest { process_json: "{}".into(), user: None, tty: false, stdin: false };
+        Request::Exec { process, exec: Box::new(exec) }
+    }
+
+    #[test]
+    fn exec_output_only_after_its_start_and_before_its_exit() {
+        let mut s = HostSession::new();
+        s.accept(hello()).unwrap();
+        let out = GuestMessage::Output { process: 3, stream: Stream::Stderr, data: b"x".to_vec() };
+        let (id, _) = s.request(exec(3)).unwrap();
+        assert_eq!(s.accept(out.clone()), Err(SessionError::NotRunning { what: "output", process: 3 }), "not before Done");
+        s.accept(GuestMessage::Response { id, response: Response::Done }).unwrap();
+        assert!(s.is_running(3));
+        assert!(!s.is_running(WORKLOAD), "an exec does not start the workload");
+        assert!(matches!(s.accept(out.clone()), Ok(SessionEvent::Output { process: 3, .. })));
+        let other = GuestMessage::Output { process: 4, stream: Stream::Stdout, data: Vec::new() };
+        assert!(s.accept(other).is_err(), "only the number the host started");
+        s.accept(GuestMessage::Exited { process: 3, status: ExitStatus::Code { code: 0 } }).unwrap();
+        assert!(!s.is_running(3));
+        assert!(s.accept(out).is_err());
+
+        let (id, _) = s.request(exec(5)).unwrap();
+        s.accept(GuestMessage::Response { id, response: Response::Failed { message: "no".into() } }).unwrap();
+        assert!(!s.is_running(5), "a failed exec never runs");
+    }
+
+    #[test]
+    fn exec_numbers_are_fresh_and_bounded() {
+        let mut s = HostSession::new();
+        s.accept(hello()).unwrap();
+        assert_eq!(s.request(exec(WORKLOAD)).unwrap_err(), SessionError::ProcessInUse { process: WORKLOAD });
+        let (id, _) = s.request(exec(1)).unwrap();
+        assert_eq!(s.request(exec(1)).unwrap_err(), SessionError::ProcessInUse { process: 1 }, "while starting");
+        s.accept(GuestMessage::Response { id, response: Response::Done }).unwrap();
+        assert_eq!(s.request(exec(1)).unwrap_err(), SessionError::ProcessInUse { process: 1 }, "while running");
+        let max = u32::try_from(MAX_EXEC_PROCESSES).unwrap();
+        for process in 2..=max {
+            s.request(exec(process)).unwrap();
+        }
+        assert_eq!(s.request(exec(max + 1)).unwrap_err(), SessionError::TooManyExecs);
+        s.accept(GuestMessage::Exited { process: 1, status: ExitStatus::Signal { signal: 9 } }).unwrap();
+        s.request(exec(max + 1)).expect("room again once one ended");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! never panic the decoder or grow its buffer past one frame.
 
 use moat_proto::frame::{decode, split_frames};
-use moat_proto::{encode, DebugRequest, FrameDecoder, GuestMessage, HostMessage, Request, Response, MAX_FRAME_LEN};
+use moat_proto::{encode, DebugRequest, ExecRequest, FrameDecoder, GuestMessage, HostMessage, Request, Response, MAX_FRAME_LEN};
 use proptest::prelude::*;
 
 fn request() -> impl Strategy<Value = Request> {
@@ -11,6 +11,18 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Shutdown),
         Just(Request::Debug(DebugRequest::KernelPanic)),
         proptest::collection::vec(any::<u8>(), 0..64).prop_map(|bytes| Request::Debug(DebugRequest::WriteRaw { bytes })),
+        (any::<u32>(), ".*", proptest::option::of(".*"), any::<bool>(), any::<bool>()).prop_map(|(process, process_json, user, tty, stdin)| Request::Exec {
+            process,
+            exec: Box::new(ExecRequest { process_json, user, tty, stdin })
+        }),
+    ]
+}
+
+fn host_stream_message() -> impl Strategy<Value = HostMessage> {
+    prop_oneof![
+        (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..256)).prop_map(|(process, data)| HostMessage::Stdin { process, data }),
+        (any::<u32>(), any::<i32>()).prop_map(|(process, signal)| HostMessage::Signal { process, signal }),
+        (any::<u32>(), any::<u16>(), any::<u16>()).prop_map(|(process, rows, cols)| HostMessage::Resize { process, rows, cols }),
     ]
 }
 
@@ -40,6 +52,13 @@ proptest! {
         frames.extend(split_frames(&mut d, &bytes[at..]).unwrap());
         let back: Vec<HostMessage> = frames.iter().map(|f| decode(f).unwrap()).collect();
         prop_assert_eq!(back, msgs);
+    }
+
+    #[test]
+    fn host_stream_messages_round_trip(msg in host_stream_message()) {
+        let bytes = encode(&msg).unwrap();
+        let frames = split_frames(&mut FrameDecoder::new(), &bytes).unwrap();
+        prop_assert_eq!(decode::<HostMessage>(&frames[0]).unwrap(), msg);
     }
 
     #[test]

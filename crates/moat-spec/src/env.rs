@@ -129,6 +129,23 @@ pub fn container_env(
     Ok(merged.into_entries())
 }
 
+/// The environment of a process `exec`ed into a container: the container's own, with
+/// TERM=xterm added for a terminal unless it sets TERM, then the user's entries (from
+/// [`user_env`]) replacing or adding by name; a bare name removes the variable.
+pub fn exec_env(container: &[String], user: &[String], tty: bool) -> Result<Vec<String>, EnvError> {
+    let mut merged = Env::default();
+    for entry in container {
+        merged.set(checked(entry.clone())?);
+    }
+    if tty && !container.iter().any(|e| name_of(e) == "TERM") {
+        merged.set("TERM=xterm".to_string());
+    }
+    for entry in user {
+        merged.set(checked(entry.clone())?);
+    }
+    Ok(merged.into_entries())
+}
+
 /// Sets `name=value` unless the environment already has `name` (Docker's runtimes add HOME
 /// this way).
 pub fn set_default(env: &mut Vec<String>, name: &str, value: &str) {
@@ -364,5 +381,36 @@ mod tests {
         let mut env = strings(&["PATH=/bin"]);
         set_default(&mut env, "HOME", "/root");
         assert_eq!(env, strings(&["PATH=/bin", "HOME=/root"]));
+    }
+
+    #[test]
+    fn exec_env_keeps_the_containers_and_applies_the_users() {
+        let container = strings(&["PATH=/bin", "HOSTNAME=box", "FROM_RUN=yes", "GONE=1"]);
+        let user = strings(&["FROM_RUN=over", "NEW=1", "GONE"]);
+        let env = exec_env(&container, &user, false).expect("env");
+        assert_eq!(
+            env,
+            strings(&["PATH=/bin", "HOSTNAME=box", "FROM_RUN=over", "NEW=1"])
+        );
+    }
+
+    #[test]
+    fn exec_env_term_only_with_a_terminal_and_never_over_the_containers() {
+        let plain = strings(&["PATH=/bin"]);
+        assert_eq!(exec_env(&plain, &[], false).expect("env"), plain);
+        assert_eq!(
+            exec_env(&plain, &[], true).expect("env"),
+            strings(&["PATH=/bin", "TERM=xterm"])
+        );
+        let dumb = strings(&["TERM=dumb"]);
+        assert_eq!(exec_env(&dumb, &[], true).expect("env"), dumb);
+        assert_eq!(
+            exec_env(&dumb, &strings(&["TERM=vt100"]), true).expect("env"),
+            strings(&["TERM=vt100"])
+        );
+        assert!(matches!(
+            exec_env(&[], &strings(&["A=\0"]), false),
+            Err(EnvError::Nul(_))
+        ));
     }
 }

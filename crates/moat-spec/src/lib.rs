@@ -1,7 +1,8 @@
 //! moat-spec: turns an image config, `moat run` flags and a privilege profile into an OCI
 //! runtime spec, with Docker's semantics plus a user namespace for unprivileged containers.
 //!
-//! Host side: [`build_spec`] and [`to_json`]. Guest side, after the rootfs is mounted:
+//! Host side: [`build_spec`] and [`to_json`], and [`exec::exec_process`] for `moat exec`.
+//! Guest side, after the rootfs is mounted:
 //! [`user::apply_user`] and, for privileged containers ([`is_privileged`]),
 //! [`devices::add_zone_devices`].
 
@@ -9,6 +10,7 @@ mod builder;
 pub mod caps;
 pub mod devices;
 pub mod env;
+pub mod exec;
 pub mod mounts;
 pub mod process;
 pub mod profile;
@@ -61,6 +63,8 @@ pub enum SpecError {
     Cap(#[from] caps::CapError),
     #[error(transparent)]
     Env(#[from] env::EnvError),
+    #[error(transparent)]
+    Exec(#[from] exec::ExecError),
     #[error(transparent)]
     Process(#[from] process::ProcessError),
     #[error(transparent)]

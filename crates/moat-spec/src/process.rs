@@ -85,7 +85,7 @@ pub fn hostname(name: &str) -> Result<&str, ProcessError> {
     }
 }
 
-fn no_nul(what: &'static str, text: &str) -> Result<(), ProcessError> {
+pub(crate) fn no_nul(what: &'static str, text: &str) -> Result<(), ProcessError> {
     if text.contains('\0') {
         return Err(ProcessError::Nul {
             what,

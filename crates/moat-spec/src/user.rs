@@ -4,7 +4,7 @@
 //! The host cannot read the rootfs, so the builder keeps the raw user string in the
 //! `moat.user` annotation and the guest runner calls [`apply_user`] after mounting the rootfs.
 
-use oci_spec::runtime::{LinuxIdMapping, Spec};
+use oci_spec::runtime::{Linux, LinuxIdMapping, Process, Spec};
 
 use crate::echo;
 use crate::env::set_default;
@@ -145,14 +145,32 @@ pub fn apply_user(
     passwd: Option<&str>,
     group: Option<&str>,
 ) -> Result<ResolvedUser, UserError> {
-    let raw = spec
-        .annotations()
+    let raw = spec_user(spec).to_string();
+    let linux = spec.linux().clone();
+    let process = spec.process_mut().as_mut().ok_or(UserError::NoProcess)?;
+    set_process_user(process, linux.as_ref(), &raw, passwd, group)
+}
+
+/// The container's raw `USER[:GROUP]`, from the spec's `moat.user` annotation (empty: root).
+pub fn spec_user(spec: &Spec) -> &str {
+    spec.annotations()
         .as_ref()
         .and_then(|a| a.get(USER_ANNOTATION))
-        .cloned()
-        .unwrap_or_default();
-    let resolved = resolve_user(&raw, passwd, group)?;
-    if let Some(linux) = spec.linux() {
+        .map_or("", String::as_str)
+}
+
+/// Resolves `user` and writes it into `process` as [`apply_user`] does, checking the ids
+/// against the user namespace mapping of the container's `linux` section. Used for the
+/// workload and for every process `exec`ed into its container.
+pub fn set_process_user(
+    process: &mut Process,
+    linux: Option<&Linux>,
+    user: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<ResolvedUser, UserError> {
+    let resolved = resolve_user(user, passwd, group)?;
+    if let Some(linux) = linux {
         if let Some(map) = linux.uid_mappings() {
             check_mapped("uid", resolved.uid, map)?;
         }
@@ -162,11 +180,10 @@ pub fn apply_user(
             }
         }
     }
-    let process = spec.process_mut().as_mut().ok_or(UserError::NoProcess)?;
-    let user = process.user_mut();
-    user.set_uid(resolved.uid);
-    user.set_gid(resolved.gid);
-    user.set_additional_gids(Some(resolved.additional_gids.clone()));
+    let process_user = process.user_mut();
+    process_user.set_uid(resolved.uid);
+    process_user.set_gid(resolved.gid);
+    process_user.set_additional_gids(Some(resolved.additional_gids.clone()));
     let env = process.env_mut().get_or_insert_with(Vec::new);
     set_default(env, "HOME", &resolved.home);
     Ok(resolved)

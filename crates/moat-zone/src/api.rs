@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use moat_proto::frame::{decode, split_frames};
-use moat_proto::{encode, DebugRequest, ExitStatus, FrameDecoder, FrameError, RunRequest, Stream};
+use moat_proto::{encode, DebugRequest, ExecRequest, ExitStatus, FrameDecoder, FrameError, RunRequest, Stream};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +22,10 @@ pub enum ApiRequest {
     Run(Box<RunRequest>),
     /// Attach this connection to the running workload's output.
     Attach,
+    /// Start another process in the running container and attach this connection to it: its
+    /// output and exit come here, and this connection's Stdin, Signal and Resize go to it.
+    Exec(Box<ExecRequest>),
+    /// For the process this connection talks to: the workload, unless it started an exec.
     Stdin { #[serde(with = "moat_proto::bytes")] data: Vec<u8> },
     Signal { signal: i32 },
     Resize { rows: u16, cols: u16 },

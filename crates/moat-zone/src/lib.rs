@@ -4,6 +4,7 @@
 pub mod accel;
 pub mod api;
 pub mod assets;
+pub mod clients;
 pub mod console;
 pub mod guest_disks;
 pub mod initramfs;

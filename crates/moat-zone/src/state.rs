@@ -152,6 +152,10 @@ impl ZoneDir {
     pub fn workload_log(&self) -> PathBuf {
         self.path.join("workload.log")
     }
+    /// The running container's runtime spec as the host sent it, which `exec` starts from.
+    pub fn spec_file(&self) -> PathBuf {
+        self.path.join("spec.json")
+    }
     pub fn scratch_disk(&self) -> PathBuf {
         self.path.join("scratch.img")
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use moat_proto::layout;
 use moat_proto::frame::{decode, split_frames};
-use moat_proto::{encode, ExitStatus as WorkloadExit, FrameDecoder, FrameError, GuestMessage, HostMessage, HostSession, Request, Response, SessionEvent, Stream, WORKLOAD};
+use moat_proto::{encode, ExecRequest, ExitStatus as WorkloadExit, FrameDecoder, FrameError, GuestMessage, HostMessage, HostSession, Request, Response, SessionEvent, Stream, WORKLOAD};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::accel::Accel;
 use crate::api::{ApiRequest, ApiResponse};
 use crate::assets::{AssetError, Assets};
+use crate::clients::{serve_client, ClientEvent, ClientId, Reply, Routes, CLIENT_QUEUE};
 use crate::console::{copy_console, ConsoleTail};
 use crate::guest_disks;
 use crate::lifecycle::ZoneState;
@@ -33,12 +34,12 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Guest messages queued between the channel reader and the main loop.
 const CHANNEL_QUEUE: usize = 64;
-/// Messages queued for one API client before the zone waits for it to read.
-const CLIENT_QUEUE: usize = 64;
 /// Most workload output kept in `workload.log`.
 ///
 /// Threat: the workload writes as much as it likes; the host's disk must not pay for it.
 pub const MAX_WORKLOAD_LOG: u64 = 64 * 1024 * 1024;
+/// Why a client's stream request or attach found nothing to talk to.
+const NO_WORKLOAD: &str = "the zone has no running workload";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -176,9 +177,8 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
         to_guest,
         outcome: Outcome::default(),
         deadline: Some(started + BOOT_TIMEOUT),
-        attached: Vec::new(),
+        routes: Routes::default(),
         workload_log: WorkloadLog::open(&dir.workload_log())?,
-        workload_running: false,
     };
     let status = zone.serve(&mut qemu, listeners.api, guest_rx, qmp_events).await;
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, console_task).await;
@@ -321,9 +321,6 @@ fn describe_exit(status: Option<ExitStatus>, qemu_log: &Path) -> String {
     }
 }
 
-/// Where the main loop sends a client's answers and, once attached, the workload's streams.
-type Reply = mpsc::Sender<ApiResponse>;
-
 struct Waiter {
     reply: Reply,
     sent: Instant,
@@ -338,10 +335,9 @@ struct Zone<'a> {
     outcome: Outcome,
     /// Boot timeout before the hello; stop timeout after a stop request.
     deadline: Option<Instant>,
-    /// Clients that receive the workload's output and exit.
-    attached: Vec<Reply>,
+    /// Which clients hear which process, and which process each client talks to.
+    routes: Routes,
     workload_log: WorkloadLog,
-    workload_running: bool,
 }
 
 impl Zone<'_> {
@@ -352,7 +348,8 @@ impl Zone<'_> {
         mut guest: mpsc::Receiver<Result<GuestMessage, FrameError>>,
         mut qmp_events: mpsc::Receiver<QmpEvent>,
     ) -> Option<ExitStatus> {
-        let (api_tx, mut api_rx) = mpsc::channel::<(ApiRequest, Reply)>(CLIENT_QUEUE);
+        let (api_tx, mut api_rx) = mpsc::channel::<ClientEvent>(CLIENT_QUEUE);
+        let mut clients: ClientId = 0;
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let mut guest_open = true;
         loop {
@@ -375,8 +372,14 @@ impl Zone<'_> {
                     },
                     None => guest_open = false,
                 },
-                Ok((stream, _)) = api.accept() => { tokio::spawn(serve_client(stream, api_tx.clone())); }
-                Some((request, reply)) = api_rx.recv() => self.on_api(request, reply).await,
+                Ok((stream, _)) = api.accept() => {
+                    clients += 1;
+                    tokio::spawn(serve_client(stream, clients, api_tx.clone()));
+                }
+                Some(event) = api_rx.recv() => match event {
+                    ClientEvent::Request { client, request, reply } => self.on_api(request, client, reply).await,
+                    ClientEvent::Closed(client) => self.routes.forget(client),
+                },
                 Some(event) = qmp_events.recv() => self.on_qmp(event),
                 () = next_signal(&mut terminate) => self.stop(Duration::from_secs(10)),
                 () = sleep_until(deadline) => {
@@ -418,21 +421,27 @@ impl Zone<'_> {
             }
             Ok(SessionEvent::Answered { id, request, response }) => {
                 let Some(waiter) = self.waiting.remove(&id) else { return Ok(()) };
-                let started = matches!((&request, &response), (Request::Run(_), Response::Done));
+                let done = response == Response::Done;
                 let reply = match response {
                     Response::Pong => ApiResponse::Pong { round_trip_us: u64::try_from(waiter.sent.elapsed().as_micros()).unwrap_or(u64::MAX) },
                     Response::Done => ApiResponse::Done,
                     Response::Failed { message } => ApiResponse::Error { message },
                 };
-                if started {
-                    self.workload_running = true;
-                    let now = unix_now();
-                    let _ = self.dir.update(|r| {
-                        if let Some(w) = r.workload.as_mut() {
-                            w.started_unix = Some(now);
+                match request {
+                    Request::Run(run) if done => {
+                        let now = unix_now();
+                        let _ = self.dir.update(|r| {
+                            if let Some(w) = r.workload.as_mut() {
+                                w.started_unix = Some(now);
+                            }
+                        });
+                        if let Err(err) = crate::state::write_atomic(&self.dir.spec_file(), run.spec_json.as_bytes()) {
+                            tracing::warn!(%err, "saving the container's spec; exec will not work");
                         }
-                    });
-                    self.attached.push(waiter.reply.clone());
+                        self.routes.listen(WORKLOAD, waiter.reply.clone());
+                    }
+                    Request::Exec { process, .. } if done => self.routes.listen(process, waiter.reply.clone()),
+                    _ => {}
                 }
                 let _ = waiter.reply.send(reply).await;
                 Ok(())
@@ -441,35 +450,31 @@ impl Zone<'_> {
                 self.outcome.fatal = Some(message);
                 Ok(())
             }
-            Ok(SessionEvent::Output { stream, data, .. }) => {
-                self.workload_log.append(stream, &data);
-                self.broadcast(ApiResponse::Output { stream, data }).await;
+            Ok(SessionEvent::Output { process, stream, data }) => {
+                if process == WORKLOAD {
+                    self.workload_log.append(stream, &data);
+                }
+                self.routes.send(process, ApiResponse::Output { stream, data }).await;
+                Ok(())
+            }
+            Ok(SessionEvent::Exited { process, status }) if process != WORKLOAD => {
+                self.routes.send(process, ApiResponse::Exited { status }).await;
+                self.routes.ended(process);
                 Ok(())
             }
             Ok(SessionEvent::Exited { status, .. }) => {
-                self.workload_running = false;
                 let _ = self.dir.update(|r| {
                     if let Some(w) = r.workload.as_mut() {
                         w.exit = Some(status);
                     }
                 });
-                self.broadcast(ApiResponse::Exited { status }).await;
+                self.routes.send(WORKLOAD, ApiResponse::Exited { status }).await;
+                self.routes.ended(WORKLOAD);
                 self.outcome.stop_reason = Some(format!("the workload exited ({})", describe_status(status)));
                 self.stop(Duration::from_secs(10));
                 Ok(())
             }
         }
-    }
-
-    /// Send to every attached client, dropping those that went away.
-    async fn broadcast(&mut self, msg: ApiResponse) {
-        let mut alive = Vec::with_capacity(self.attached.len());
-        for client in self.attached.drain(..) {
-            if client.send(msg.clone()).await.is_ok() {
-                alive.push(client);
-            }
-        }
-        self.attached = alive;
     }
 
     fn on_qmp(&mut self, event: QmpEvent) {
@@ -479,33 +484,60 @@ impl Zone<'_> {
         }
     }
 
-    async fn on_api(&mut self, request: ApiRequest, reply: Reply) {
+    async fn on_api(&mut self, request: ApiRequest, client: ClientId, reply: Reply) {
         match request {
             ApiRequest::Ping => self.send_request(Request::Ping, reply).await,
             ApiRequest::Debug(debug) => self.send_request(Request::Debug(debug), reply).await,
             ApiRequest::Run(run) => self.send_request(Request::Run(run), reply).await,
+            ApiRequest::Exec(exec) => self.exec(exec, client, reply).await,
             ApiRequest::Stop { timeout_secs } => {
                 self.stop(Duration::from_secs(timeout_secs));
                 let _ = reply.send(ApiResponse::Done).await;
             }
             ApiRequest::Attach => {
-                if self.workload_running {
-                    self.attached.push(reply.clone());
+                if self.session.is_running(WORKLOAD) {
+                    self.routes.listen(WORKLOAD, reply.clone());
                     let _ = reply.send(ApiResponse::Done).await;
                 } else {
-                    let _ = reply.send(ApiResponse::Error { message: "the zone has no running workload".into() }).await;
+                    let _ = reply.send(ApiResponse::Error { message: NO_WORKLOAD.into() }).await;
                 }
             }
-            ApiRequest::Stdin { data } => self.notify(HostMessage::Stdin { process: WORKLOAD, data }, &reply).await,
-            ApiRequest::Signal { signal } => self.notify(HostMessage::Signal { process: WORKLOAD, signal }, &reply).await,
-            ApiRequest::Resize { rows, cols } => self.notify(HostMessage::Resize { process: WORKLOAD, rows, cols }, &reply).await,
+            ApiRequest::Stdin { data } => {
+                let process = self.routes.target(client);
+                self.notify(HostMessage::Stdin { process, data }, process, &reply).await;
+            }
+            ApiRequest::Signal { signal } => {
+                let process = self.routes.target(client);
+                self.notify(HostMessage::Signal { process, signal }, process, &reply).await;
+            }
+            ApiRequest::Resize { rows, cols } => {
+                let process = self.routes.target(client);
+                self.notify(HostMessage::Resize { process, rows, cols }, process, &reply).await;
+            }
         }
     }
 
-    /// Pass a stream message to the workload; only errors are answered.
-    async fn notify(&mut self, msg: HostMessage, reply: &Reply) {
-        if !self.workload_running {
-            let _ = reply.send(ApiResponse::Error { message: "the zone has no running workload".into() }).await;
+    /// Start a process in the running container under a fresh number. The client talks to it
+    /// from now on (bound before the client can close, so its close unbinds it), and hears it
+    /// once the guest confirms the start.
+    async fn exec(&mut self, exec: Box<ExecRequest>, client: ClientId, reply: Reply) {
+        if !self.session.is_running(WORKLOAD) {
+            let _ = reply.send(ApiResponse::Error { message: "the container is not running".into() }).await;
+            return;
+        }
+        let Some(process) = self.routes.next_exec() else {
+            let _ = reply.send(ApiResponse::Error { message: "this zone has used every exec process number".into() }).await;
+            return;
+        };
+        self.routes.bind(client, process);
+        self.send_request(Request::Exec { process, exec }, reply).await;
+    }
+
+    /// Pass a stream message to `process`; only errors are answered.
+    async fn notify(&mut self, msg: HostMessage, process: u32, reply: &Reply) {
+        if !self.session.is_running(process) {
+            let message = if process == WORKLOAD { NO_WORKLOAD.to_string() } else { format!("exec'd process {process} is not running") };
+            let _ = reply.send(ApiResponse::Error { message }).await;
             return;
         }
         if let Ok(frame) = encode(&msg) {
@@ -611,43 +643,4 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
-}
-
-/// Serve one client connection: requests go to the main loop, which answers (and, once the
-/// client is attached, streams the workload) through the client's own queue.
-async fn serve_client(stream: UnixStream, requests: mpsc::Sender<(ApiRequest, Reply)>) {
-    let (mut read, mut write) = stream.into_split();
-    let (reply_tx, mut reply_rx) = mpsc::channel::<ApiResponse>(CLIENT_QUEUE);
-    let writer = tokio::spawn(async move {
-        while let Some(msg) = reply_rx.recv().await {
-            let Ok(bytes) = encode(&msg) else { return };
-            if write.write_all(&bytes).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut decoder = FrameDecoder::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    'read: loop {
-        let n = match read.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let Ok(frames) = split_frames(&mut decoder, &buf[..n]) else { break };
-        for frame in frames {
-            match decode::<ApiRequest>(&frame) {
-                Ok(request) => {
-                    if requests.send((request, reply_tx.clone())).await.is_err() {
-                        break 'read;
-                    }
-                }
-                Err(e) => {
-                    let _ = reply_tx.send(ApiResponse::Error { message: format!("bad request: {e}") }).await;
-                }
-            }
-        }
-    }
-    // The client stopped sending; keep delivering what the zone still has for it.
-    drop(reply_tx);
-    let _ = writer.await;
 }

@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run a container in its own zone.
     Run(Box<commands::run::RunArgs>),
+    /// Run a command in a running container.
+    Exec(Box<commands::exec::ExecArgs>),
     /// List containers.
     Ps {
         /// Show exited containers too.
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
     commands::init_tracing();
     let result = match cli.command {
         Command::Run(args) => commands::run::run(&cli.root, *args),
+        Command::Exec(args) => commands::exec::exec(&cli.root, *args),
         Command::Ps { all } => commands::container::ps(&cli.root, all),
         Command::Logs { follow, container } => commands::container::logs(&cli.root, &container, follow),
         Command::Kill { signal, container } => commands::container::kill(&cli.root, &container, &signal),

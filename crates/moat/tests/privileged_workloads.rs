@@ -132,6 +132,10 @@ unshare -U -r -m -u -i -n -p -f --mount-proc sh -c 'hostname nested; echo \"nest
         for (name, had) in interfaces.iter().zip(&host_interfaces_before) {
             assert_eq!(host_has(&format!("/sys/class/net/{name}")), *had, "the zone's interface {name} shows on the host");
         }
+        // A process exec'd into the privileged container is as privileged as its main process,
+        // in the same network namespace.
+        let exec = moat.ok(&["exec", "kernel", "sh", "-c", "grep ^CapEff /proc/self/status; ip -o -4 addr show mprobe0 | grep -o '10.213.0.1/24'"]);
+        assert_eq!(exec, "CapEff:\t000001ffffffffff\n10.213.0.1/24\n");
     });
     eprintln!("kernel test: {:.1} s", started.elapsed().as_secs_f64());
 

@@ -1,19 +1,22 @@
-//! Attaching the terminal to a running workload: output to stdout/stderr, stdin and signals to
-//! the workload, the exit status back.
+//! Attaching the terminal to a running process of a container (the workload for `run`, an
+//! exec'd process for `exec`): output to stdout/stderr, stdin, signals and terminal size to the
+//! process, the exit status back.
 
 use std::io::Read;
 use std::sync::mpsc;
 
 use moat_proto::ExitStatus;
 use moat_zone::api::{ApiRequest, ApiResponse, Connection, Sender};
+use moat_zone::state::ZoneDir;
 use nix::sys::signal::{SigSet, Signal};
 
 use super::run::write_output;
 
-/// Signals `moat run` forwards to the workload (without a tty; with one, the tty carries them).
+/// Signals forwarded to the process (without a tty; with one, the tty carries them).
 const FORWARDED: [Signal; 6] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 
-/// Relay until the workload exits. `None` means the zone ended without reporting an exit.
+/// Relay until the process the connection is attached to exits. `None` means the zone ended
+/// without reporting its exit.
 pub fn attach(mut conn: Connection, stdin: bool, tty: bool) -> anyhow::Result<Option<ExitStatus>> {
     let mut signals = SigSet::empty();
     FORWARDED.iter().for_each(|s| signals.add(*s));
@@ -59,6 +62,25 @@ pub fn attach(mut conn: Connection, stdin: bool, tty: bool) -> anyhow::Result<Op
     Ok(done_rx.recv().unwrap_or(None))
 }
 
+/// The exit code for how an attached process ended (Docker's: 128 + N for signal N), with one
+/// line on stderr when the OOM killer ended it or the zone ended first. `what` names it.
+pub fn exit_code(outcome: Option<ExitStatus>, dir: &ZoneDir, what: &str) -> u8 {
+    let code = match outcome {
+        Some(status) => {
+            if status == ExitStatus::OomKilled {
+                eprintln!("moat: the {what} was killed by the out-of-memory killer");
+            }
+            status.shell_code()
+        }
+        None => {
+            let reason = dir.read().ok().and_then(|r| r.effective_state().reason().map(String::from));
+            eprintln!("moat: the zone ended before the {what} did: {}", reason.unwrap_or_else(|| "unknown reason".into()));
+            125
+        }
+    };
+    u8::try_from(code & 0xff).unwrap_or(125)
+}
+
 fn forward_stdin(sender: &mut Sender) {
     let mut buf = [0u8; 32 * 1024];
     let mut stdin = std::io::stdin().lock();
@@ -93,7 +115,8 @@ fn forward_signals(sender: &mut Sender, signals: SigSet, tty: bool) {
     }
 }
 
-fn terminal_size() -> Option<(u16, u16)> {
+/// The size of the terminal on stdin, as (rows, cols).
+pub fn terminal_size() -> Option<(u16, u16)> {
     let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCGWINSZ fills the winsize we pass; stdin may not be a terminal, then it fails.
     let rc = unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TIOCGWINSZ, &mut size) };

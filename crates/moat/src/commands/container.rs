@@ -19,8 +19,7 @@ pub fn ps(root: &Path, all: bool) -> anyhow::Result<ExitCode> {
     println!("{:<14} {:<32} {:<24} {:<28} NAMES", "CONTAINER ID", "IMAGE", "COMMAND", "STATUS");
     for record in store.list()? {
         let Some(workload) = &record.workload else { continue };
-        let running = workload.exit.is_none() && !record.effective_state().is_terminal();
-        if !all && !running {
+        if !all && !is_running(&record) {
             continue;
         }
         let status = match (&workload.exit, record.effective_state()) {
@@ -42,7 +41,12 @@ fn clip(text: &str, width: usize) -> String {
     }
 }
 
-fn container(store: &ZoneStore, key: &str) -> anyhow::Result<(ZoneDir, ZoneRecord)> {
+/// Whether the zone's container still runs: its workload has not exited, its zone is live.
+pub fn is_running(record: &ZoneRecord) -> bool {
+    record.workload.as_ref().is_some_and(|w| w.exit.is_none()) && !record.effective_state().is_terminal()
+}
+
+pub fn container(store: &ZoneStore, key: &str) -> anyhow::Result<(ZoneDir, ZoneRecord)> {
     let (dir, record) = store.find(key).map_err(|_| anyhow::anyhow!("no such container: {key}"))?;
     if record.workload.is_none() {
         bail!("{key} is a bare zone, not a container (see `moat zone`)");
@@ -118,7 +122,7 @@ fn send_signal(dir: &ZoneDir, signal: i32) -> anyhow::Result<()> {
 pub fn stop(root: &Path, key: &str, seconds: u64) -> anyhow::Result<ExitCode> {
     let store = ZoneStore::open(root)?;
     let (dir, record) = container(&store, key)?;
-    if !record.effective_state().is_terminal() && record.workload.as_ref().is_some_and(|w| w.exit.is_none()) {
+    if is_running(&record) {
         if send_signal(&dir, libc::SIGTERM).is_ok() && wait_exit(&dir, Some(Duration::from_secs(seconds))).is_none() {
             let _ = send_signal(&dir, libc::SIGKILL);
             wait_exit(&dir, Some(Duration::from_secs(10)));
@@ -165,8 +169,7 @@ pub fn rm(root: &Path, keys: &[String], force: bool) -> anyhow::Result<ExitCode>
     let mut failed = false;
     for key in keys {
         let removed = container(&store, key).and_then(|(_, record)| {
-            let running = record.workload.as_ref().is_some_and(|w| w.exit.is_none()) && !record.effective_state().is_terminal();
-            if running && !force {
+            if is_running(&record) && !force {
                 bail!("container {key} is running: stop it first, or use --force");
             }
             Ok(ops::remove(&store, &record.id, true)?)

@@ -3,6 +3,7 @@
 mod attach;
 pub mod check;
 pub mod container;
+pub mod exec;
 pub mod image;
 pub mod images;
 pub mod run;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use moat_proto::{ExitStatus, RunRequest, Stream};
+use moat_proto::{RunRequest, Stream};
 use moat_zone::accel::{self, AccelChoice, HostFacts};
 use moat_zone::api::{ApiRequest, ApiResponse, Connection};
 use moat_zone::assets::Assets;
@@ -136,7 +136,7 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
         ApiResponse::Error { message } => {
             let _ = ops::remove(&store, &record.id, true);
             eprintln!("moat: {message}");
-            return Ok(ExitCode::from(start_failure_code(&message)));
+            return Ok(ExitCode::from(start_failure_code(&message).unwrap_or(125)));
         }
         other => bail!("unexpected answer from the zone: {other:?}"),
     }
@@ -145,33 +145,22 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let outcome = attach::attach(conn, args.interactive, args.tty)?;
-    let code = match outcome {
-        Some(status) => {
-            if status == ExitStatus::OomKilled {
-                eprintln!("moat: the container was killed by the out-of-memory killer");
-            }
-            status.shell_code()
-        }
-        None => {
-            let reason = dir.read().ok().and_then(|r| r.effective_state().reason().map(String::from));
-            eprintln!("moat: the zone ended before the container did: {}", reason.unwrap_or_else(|| "unknown reason".into()));
-            125
-        }
-    };
+    let code = attach::exit_code(outcome, &dir, "container");
     if args.rm {
         wait_removed(&dir.path);
     }
-    Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(125)))
+    Ok(ExitCode::from(code))
 }
 
-/// Docker's codes: 127 when the command does not exist, 126 when it cannot be run, else 125.
-fn start_failure_code(message: &str) -> u8 {
+/// Docker's codes for a process that did not start: 127 when the command does not exist, 126
+/// when it cannot be run; `None` when the reason is something else.
+pub fn start_failure_code(message: &str) -> Option<u8> {
     if message.contains("not found") || message.contains("no such file") {
-        127
+        Some(127)
     } else if message.contains("permission denied") {
-        126
+        Some(126)
     } else {
-        125
+        None
     }
 }
 
@@ -218,7 +207,7 @@ fn spec_options(args: &RunArgs) -> anyhow::Result<moat_spec::RunOptions> {
     })
 }
 
-fn read_bounded(path: &Path, limit: u64) -> anyhow::Result<String> {
+pub fn read_bounded(path: &Path, limit: u64) -> anyhow::Result<String> {
     let mut text = String::new();
     std::fs::File::open(path)?.take(limit + 1).read_to_string(&mut text)?;
     if text.len() as u64 > limit {

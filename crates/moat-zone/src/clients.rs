@@ -1,0 +1,193 @@
+//! The supervisor's API clients: one task per connection, and the routes between clients and
+//! the container's processes. A client that started an exec'd process hears that process and
+//! its stdin, signals and resizes go to it; any other client talks to the workload, and hears
+//! it once attached (`run`, `attach`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use moat_proto::frame::{decode, split_frames};
+use moat_proto::{encode, FrameDecoder, WORKLOAD};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+use crate::api::{ApiRequest, ApiResponse};
+
+/// Messages queued for one API client before the zone waits for it to read.
+pub const CLIENT_QUEUE: usize = 64;
+
+/// Where the main loop sends a client's answers and the streams it hears.
+pub type Reply = mpsc::Sender<ApiResponse>;
+
+/// A client connection's number, unique for the supervisor's life.
+pub type ClientId = u64;
+
+/// What a connection's task passes to the main loop.
+pub enum ClientEvent {
+    Request { client: ClientId, request: ApiRequest, reply: Reply },
+    /// The client sends nothing more (it may still read what the zone has for it).
+    Closed(ClientId),
+}
+
+#[derive(Default)]
+pub struct Routes {
+    last_exec: u32,
+    /// Who hears each process's output and exit.
+    listeners: BTreeMap<u32, Vec<Reply>>,
+    /// Clients that talk to an exec'd process rather than the workload.
+    targets: HashMap<ClientId, u32>,
+}
+
+impl Routes {
+    /// A number for a new exec'd process, never used before in this zone; `None` once all are.
+    pub fn next_exec(&mut self) -> Option<u32> {
+        self.last_exec = self.last_exec.checked_add(1)?;
+        Some(self.last_exec)
+    }
+
+    /// `reply` hears `process` from now on.
+    pub fn listen(&mut self, process: u32, reply: Reply) {
+        self.listeners.entry(process).or_default().push(reply);
+    }
+
+    /// `client`'s stdin, signals and resizes go to `process` from now on.
+    pub fn bind(&mut self, client: ClientId, process: u32) {
+        self.targets.insert(client, process);
+    }
+
+    /// The process `client` talks to.
+    pub fn target(&self, client: ClientId) -> u32 {
+        self.targets.get(&client).copied().unwrap_or(WORKLOAD)
+    }
+
+    pub fn forget(&mut self, client: ClientId) {
+        self.targets.remove(&client);
+    }
+
+    /// Send to every client that hears `process`, dropping those that went away.
+    pub async fn send(&mut self, process: u32, msg: ApiResponse) {
+        let Some(listeners) = self.listeners.get_mut(&process) else { return };
+        let mut alive = Vec::with_capacity(listeners.len());
+        for client in listeners.drain(..) {
+            if client.send(msg.clone()).await.is_ok() {
+                alive.push(client);
+            }
+        }
+        *listeners = alive;
+    }
+
+    /// `process` ended: there is nothing more to hear from it.
+    pub fn ended(&mut self, process: u32) {
+        self.listeners.remove(&process);
+    }
+}
+
+/// Serve one client connection: requests go to the main loop, which answers (and streams what
+/// the client hears) through the client's own queue.
+pub async fn serve_client(stream: UnixStream, client: ClientId, events: mpsc::Sender<ClientEvent>) {
+    let (mut read, mut write) = stream.into_split();
+    let (reply_tx, mut reply_rx) = mpsc::channel::<ApiResponse>(CLIENT_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = reply_rx.recv().await {
+            let Ok(bytes) = encode(&msg) else { return };
+            if write.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut decoder = FrameDecoder::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    'read: loop {
+        let n = match read.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let Ok(frames) = split_frames(&mut decoder, &buf[..n]) else { break };
+        for frame in frames {
+            match decode::<ApiRequest>(&frame) {
+                Ok(request) => {
+                    if events.send(ClientEvent::Request { client, request, reply: reply_tx.clone() }).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Err(e) => {
+                    let _ = reply_tx.send(ApiResponse::Error { message: format!("bad request: {e}") }).await;
+                }
+            }
+        }
+    }
+    let _ = events.send(ClientEvent::Closed(client)).await;
+    // The client stopped sending; keep delivering what the zone still has for it.
+    drop(reply_tx);
+    let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future)
+    }
+
+    fn output(text: &str) -> ApiResponse {
+        ApiResponse::Output { stream: moat_proto::Stream::Stdout, data: text.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn exec_numbers_are_fresh_and_never_the_workloads() {
+        let mut routes = Routes::default();
+        assert_eq!(routes.next_exec(), Some(1));
+        assert_eq!(routes.next_exec(), Some(2));
+        routes.last_exec = u32::MAX - 1;
+        assert_eq!(routes.next_exec(), Some(u32::MAX));
+        assert_eq!(routes.next_exec(), None, "numbers are not reused");
+    }
+
+    #[test]
+    fn each_process_is_heard_only_by_its_listeners() {
+        let mut routes = Routes::default();
+        let (attached, mut attached_rx) = mpsc::channel(8);
+        let (exec_client, mut exec_rx) = mpsc::channel(8);
+        routes.listen(WORKLOAD, attached);
+        routes.listen(1, exec_client);
+        block_on(async {
+            routes.send(WORKLOAD, output("main")).await;
+            routes.send(1, output("exec")).await;
+            routes.send(2, output("nobody")).await;
+        });
+        assert_eq!(attached_rx.try_recv().unwrap(), output("main"));
+        assert!(attached_rx.try_recv().is_err());
+        assert_eq!(exec_rx.try_recv().unwrap(), output("exec"));
+        assert!(exec_rx.try_recv().is_err());
+
+        routes.ended(1);
+        block_on(routes.send(1, output("late")));
+        assert!(exec_rx.try_recv().is_err(), "nothing after the end");
+    }
+
+    #[test]
+    fn clients_that_went_away_are_dropped() {
+        let mut routes = Routes::default();
+        let (gone, gone_rx) = mpsc::channel(8);
+        let (stays, mut stays_rx) = mpsc::channel(8);
+        routes.listen(WORKLOAD, gone);
+        routes.listen(WORKLOAD, stays);
+        drop(gone_rx);
+        block_on(routes.send(WORKLOAD, output("x")));
+        assert_eq!(routes.listeners[&WORKLOAD].len(), 1);
+        assert_eq!(stays_rx.try_recv().unwrap(), output("x"));
+    }
+
+    #[test]
+    fn a_client_talks_to_its_exec_until_it_closes() {
+        let mut routes = Routes::default();
+        assert_eq!(routes.target(7), WORKLOAD, "by default, the workload");
+        routes.bind(7, 3);
+        assert_eq!(routes.target(7), 3);
+        assert_eq!(routes.target(8), WORKLOAD, "other clients are not affected");
+        routes.forget(7);
+        assert_eq!(routes.target(7), WORKLOAD);
+        assert!(routes.targets.is_empty());
+    }
+}

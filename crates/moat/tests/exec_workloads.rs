@@ -1,0 +1,239 @@
+//! `moat exec` end to end: one long-running container in a real zone, and every exec
+//! assertion made in that one container, so the suite pays for one boot.
+
+mod common;
+
+use std::io::{BufRead, Read, Write};
+use std::os::fd::OwnedFd;
+use std::process::{Child, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{stderr, stdout, Moat, BUSYBOX, COMMAND_TIMEOUT};
+
+/// The container's main process: runs until SIGTERM, then exits 0.
+const MAIN: &str = r#"trap "exit 0" TERM; while :; do sleep 1; done"#;
+
+/// The lines of stderr without moat's warnings, insisting there is exactly one.
+fn one_error_line(out: &Output) -> String {
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one error line, got {err:?}");
+    lines[0].to_string()
+}
+
+/// Kills a moat process this test spawned if it still runs after [`COMMAND_TIMEOUT`], so a
+/// hang fails the test (see [`Watchdog::check`]) rather than stalling the suite.
+struct Watchdog {
+    done: Arc<AtomicBool>,
+    fired: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    fn new(child: &Child) -> Self {
+        let (done, fired) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let pid = child.id();
+        std::thread::spawn({
+            let (done, fired) = (done.clone(), fired.clone());
+            move || {
+                let deadline = Instant::now() + COMMAND_TIMEOUT;
+                while Instant::now() < deadline {
+                    if done.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                fired.store(true, Ordering::SeqCst);
+                // SAFETY: kill(2) on the moat process this test started and has not waited for.
+                unsafe { libc::kill(pid.cast_signed(), libc::SIGKILL) };
+            }
+        });
+        Self { done, fired }
+    }
+
+    /// Call once the process was waited for.
+    fn check(self) {
+        self.done.store(true, Ordering::SeqCst);
+        assert!(!self.fired.load(Ordering::SeqCst), "moat exec still ran after {COMMAND_TIMEOUT:?}");
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn exec_runs_processes_in_the_running_container() {
+    let moat = Moat::with_busybox();
+    moat.ok(&["run", "-d", "--name", "box", "--hostname", "boxhost", "-e", "FROM_RUN=yes", BUSYBOX, "sh", "-c", MAIN]);
+
+    streams_and_exit_codes(&moat);
+    same_container_as_the_main_process(&moat);
+    flags_set_env_workdir_and_user(&moat);
+    stdin_only_with_interactive(&moat);
+    signals_reach_the_exec_process(&moat);
+    terminal_has_the_callers_size(&moat);
+    detach_returns_while_the_process_runs(&moat);
+    errors_are_one_line_and_change_nothing(&moat);
+    assert_eq!(stdout(&moat.run(&["logs", "box"])), "", "exec output stays out of the container's log");
+
+    // An exec'd process dies with the container, and reports it.
+    let mut running = moat.cmd(&["exec", "box", "sleep", "600"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let watchdog = Watchdog::new(&running);
+    wait_for_process(&moat, "sleep 600");
+    moat.ok(&["stop", "box"]);
+    let status = running.wait().unwrap();
+    watchdog.check();
+    assert_eq!(status.code(), Some(137), "SIGKILL when the container's pid namespace ends");
+    assert_eq!(moat.ok(&["wait", "box"]).trim(), "0", "the main process's own exit");
+
+    let out = moat.run(&["exec", "box", "true"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(one_error_line(&out).contains("not running"), "{}", stderr(&out));
+
+    moat.ok(&["rm", "box"]);
+    moat.assert_nothing_running();
+    assert!(moat.zone_files().is_empty());
+}
+
+fn streams_and_exit_codes(moat: &Moat) {
+    let out = moat.run(&["exec", "box", "sh", "-c", "echo out1; echo err1 >&2; echo out2; exit 5"]);
+    assert_eq!(stdout(&out), "out1\nout2\n");
+    assert_eq!(stderr(&out), "err1\n");
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(moat.run(&["exec", "box", "sh", "-c", "kill -USR1 $$"]).status.code(), Some(128 + 10), "128 + N for signal N");
+}
+
+fn same_container_as_the_main_process(moat: &Moat) {
+    let out = moat.ok(&["exec", "box", "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; hostname; echo $FROM_RUN; id -u; pwd"]);
+    assert_eq!(out, format!("sh -c {MAIN} \nboxhost\nyes\n0\n/\n"), "the main process is PID 1 of the same pid namespace");
+
+    let same = |what: &str| format!("[ \"$(readlink /proc/self/ns/{what})\" = \"$(readlink /proc/1/ns/{what})\" ] && echo {what}");
+    let script = ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"].map(same).join("; ");
+    assert_eq!(moat.ok(&["exec", "box", "sh", "-c", &script]), "cgroup\nipc\nmnt\nnet\npid\nuser\nuts\n", "every namespace is the main process's");
+    let cgroups = moat.ok(&["exec", "box", "sh", "-c", "cmp /proc/self/cgroup /proc/1/cgroup && cat /proc/self/uid_map"]);
+    assert_eq!(cgroups.split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536"], "same cgroup, same user namespace");
+
+    let status = moat.ok(&["exec", "box", "grep", "-E", "^(Cap(Prm|Eff|Bnd)|NoNewPrivs|Seccomp):", "/proc/self/status"]);
+    assert_eq!(status, "CapPrm:\t00000000a80425fb\nCapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\nNoNewPrivs:\t0\nSeccomp:\t2\n");
+    let denied = moat.run(&["exec", "box", "unshare", "-U", "true"]);
+    assert!(!denied.status.success() && stderr(&denied).contains("Operation not permitted"), "the container's seccomp filter: {}", stderr(&denied));
+}
+
+fn flags_set_env_workdir_and_user(moat: &Moat) {
+    let out = moat.ok(&[
+        "exec", "-e", "FROM_RUN=over", "-e", "NEW=1", "-w", "/tmp", "-u", "app", "box",
+        "sh", "-c", "echo $FROM_RUN $NEW $HOME; pwd; id -u; id -g; grep ^CapEff /proc/self/status",
+    ]);
+    assert_eq!(out, "over 1 /home/app\n/tmp\n1000\n1000\nCapEff:\t0000000000000000\n", "a non-root user holds no effective capability, as in Docker");
+    assert_eq!(moat.ok(&["exec", "-u", "nobody:nogroup", "box", "id"]), "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n");
+    assert_eq!(moat.ok(&["exec", "box", "sh", "-c", "echo $FROM_RUN $HOME"]), "yes /root\n", "flags of one exec do not stick");
+}
+
+fn stdin_only_with_interactive(moat: &Moat) {
+    let feed = |args: &[&str], input: &[u8]| {
+        let mut child = moat.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("moat exec");
+        let watchdog = Watchdog::new(&child);
+        child.stdin.take().expect("stdin").write_all(input).expect("writing stdin");
+        let out = child.wait_with_output().expect("waiting for moat");
+        watchdog.check();
+        out
+    };
+    let out = feed(&["exec", "-i", "box", "tr", "a-z", "A-Z"], b"hello from stdin\n");
+    assert_eq!(stdout(&out), "HELLO FROM STDIN\n");
+    assert!(out.status.success());
+    let out = feed(&["exec", "box", "cat"], b"ignored\n");
+    assert_eq!(stdout(&out), "", "without -i the process reads an empty stdin");
+    assert!(out.status.success());
+}
+
+fn signals_reach_the_exec_process(moat: &Moat) {
+    let mut child = moat
+        .cmd(&["exec", "box", "sh", "-c", "trap 'echo got TERM; exit 42' TERM; echo ready; while :; do sleep 0.2; done"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moat exec");
+    let watchdog = Watchdog::new(&child);
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    lines.read_line(&mut line).expect("reading stdout");
+    assert_eq!(line, "ready\n");
+    // SAFETY: signalling the moat process this test started.
+    unsafe { libc::kill(child.id().cast_signed(), libc::SIGTERM) };
+    let mut rest = String::new();
+    lines.read_to_string(&mut rest).expect("reading stdout");
+    assert_eq!(rest, "got TERM\n");
+    let status = child.wait().expect("waiting for moat");
+    watchdog.check();
+    assert_eq!(status.code(), Some(42));
+    assert!(moat.ok(&["ps"]).contains("box"), "the signal went to the exec'd process only");
+}
+
+fn terminal_has_the_callers_size(moat: &Moat) {
+    let size = nix::pty::Winsize { ws_row: 37, ws_col: 101, ws_xpixel: 0, ws_ypixel: 0 };
+    let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
+    let mut child = {
+        let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("duplicating the pty"));
+        moat.cmd(&["exec", "-t", "box", "sh", "-c", "tty; stty size; echo $TERM"]).stdin(slave(&pty.slave)).stdout(slave(&pty.slave)).stderr(slave(&pty.slave)).spawn().expect("moat exec")
+    };
+    let watchdog = Watchdog::new(&child);
+    drop(pty.slave);
+    let mut master = std::fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The master reads EIO once the last holder of the slave has closed it.
+        while let Ok(n @ 1..) = master.read(&mut buf) {
+            seen.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let status = child.wait().expect("waiting for moat");
+    watchdog.check();
+    assert!(status.success());
+    let seen = reader.join().expect("the pty reader");
+    let lines: Vec<&str> = seen.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert_eq!(lines.len(), 3, "{seen:?}");
+    assert!(lines[0].starts_with("/dev/pts/"), "{seen:?}");
+    assert_eq!(lines[1..], ["37 101", "xterm"], "the pty has the caller's size from the start");
+}
+
+fn detach_returns_while_the_process_runs(moat: &Moat) {
+    let out = moat.run(&["exec", "-d", "box", "sh", "-c", "echo $$ > /tmp/detached.pid; exec sleep 601"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    wait_for_process(moat, "sleep 601");
+    moat.ok(&["exec", "box", "sh", "-c", "kill $(cat /tmp/detached.pid)"]);
+}
+
+fn errors_are_one_line_and_change_nothing(moat: &Moat) {
+    let cases: [(&[&str], &str, i32); 5] = [
+        (&["exec", "box", "/no/such/command"], "/no/such/command", 127),
+        (&["exec", "-u", "nosuchuser", "box", "true"], "nosuchuser", 126),
+        (&["exec", "nosuchcontainer", "true"], "no such container", 125),
+        (&["exec", "box"], "no command", 125),
+        (&["exec", "-w", "relative", "box", "pwd"], "relative", 125),
+    ];
+    for (args, expected, code) in cases {
+        let out = moat.run(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        let line = one_error_line(&out);
+        assert!(line.contains(expected), "{args:?}: {line}");
+        assert_eq!(stdout(&out), "", "{args:?}");
+    }
+    assert!(moat.ok(&["ps"]).lines().any(|l| l.contains("box") && l.contains("Up")), "the container still runs");
+    assert_eq!(moat.ok(&["exec", "box", "echo", "still fine"]), "still fine\n");
+}
+
+/// Wait until `ps` in the container shows a process whose command line is `args`.
+fn wait_for_process(moat: &Moat, args: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !moat.ok(&["exec", "box", "ps", "-o", "args"]).lines().any(|l| l.trim() == args) {
+        assert!(Instant::now() < deadline, "no process {args:?} appeared in the container");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
