@@ -36,7 +36,7 @@ fn boot(channel: &mut Option<channel::Channel>) -> Result<std::convert::Infallib
     mounts::mount_early()?;
     sysctl::harden()?;
     let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(|e| Error::Io("/proc/cmdline", e))?;
-    modules::load_modules()?;
+    modules::load_listed(modules::MODULE_ORDER_FILE)?;
     let opened = channel.insert(channel::Channel::open()?);
     log::info(&format!("channel open at {}", opened.path().display()));
     serve::serve(opened, serve::Options::from_cmdline(&cmdline))
@@ -52,8 +52,8 @@ pub enum Error {
     Sys(&'static str, nix::Error),
     #[error("mounting {target}: {err}")]
     Mount { target: &'static str, err: nix::Error },
-    #[error("loading module {path}: {err}")]
-    Module { path: String, err: String },
+    #[error(transparent)]
+    Module(#[from] modules::ModuleError),
     #[error("no virtio port named {0} appeared")]
     NoChannel(&'static str),
     #[error("channel: {0}")]

@@ -1,20 +1,33 @@
-//! Kernel modules from the initramfs, loaded in the order the host resolved.
+//! Kernel modules, loaded in the order the host resolved.
 
 use std::ffi::CString;
 use std::os::fd::AsFd;
 
 use nix::kmod::{finit_module, ModuleInitFlags};
 
-use crate::Error;
-
-/// Written by the host's initramfs builder: one module path per line, dependencies first.
+/// Written by the host's initramfs builder: one module path per line, dependencies first. These
+/// are in the initramfs and load at boot.
 pub const MODULE_ORDER_FILE: &str = "/etc/moat/modules";
 
-pub fn load_modules() -> Result<(), Error> {
-    let order = match std::fs::read_to_string(MODULE_ORDER_FILE) {
+/// The same, for the modules a privileged container finds loaded (loop), as a Docker host has
+/// them: they load before the zone's devices are listed for it, so their device nodes are
+/// among them. Their files are on the modules disk.
+pub const PRIVILEGED_MODULE_ORDER_FILE: &str = "/etc/moat/modules-privileged";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error("reading {file}: {err}")]
+    List { file: &'static str, err: std::io::Error },
+    #[error("loading module {path}: {err}")]
+    Load { path: String, err: String },
+}
+
+/// Load every module `file` lists, in order; a missing list loads nothing.
+pub fn load_listed(file: &'static str) -> Result<(), ModuleError> {
+    let order = match std::fs::read_to_string(file) {
         Ok(order) => order,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::Io(MODULE_ORDER_FILE, e)),
+        Err(err) => return Err(ModuleError::List { file, err }),
     };
     for path in order.lines().map(str::trim).filter(|l| !l.is_empty()) {
         load_one(path)?;
@@ -22,8 +35,8 @@ pub fn load_modules() -> Result<(), Error> {
     Ok(())
 }
 
-fn load_one(path: &str) -> Result<(), Error> {
-    let module_err = |err: String| Error::Module { path: path.to_string(), err };
+fn load_one(path: &str) -> Result<(), ModuleError> {
+    let module_err = |err: String| ModuleError::Load { path: path.to_string(), err };
     let file = std::fs::File::open(path).map_err(|e| module_err(e.to_string()))?;
     let no_params = CString::default();
     match finit_module(file.as_fd(), &no_params, ModuleInitFlags::empty()) {

@@ -20,8 +20,14 @@ pub const RUNC_PATH: &str = "/usr/sbin/runc";
 /// Where the guest finds the isolation checker when one was built.
 pub const CHECK_GUEST_PATH: &str = "/usr/lib/moat/moat-check";
 
+/// Modules loaded for a privileged container, from the modules disk, before its devices are
+/// listed: a Docker host has loop devices.
+pub const PRIVILEGED_MODULES: &[&str] = &["loop"];
+
 /// The module load order for init (moat-init's `MODULE_ORDER_FILE`), as an archive path.
 const MODULE_ORDER_PATH: &str = "etc/moat/modules";
+/// The load order of [`PRIVILEGED_MODULES`] (moat-init's `PRIVILEGED_MODULE_ORDER_FILE`).
+const PRIVILEGED_MODULE_ORDER_PATH: &str = "etc/moat/modules-privileged";
 
 /// A static binary built from this workspace for the guest.
 struct GuestBinary {
@@ -98,7 +104,8 @@ impl Assets {
     pub fn initramfs(&self) -> Result<PathBuf, AssetError> {
         let deps = ModuleDeps::parse(&read_text(&self.modules_dir.join("modules.dep"))?)?;
         let modules = deps.load_order(BOOT_MODULES)?;
-        let entries = self.initramfs_entries(&modules)?;
+        let privileged = deps.load_order(PRIVILEGED_MODULES)?;
+        let entries = self.initramfs_entries(&modules, &privileged)?;
         let digest = initramfs::digest(&entries)?;
         let cached = self.dir.join("initramfs").join(format!("{}.cpio", &digest[..16]));
         if cached.is_file() {
@@ -114,10 +121,13 @@ impl Assets {
         Ok(cached)
     }
 
-    fn initramfs_entries(&self, modules: &[String]) -> Result<Vec<Entry>, AssetError> {
+    /// The archive: init, runc and its libraries, the checker, the boot `modules` with their
+    /// load order, and the load order of the `privileged` ones (whose files the modules disk has).
+    fn initramfs_entries(&self, modules: &[String], privileged: &[String]) -> Result<Vec<Entry>, AssetError> {
         let release = &self.kernel_release;
         let module_paths: Vec<String> = modules.iter().map(|m| format!("lib/modules/{release}/{m}")).collect();
         let order_file = module_paths.iter().map(|p| format!("/{p}\n")).collect::<String>();
+        let privileged_order_file = privileged.iter().map(|m| format!("/lib/modules/{release}/{m}\n")).collect::<String>();
 
         // Guest path (without the leading slash) and host source of every copied file.
         let mut files: Vec<(String, PathBuf, u32)> = Vec::new();
@@ -137,11 +147,12 @@ impl Assets {
         }
 
         let mut dirs: Vec<String> = ["dev", "proc", "sys", "run", "tmp"].map(String::from).into();
-        dirs.extend(initramfs::parent_dirs(files.iter().map(|(path, _, _)| path.as_str()).chain([MODULE_ORDER_PATH])));
+        dirs.extend(initramfs::parent_dirs(files.iter().map(|(path, _, _)| path.as_str()).chain([MODULE_ORDER_PATH, PRIVILEGED_MODULE_ORDER_PATH])));
         let mut entries: Vec<Entry> = dirs.into_iter().map(|path| Entry::Dir { path }).collect();
         entries.push(Entry::CharDevice { path: "dev/console".into(), major: 5, minor: 1, mode: 0o600 });
         entries.push(Entry::Bytes { path: "init".into(), data: read_bytes(&self.init)?, mode: 0o755 });
         entries.push(Entry::Bytes { path: MODULE_ORDER_PATH.into(), data: order_file.into_bytes(), mode: 0o644 });
+        entries.push(Entry::Bytes { path: PRIVILEGED_MODULE_ORDER_PATH.into(), data: privileged_order_file.into_bytes(), mode: 0o644 });
         entries.extend(files.into_iter().map(|(path, source, mode)| Entry::File { path, source, mode }));
         Ok(entries)
     }
