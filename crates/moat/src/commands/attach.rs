@@ -10,7 +10,8 @@ use nix::sys::signal::{SigSet, Signal};
 
 use super::run::write_output;
 
-/// Signals `moat run` forwards to the workload (without a tty; with one, the tty carries them).
+/// Signals `moat run` forwards to the workload. With `-t -i` the keys that make them (Ctrl-C)
+/// reach the workload's terminal as bytes instead, and its line discipline signals.
 const FORWARDED: [Signal; 6] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 
 /// Relay until the workload exits. `None` means the zone ended without reporting an exit.
@@ -21,7 +22,9 @@ pub fn attach(mut conn: Connection, stdin: bool, tty: bool) -> anyhow::Result<Op
     // Blocked here, before any thread starts, so every thread inherits the mask and one thread
     // can take them with sigwait.
     signals.thread_block()?;
-    let _raw = if tty { RawTerminal::enter() } else { None };
+    // Raw only when keys go to the workload (`-t -i`), as Docker does: with `-t` alone,
+    // Ctrl-C stays a local SIGINT, which is forwarded.
+    let _raw = if tty && stdin { RawTerminal::enter() } else { None };
 
     if tty {
         if let Some((rows, cols)) = terminal_size() {
@@ -93,7 +96,8 @@ fn forward_signals(sender: &mut Sender, signals: SigSet, tty: bool) {
     }
 }
 
-fn terminal_size() -> Option<(u16, u16)> {
+/// The size (rows, columns) of the terminal on stdin, if it is one.
+pub fn terminal_size() -> Option<(u16, u16)> {
     let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCGWINSZ fills the winsize we pass; stdin may not be a terminal, then it fails.
     let rc = unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TIOCGWINSZ, &mut size) };
