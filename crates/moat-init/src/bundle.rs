@@ -14,6 +14,7 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::{Process, Spec};
 
 use crate::devscan::{self, ScanError};
+use crate::modules::{self, ModuleError};
 
 pub const BUNDLE_DIR: &str = "/run/moat/bundle";
 /// The process file of the exec being started (one at a time: init starts them in turn).
@@ -33,6 +34,8 @@ pub enum BundleError {
     Devices(#[from] DeviceError),
     #[error(transparent)]
     Scan(#[from] ScanError),
+    #[error(transparent)]
+    Module(#[from] ModuleError),
     #[error("reading {file} in the image: {err}")]
     Account { file: &'static str, err: std::io::Error },
     #[error("{file} in the image is not a regular file")]
@@ -44,7 +47,8 @@ pub enum BundleError {
 }
 
 /// Point the spec at `rootfs`, resolve its user against the image, give a privileged
-/// container the zone's devices, and place it in the zone's cgroup tree.
+/// container the zone's devices (loading the modules it expects first), and place it in the
+/// zone's cgroup tree.
 pub fn complete(spec: &mut Spec, rootfs: &Path, container_id: &str, tty: bool) -> Result<(), BundleError> {
     let mut root = spec.root().clone().unwrap_or_default();
     root.set_path(rootfs.to_path_buf());
@@ -58,6 +62,8 @@ pub fn complete(spec: &mut Spec, rootfs: &Path, container_id: &str, tty: bool) -
     let group = read_account(rootfs, "/etc/group")?;
     apply_user(spec, passwd.as_deref(), group.as_deref())?;
     if moat_spec::is_privileged(spec) {
+        // Before the scan, so the modules' device nodes (/dev/loop*) are among the zone's.
+        modules::load_modules(moat_proto::layout::PRIVILEGED_MODULES_FILE)?;
         add_zone_devices(spec, &devscan::scan(Path::new("/dev"))?)?;
     }
     Ok(())

@@ -1,4 +1,4 @@
-//! Kernel modules from the initramfs, loaded in the order the host resolved.
+//! Kernel modules, loaded in the order the host resolved.
 
 use std::ffi::CString;
 use std::os::fd::AsFd;

@@ -3,8 +3,12 @@
 
 use std::ffi::OsStr;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 pub const RUNC: &str = "/usr/sbin/runc";
 /// runc's state directory (its default for root).
@@ -17,6 +21,10 @@ const LOG_FILE: &str = "/run/moat/runc.log";
 const MAX_LOG_BYTES: u64 = 64 * 1024;
 /// Longest runc error passed on to the host as the reason a run failed.
 const MAX_ERROR_CHARS: usize = 512;
+
+/// Longest any runc command may take. Init waits for runc in its control loop, so a runc that
+/// hangs (on a mount, a device, a stuck container process) would stop the zone answering.
+pub const RUNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Leading parts of runc's errors that only say which layer passed the error up.
 const WRAPPERS: [&str; 7] = [
@@ -36,6 +44,10 @@ pub enum RuncError {
     /// runc's own reason, stripped of its wrappers.
     #[error("{0}")]
     Failed(String),
+    #[error("runc {command} did not finish within {timeout:?}; it was killed")]
+    Timeout { command: &'static str, timeout: Duration },
+    #[error("waiting for runc {command}: {err}")]
+    Wait { command: &'static str, err: std::io::Error },
 }
 
 /// The container process's stdio while `runc create` runs: runc passes its own stdio through
@@ -83,7 +95,7 @@ pub fn delete(id: &str) -> Result<(), RuncError> {
     run("delete", &["delete".as_ref(), "--force".as_ref(), id.as_ref()], ContainerStdio::null())
 }
 
-fn run(command: &str, args: &[&OsStr], stdio: ContainerStdio) -> Result<(), RuncError> {
+fn run(command: &'static str, args: &[&OsStr], stdio: ContainerStdio) -> Result<(), RuncError> {
     let _ = std::fs::remove_file(LOG_FILE);
     let mut runc = Command::new(RUNC);
     runc
@@ -101,12 +113,54 @@ fn run(command: &str, args: &[&OsStr], stdio: ContainerStdio) -> Result<(), Runc
             nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from)
         });
     }
-    let status = runc.status().map_err(RuncError::Spawn)?;
+    let status = status_within(&mut runc, command, RUNC_TIMEOUT)?;
     if status.success() {
         return Ok(());
     }
     let reason = read_log_tail().as_deref().and_then(error_message).unwrap_or_else(|| format!("runc {command} failed ({status})"));
     Err(RuncError::Failed(reason))
+}
+
+/// Run `cmd` to its end and reap it, or kill and reap it once `timeout` has passed.
+fn status_within(cmd: &mut Command, command: &'static str, timeout: Duration) -> Result<std::process::ExitStatus, RuncError> {
+    let mut child = cmd.spawn().map_err(RuncError::Spawn)?;
+    let ended = ended_within(&child, timeout);
+    if !matches!(ended, Ok(true)) {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(|err| RuncError::Wait { command, err })?;
+    match ended {
+        Ok(true) => Ok(status),
+        Ok(false) => Err(RuncError::Timeout { command, timeout }),
+        Err(err) => Err(RuncError::Wait { command, err }),
+    }
+}
+
+/// Whether `child` has ended within `timeout`, without reaping it: its pidfd turns readable
+/// when it exits.
+fn ended_within(child: &Child, timeout: Duration) -> std::io::Result<bool> {
+    let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no memory is
+    // passed. The child is not reaped yet, so the pid is still ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).map_err(std::io::Error::other)?;
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor and nothing else owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
+            Ok(0) if left.is_zero() => return Ok(false),
+            // poll rounds the timeout down to milliseconds: wait out the rest.
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => return Ok(true),
+            Err(err) => return Err(err.into()),
+        }
+    }
 }
 
 fn read_log_tail() -> Option<String> {
@@ -145,6 +199,32 @@ pub fn error_message(log: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_that_outlives_its_bound_is_killed_and_reaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let started = Instant::now();
+        let mut sleep = Command::new("sh");
+        sleep.arg("-c").arg(format!("echo $$ > {}; exec sleep 30", pid_file.display()));
+        let err = status_within(&mut sleep, "create", Duration::from_millis(300)).unwrap_err();
+        let elapsed = started.elapsed();
+        assert!(matches!(err, RuncError::Timeout { command: "create", .. }), "{err}");
+        assert_eq!(err.to_string(), "runc create did not finish within 300ms; it was killed");
+        assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5), "{elapsed:?}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        assert!(!Path::new("/proc").join(pid.trim()).exists(), "the command is killed and reaped (pid {})", pid.trim());
+    }
+
+    #[test]
+    fn a_command_within_its_bound_gives_its_status() {
+        let mut quick = Command::new("sh");
+        quick.args(["-c", "sleep 0.1; exit 3"]);
+        let status = status_within(&mut quick, "start", Duration::from_secs(10)).unwrap();
+        assert_eq!(status.code(), Some(3));
+        let mut missing = Command::new("/nonexistent/runc");
+        assert!(matches!(status_within(&mut missing, "delete", Duration::from_secs(1)), Err(RuncError::Spawn(_))));
+    }
 
     #[test]
     fn the_meaningful_part_of_a_create_error() {

@@ -17,6 +17,9 @@ pub const BOOT_MODULES_FILE: &str = "/etc/moat/modules";
 /// In the initramfs: the modules init loads only when a workload starts (the disks and the
 /// overlay), so a zone answers sooner and a bare zone never loads them.
 pub const WORKLOAD_MODULES_FILE: &str = "/etc/moat/modules.workload";
+/// In the initramfs: the modules init loads from the modules disk for a privileged container,
+/// before its devices are listed, so their device nodes (loop) are among them.
+pub const PRIVILEGED_MODULES_FILE: &str = "/etc/moat/modules.privileged";
 
 /// Where init mounts the tools disk. runc and its libraries keep their host paths below it,
 /// and the initramfs links those paths here.

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
-    LinuxCapabilities, LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace, LinuxResources,
-    LinuxSeccomp, Process, Root, Spec, VERSION,
+    BoxBuilder as ConsoleSizeBuilder, LinuxCapabilities, LinuxIdMapping, LinuxIdMappingBuilder,
+    LinuxNamespace, LinuxResources, LinuxSeccomp, Process, Root, Spec, VERSION,
 };
 
 use crate::caps::{self, CapSet};
@@ -14,6 +14,7 @@ use crate::devices::{allow_all_rule, default_cgroup_rules, default_devices};
 use crate::profile::{
     DeviceSet, Profile, MASKED_PATHS, READONLY_PATHS, ZONE_ID_MAP_SIZE, ZONE_ID_MAP_START,
 };
+use crate::resources;
 use crate::seccomp::{default_profile, parse_profile, ZoneTarget};
 use crate::security_opt::{parse_security_opts, SeccompChoice};
 use crate::user::{validate_user_spec, USER_ANNOTATION};
@@ -74,6 +75,14 @@ pub fn build_spec_for(
     )?;
 
     let mut process = Process::default();
+    if let Some((rows, cols)) = opts.console_size.filter(|_| opts.tty) {
+        let size = ConsoleSizeBuilder::default()
+            .height(u64::from(rows))
+            .width(u64::from(cols))
+            .build()
+            .map_err(|e| SpecError::Oci(e.to_string()))?;
+        process.set_console_size(Some(size));
+    }
     process
         .set_terminal(Some(opts.tty))
         .set_args(Some(args))
@@ -81,6 +90,8 @@ pub fn build_spec_for(
         .set_cwd(PathBuf::from(cwd))
         .set_capabilities(Some(capabilities(caps)))
         .set_no_new_privileges(Some(security.no_new_privileges))
+        // Docker's default; without it the process would inherit the zone init's -1000.
+        .set_oom_score_adj(Some(0))
         .set_rlimits(None);
 
     let mut root = Root::default();
@@ -102,7 +113,7 @@ pub fn build_spec_for(
         .set_hostname(hostname.map(str::to_string))
         .set_mounts(Some(mounts::default_mounts(&profile)))
         .set_annotations(Some(annotations))
-        .set_linux(Some(linux(&profile, seccomp)?));
+        .set_linux(Some(linux(&profile, seccomp, opts)?));
     to_json(&spec)?;
     Ok(spec)
 }
@@ -137,6 +148,7 @@ fn capabilities(caps: CapSet) -> LinuxCapabilities {
 fn linux(
     profile: &Profile,
     seccomp: Option<LinuxSeccomp>,
+    opts: &RunOptions,
 ) -> Result<oci_spec::runtime::Linux, SpecError> {
     let namespaces = profile
         .namespaces()
@@ -152,7 +164,10 @@ fn linux(
         DeviceSet::Zone => (Vec::new(), vec![allow_all_rule()]),
     };
     let mut resources = LinuxResources::default();
-    resources.set_devices(Some(rules));
+    resources
+        .set_devices(Some(rules))
+        .set_memory(opts.zone_memory_mib.map(resources::memory).transpose()?)
+        .set_cpu(opts.cpus.and_then(resources::cpu));
 
     let mut sysctl = HashMap::from([(
         "net.ipv4.ip_unprivileged_port_start".to_string(),

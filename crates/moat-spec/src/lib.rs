@@ -14,6 +14,7 @@ pub mod exec;
 pub mod mounts;
 pub mod process;
 pub mod profile;
+pub mod resources;
 pub mod seccomp;
 pub mod security_opt;
 pub mod user;
@@ -55,6 +56,13 @@ pub struct RunOptions {
     pub security_opt: Vec<String>,
     /// `--read-only`: the root filesystem is mounted read-only.
     pub read_only: bool,
+    /// With `tty`: the caller's terminal size (rows, columns), so the process starts with it.
+    pub console_size: Option<(u16, u16)>,
+    /// The zone's memory in MiB: the container's cgroup gets a limit a little under it (see
+    /// [`resources::container_memory_limit`]). `None` sets no limit.
+    pub zone_memory_mib: Option<u32>,
+    /// `--cpus`: a CPU quota when it is not a whole number.
+    pub cpus: Option<resources::Cpus>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -73,6 +81,8 @@ pub enum SpecError {
     Seccomp(#[from] seccomp::SeccompError),
     #[error(transparent)]
     SecurityOpt(#[from] security_opt::SecurityOptError),
+    #[error(transparent)]
+    Resource(#[from] resources::ResourceError),
     #[error("the runtime spec is {size} bytes as JSON, more than the {max} allowed; use fewer or shorter environment variables or arguments")]
     TooLarge { size: usize, max: usize },
     #[error("runtime spec JSON: {0}")]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use moat_spec::caps::mask_of;
 use moat_spec::devices::{add_zone_devices, DeviceKind, ZoneDevice};
 use moat_spec::profile::{ZONE_ID_MAP_SIZE, ZONE_ID_MAP_START};
+use moat_spec::resources::{container_memory_limit, Cpus};
 use moat_spec::user::{apply_user, UserError};
 use moat_spec::{
     build_spec, from_json, is_privileged, to_json, RunOptions, SpecError, MAX_SPEC_JSON_BYTES,
@@ -415,6 +416,61 @@ fn bad_flags_are_typed_errors_naming_the_value() {
         let err = build_spec(&image(), &opts, &caller_env()).expect_err(value);
         assert!(err.to_string().contains(value), "{err}");
     }
+}
+
+#[test]
+fn resources_and_terminal_reach_the_spec_as_json() {
+    let spec = build(&RunOptions {
+        tty: true,
+        console_size: Some((40, 120)),
+        zone_memory_mib: Some(512),
+        cpus: Some(Cpus::parse("1.5", 2).expect("1.5 CPUs")),
+        ..RunOptions::default()
+    });
+    let json: serde_json::Value =
+        serde_json::from_str(&to_json(&spec).expect("json")).expect("JSON");
+    assert_eq!(
+        json["process"]["consoleSize"],
+        serde_json::json!({"height": 40, "width": 120})
+    );
+    assert_eq!(json["process"]["oomScoreAdj"], 0);
+    let resources = &json["linux"]["resources"];
+    assert_eq!(
+        resources["memory"]["limit"],
+        container_memory_limit(512).expect("limit")
+    );
+    assert_eq!(resources["memory"]["limit"], 384 << 20);
+    assert_eq!(
+        resources["cpu"],
+        serde_json::json!({"quota": 150000, "period": 100000})
+    );
+
+    // Whole CPUs are the zone's vCPUs: no quota. No zone memory: no limit. No tty: no size.
+    let plain = build(&RunOptions {
+        console_size: Some((40, 120)),
+        cpus: Some(Cpus::whole(2)),
+        ..RunOptions::default()
+    });
+    let json: serde_json::Value =
+        serde_json::from_str(&to_json(&plain).expect("json")).expect("JSON");
+    assert!(
+        json["process"].get("consoleSize").is_none(),
+        "{}",
+        json["process"]
+    );
+    assert!(json["linux"]["resources"].get("memory").is_none());
+    assert!(json["linux"]["resources"].get("cpu").is_none());
+
+    let err = build_spec(
+        &image(),
+        &RunOptions {
+            zone_memory_mib: Some(100),
+            ..RunOptions::default()
+        },
+        &caller_env(),
+    )
+    .expect_err("too small a zone");
+    assert!(matches!(err, SpecError::Resource(_)), "{err}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use moat_proto::layout::{BOOT_MODULES_FILE, CHECK_FILE, TOOLS_DIR, WORKLOAD_MODULES_FILE};
+use moat_proto::layout::{BOOT_MODULES_FILE, CHECK_FILE, PRIVILEGED_MODULES_FILE, TOOLS_DIR, WORKLOAD_MODULES_FILE};
 
 use crate::guest_disks::ToolFile;
 use crate::initramfs::{self, Entry};
@@ -17,6 +17,9 @@ pub const DEFAULT_ASSETS_DIR: &str = "/var/lib/moat/assets";
 pub const BOOT_MODULES: &[&str] = &["virtio_mmio", "virtio_console"];
 /// Modules init loads when a workload starts: its disks and its overlay root.
 pub const WORKLOAD_MODULES: &[&str] = &["virtio_blk", "erofs", "overlay"];
+/// Modules init loads, from the modules disk, for a privileged container before its devices
+/// are listed: a Docker host has loop devices.
+pub const PRIVILEGED_MODULES: &[&str] = &["loop"];
 
 const TARGET_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 /// The cargo profile scripts/build-guest.sh builds the guest binaries with (small binaries).
@@ -24,6 +27,14 @@ const GUEST_PROFILE: &str = "guest";
 
 /// Debian's runc on the host; the guest sees it at the same path, with its libraries.
 pub const RUNC_PATH: &str = "/usr/sbin/runc";
+
+/// A module load list for init: `modules` in load order, written to `file`. The initramfs
+/// carries the modules themselves when `carried`; otherwise init loads them from the modules disk.
+struct ModuleList {
+    file: &'static str,
+    modules: Vec<String>,
+    carried: bool,
+}
 
 /// A static binary built from this workspace for the guest.
 struct GuestBinary {
@@ -101,7 +112,13 @@ impl Assets {
         let deps = ModuleDeps::parse(&read_text(&self.modules_dir.join("modules.dep"))?)?;
         let boot = deps.load_order(BOOT_MODULES)?;
         let workload = deps.load_order(WORKLOAD_MODULES)?.into_iter().filter(|m| !boot.contains(m)).collect();
-        let entries = self.initramfs_entries(&[(BOOT_MODULES_FILE, boot), (WORKLOAD_MODULES_FILE, workload)])?;
+        let privileged = deps.load_order(PRIVILEGED_MODULES)?;
+        let lists = [
+            ModuleList { file: BOOT_MODULES_FILE, modules: boot, carried: true },
+            ModuleList { file: WORKLOAD_MODULES_FILE, modules: workload, carried: true },
+            ModuleList { file: PRIVILEGED_MODULES_FILE, modules: privileged, carried: false },
+        ];
+        let entries = self.initramfs_entries(&lists)?;
         let digest = initramfs::digest(&entries)?;
         let cached = self.dir.join("initramfs").join(format!("{}.cpio", &digest[..16]));
         if cached.is_file() {
@@ -131,17 +148,19 @@ impl Assets {
         Ok(files)
     }
 
-    /// The archive: init, the modules of each load list with the list itself, and links to
-    /// the tools disk.
-    fn initramfs_entries(&self, module_lists: &[(&str, Vec<String>)]) -> Result<Vec<Entry>, AssetError> {
+    /// The archive: init, each module load list with the modules it carries, and links to the
+    /// tools disk.
+    fn initramfs_entries(&self, module_lists: &[ModuleList]) -> Result<Vec<Entry>, AssetError> {
         let release = &self.kernel_release;
         let mut files = Vec::new();
-        for (list, modules) in module_lists {
-            let paths: Vec<String> = modules.iter().map(|m| format!("lib/modules/{release}/{m}")).collect();
+        for list in module_lists {
+            let paths: Vec<String> = list.modules.iter().map(|m| format!("lib/modules/{release}/{m}")).collect();
             let order = paths.iter().map(|p| format!("/{p}\n")).collect::<String>();
-            files.push(Entry::Bytes { path: relative(Path::new(list)), data: order.into_bytes(), mode: 0o644 });
-            for (module, path) in modules.iter().zip(paths) {
-                files.push(Entry::File { path, source: self.modules_dir.join(module), mode: 0o644 });
+            files.push(Entry::Bytes { path: relative(Path::new(list.file)), data: order.into_bytes(), mode: 0o644 });
+            if list.carried {
+                for (module, path) in list.modules.iter().zip(paths) {
+                    files.push(Entry::File { path, source: self.modules_dir.join(module), mode: 0o644 });
+                }
             }
         }
         // runc and its libraries at their usual paths, pointing into the tools disk's mount.

@@ -172,6 +172,7 @@ fn bad_input_is_one_clear_error_and_leaves_no_zone() {
     let bad_profile = moat.root().join("bad.json");
     std::fs::write(&bad_profile, "{ not json").unwrap();
     let profile_opt = format!("seccomp={}", bad_profile.display());
+    let too_many_cpus = (std::thread::available_parallelism().unwrap().get() + 1).to_string();
     let cases: Vec<(Vec<&str>, &str, i32)> = vec![
         (vec!["--cap-add", "NOT_A_CAP", BUSYBOX, "true"], "NOT_A_CAP", 125),
         (vec!["--security-opt", &profile_opt, BUSYBOX, "true"], "seccomp", 125),
@@ -179,6 +180,10 @@ fn bad_input_is_one_clear_error_and_leaves_no_zone() {
         (vec!["nosuchimage:latest", "true"], "nosuchimage", 125),
         (vec![BUSYBOX, "/no/such/command"], "/no/such/command", 127),
         (vec!["-u", "nosuchuser", BUSYBOX, "true"], "nosuchuser", 125),
+        (vec!["--cpus", "0", BUSYBOX, "true"], "--cpus 0: must be between 0.01 and", 125),
+        (vec!["--cpus", "-1", BUSYBOX, "true"], "--cpus -1: must be between 0.01 and", 125),
+        (vec!["--cpus", "lots", BUSYBOX, "true"], "--cpus lots: expected a number of CPUs", 125),
+        (vec!["--cpus", &too_many_cpus, BUSYBOX, "true"], "the CPUs this host has", 125),
     ];
     for (args, expected, code) in cases {
         let mut full = vec!["run", "--rm"];
@@ -191,5 +196,170 @@ fn bad_input_is_one_clear_error_and_leaves_no_zone() {
         assert!(lines[0].contains(expected), "{args:?}: {err}");
         assert!(moat.zone_files().is_empty(), "{args:?} left a zone behind");
     }
+    moat.assert_nothing_running();
+}
+
+#[test]
+fn cpus_and_memory_limit_the_containers_cgroup() {
+    let moat = Moat::with_busybox();
+    // 1.5 CPUs: a zone of 2 vCPUs and a quota of 1.5 CPUs; the default 512m zone leaves the
+    // container the limit moat-spec computes for it. Unprivileged, the zone loads no loop module
+    // and the container has no loop device (those are for privileged containers).
+    let script = "nproc; cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/memory.max /proc/self/oom_score_adj; \
+                  echo loop: $(ls /dev | grep -c loop) $(grep -c '^loop ' /proc/modules)";
+    let out = moat.ok(&["run", "--rm", "--cpus", "1.5", BUSYBOX, "sh", "-c", script]);
+    let limit = moat_spec::resources::container_memory_limit(512).unwrap();
+    assert_eq!(out, format!("2\n150000 100000\n{limit}\n0\nloop: 0 0\n"));
+    assert_eq!(limit, 384 << 20);
+    assert!(moat.zone_files().is_empty());
+}
+
+#[test]
+fn oom_kill_is_reported_and_the_zone_goes() {
+    let moat = Moat::with_busybox();
+    // A 256 MiB zone has about 160 MiB free with the container started, and the container's
+    // limit is 144 MiB; dd's 200 MiB buffer is more than either. (One allocation larger than the
+    // zone's whole memory would fail in malloc, under the kernel's overcommit heuristic.)
+    let out = moat.run(&["run", "--rm", "--memory", "256m", BUSYBOX, "sh", "-c", "echo allocating; dd if=/dev/zero of=/dev/null bs=200M count=1"]);
+    assert_eq!(stdout(&out), "allocating\n");
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "moat: the container was OOM-killed: it reached its memory limit of 144 MiB (--memory 256m)\n");
+    assert!(moat.zone_files().is_empty(), "--rm removes the zone: {:?}", moat.zone_files());
+    moat.assert_nothing_running();
+}
+
+/// What a reader thread collected from a pty master so far.
+#[derive(Clone, Default)]
+struct Collected(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl Collected {
+    fn read_from(master: std::fs::File) -> Self {
+        let collected = Self::default();
+        let sink = collected.clone();
+        std::thread::spawn(move || {
+            let mut master = master;
+            let mut buf = [0u8; 4096];
+            // EIO once the last slave descriptor is closed.
+            while let Ok(n @ 1..) = std::io::Read::read(&mut master, &mut buf) {
+                sink.0.lock().expect("screen lock").push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        collected
+    }
+
+    fn text(&self) -> String {
+        self.0.lock().expect("screen lock").clone()
+    }
+
+    fn wait_for(&self, needle: &str, deadline: std::time::Instant) {
+        while !self.text().contains(needle) {
+            assert!(std::time::Instant::now() < deadline, "never saw {needle:?}; the terminal shows:\n{}", self.text());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+fn set_window_size(fd: &impl std::os::fd::AsRawFd, rows: u16, cols: u16) {
+    let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize from a live local.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size as *const libc::winsize) };
+    assert_eq!(rc, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn tty_has_the_callers_size_follows_resizes_and_passes_ctrl_c() {
+    use nix::sys::termios::{tcgetattr, LocalFlags};
+    use std::time::{Duration, Instant};
+
+    let moat = Moat::with_busybox();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    set_window_size(&pty.slave, 37, 101);
+    let before = tcgetattr(&pty.slave).unwrap();
+    assert!(before.local_flags.contains(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG));
+
+    // The trap is set before "ready", so the resize sent after it is caught; the shell is the
+    // container's PID 1 and ignores SIGINT, so Ctrl-C ends its child, and the script with it.
+    let script = "tty; stty size; trap 'stty size; resized=1' WINCH; echo ready; \
+                  while [ -z \"$resized\" ]; do sleep 0.1; done; echo sleeping; sleep 1000";
+    let slave = || Stdio::from(pty.slave.try_clone().unwrap());
+    let mut child = moat.cmd(&["run", "--rm", "-t", "-i", BUSYBOX, "sh", "-c", script]).stdin(slave()).stdout(slave()).stderr(slave()).spawn().unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let screen = Collected::read_from(master.try_clone().unwrap());
+    let deadline = Instant::now() + common::COMMAND_TIMEOUT;
+
+    screen.wait_for("ready\r\n", deadline);
+    let shown = screen.text();
+    let lines: Vec<&str> = shown.lines().map(str::trim_end).filter(|l| !l.starts_with("moat: warning:")).collect();
+    assert!(lines[0].strip_prefix("/dev/pts/").is_some_and(|n| n.parse::<u32>().is_ok()), "tty: {shown:?}");
+    assert_eq!(lines[1], "37 101", "stty size shows the caller's size from the start: {shown:?}");
+    let during = tcgetattr(&pty.slave).unwrap();
+    assert!(!during.local_flags.intersects(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG), "moat puts the local terminal in raw mode");
+
+    set_window_size(&pty.slave, 50, 132);
+    // SAFETY: signalling the moat process this test started.
+    unsafe { libc::kill(child.id().cast_signed(), libc::SIGWINCH) };
+    screen.wait_for("sleeping\r\n", deadline);
+    assert!(screen.text().contains("\r\n50 132\r\n"), "the resize reached the workload: {:?}", screen.text());
+
+    // A key press before `sleep` runs goes to the shell, which ignores it: press until it ends.
+    let (mut pressed, mut presses): (Option<Instant>, u32) = (None, 0);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "Ctrl-C never ended the workload: {:?}", screen.text());
+        if pressed.is_none_or(|at| at.elapsed() >= Duration::from_secs(2)) {
+            std::io::Write::write_all(&mut master, b"\x03").unwrap();
+            pressed = Some(Instant::now());
+            presses += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = child.wait().unwrap();
+    eprintln!("Ctrl-C presses until the workload ended: {presses}");
+    assert_eq!(status.code(), Some(130), "{:?}", screen.text());
+    assert_eq!(tcgetattr(&pty.slave).unwrap(), before, "moat restores the local terminal");
+    assert!(moat.zone_files().is_empty(), "--rm removes the zone");
+    moat.assert_nothing_running();
+}
+
+#[test]
+fn tty_without_stdin_keeps_the_terminal_cooked_and_forwards_ctrl_c_as_sigint() {
+    use nix::sys::termios::{tcgetattr, LocalFlags};
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+
+    let moat = Moat::with_busybox();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    set_window_size(&pty.slave, 24, 80);
+    let before = tcgetattr(&pty.slave).unwrap();
+    let slave = || Stdio::from(pty.slave.try_clone().unwrap());
+    let mut command = moat.cmd(&["run", "--rm", "-t", BUSYBOX, "sh", "-c", "trap 'echo got INT; exit 5' INT; echo ready; while :; do sleep 0.2; done"]);
+    command.stdin(slave()).stdout(slave()).stderr(slave());
+    // SAFETY: setsid and ioctl are async-signal-safe; they make the pty moat's controlling
+    // terminal, as a shell's terminal is, so Ctrl-C on it signals moat.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let screen = Collected::read_from(master.try_clone().unwrap());
+    let deadline = Instant::now() + common::COMMAND_TIMEOUT;
+
+    // The local terminal is cooked, so it turns the workload's "\r\n" into "\r\r\n".
+    screen.wait_for("ready\r", deadline);
+    assert_eq!(tcgetattr(&pty.slave).unwrap(), before, "without -i the local terminal stays as it was");
+    assert!(before.local_flags.contains(LocalFlags::ISIG));
+    std::io::Write::write_all(&mut master, b"\x03").unwrap();
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "Ctrl-C never reached the workload: {:?}", screen.text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = child.wait().unwrap();
+    assert!(screen.text().contains("got INT\r"), "{:?}", screen.text());
+    assert_eq!(status.code(), Some(5), "{:?}", screen.text());
+    assert!(moat.zone_files().is_empty(), "--rm removes the zone");
     moat.assert_nothing_running();
 }

@@ -12,7 +12,8 @@ use nix::sys::signal::{SigSet, Signal};
 
 use super::run::write_output;
 
-/// Signals forwarded to the process (without a tty; with one, the tty carries them).
+/// Signals `moat run` forwards to the workload. With `-t -i` the keys that make them (Ctrl-C)
+/// reach the workload's terminal as bytes instead, and its line discipline signals.
 const FORWARDED: [Signal; 6] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 
 /// Relay until the process the connection is attached to exits. `None` means the zone ended
@@ -24,7 +25,9 @@ pub fn attach(mut conn: Connection, stdin: bool, tty: bool) -> anyhow::Result<Op
     // Blocked here, before any thread starts, so every thread inherits the mask and one thread
     // can take them with sigwait.
     signals.thread_block()?;
-    let _raw = if tty { RawTerminal::enter() } else { None };
+    // Raw only when keys go to the workload (`-t -i`), as Docker does: with `-t` alone,
+    // Ctrl-C stays a local SIGINT, which is forwarded.
+    let _raw = if tty && stdin { RawTerminal::enter() } else { None };
 
     if tty {
         if let Some((rows, cols)) = terminal_size() {
@@ -63,12 +66,13 @@ pub fn attach(mut conn: Connection, stdin: bool, tty: bool) -> anyhow::Result<Op
 }
 
 /// The exit code for how an attached process ended (Docker's: 128 + N for signal N), with one
-/// line on stderr when the OOM killer ended it or the zone ended first. `what` names it.
-pub fn exit_code(outcome: Option<ExitStatus>, dir: &ZoneDir, what: &str) -> u8 {
+/// line on stderr when the OOM killer ended it (it reached `memory_limit`) or the zone ended
+/// first. `what` names it.
+pub fn exit_code(outcome: Option<ExitStatus>, dir: &ZoneDir, what: &str, memory_limit: &str) -> u8 {
     let code = match outcome {
         Some(status) => {
             if status == ExitStatus::OomKilled {
-                eprintln!("moat: the {what} was killed by the out-of-memory killer");
+                eprintln!("moat: the {what} was OOM-killed: it reached {memory_limit}");
             }
             status.shell_code()
         }
@@ -115,7 +119,7 @@ fn forward_signals(sender: &mut Sender, signals: SigSet, tty: bool) {
     }
 }
 
-/// The size of the terminal on stdin, as (rows, cols).
+/// The size (rows, columns) of the terminal on stdin, if it is one.
 pub fn terminal_size() -> Option<(u16, u16)> {
     let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCGWINSZ fills the winsize we pass; stdin may not be a terminal, then it fails.

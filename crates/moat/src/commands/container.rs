@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use moat_proto::ExitStatus;
 use moat_zone::api::{self, ApiRequest, ApiResponse};
+use moat_zone::lifecycle::ZoneState;
 use moat_zone::logs::LogLine;
 use moat_zone::ops;
 use moat_zone::state::{ZoneDir, ZoneRecord, ZoneStore};
@@ -22,15 +24,21 @@ pub fn ps(root: &Path, all: bool) -> anyhow::Result<ExitCode> {
         if !all && !is_running(&record) {
             continue;
         }
-        let status = match (&workload.exit, record.effective_state()) {
-            (Some(exit), _) => format!("Exited ({})", exit.shell_code()),
-            (None, state) if state.is_terminal() => format!("Zone {}", state.name()),
-            (None, _) => "Up".to_string(),
-        };
+        let status = ps_status(workload.exit, &record.effective_state());
         let command = format!("\"{}\"", workload.command.join(" "));
         println!("{:<14} {:<32} {:<24} {:<28} {}", record.id, clip(&workload.image, 32), clip(&command, 24), status, record.name);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The STATUS column: Docker's words, and whether an exit was an OOM kill.
+fn ps_status(exit: Option<ExitStatus>, state: &ZoneState) -> String {
+    match exit {
+        Some(ExitStatus::OomKilled) => format!("Exited ({}, OOM-killed)", ExitStatus::OomKilled.shell_code()),
+        Some(exit) => format!("Exited ({})", exit.shell_code()),
+        None if state.is_terminal() => format!("Zone {}", state.name()),
+        None => "Up".to_string(),
+    }
 }
 
 fn clip(text: &str, width: usize) -> String {
@@ -188,6 +196,17 @@ pub fn rm(root: &Path, keys: &[String], force: bool) -> anyhow::Result<ExitCode>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ps_shows_exits_oom_kills_and_dead_zones() {
+        let running = ZoneState::Running;
+        let failed = ZoneState::Failed { reason: "gone".into() };
+        assert_eq!(ps_status(None, &running), "Up");
+        assert_eq!(ps_status(None, &failed), "Zone failed");
+        assert_eq!(ps_status(Some(ExitStatus::Code { code: 3 }), &failed), "Exited (3)");
+        assert_eq!(ps_status(Some(ExitStatus::Signal { signal: 9 }), &running), "Exited (137)");
+        assert_eq!(ps_status(Some(ExitStatus::OomKilled), &running), "Exited (137, OOM-killed)");
+    }
 
     #[test]
     fn signals_by_name_and_number() {

@@ -73,7 +73,7 @@ pub fn exec(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let outcome = attach::attach(conn, stdin, args.tty)?;
-    Ok(ExitCode::from(attach::exit_code(outcome, &dir, "process")))
+    Ok(ExitCode::from(attach::exit_code(outcome, &dir, "process", "the container's memory limit")))
 }
 
 /// The spec the container was started from, which the supervisor saved in the zone.

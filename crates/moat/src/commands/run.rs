@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use moat_proto::{RunRequest, Stream};
+use moat_spec::resources::{container_memory_limit, Cpus};
 use moat_zone::accel::{self, AccelChoice, HostFacts};
 use moat_zone::api::{ApiRequest, ApiResponse, Connection};
 use moat_zone::assets::Assets;
@@ -68,10 +69,10 @@ pub struct RunArgs {
     /// Mount the container's root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
-    /// Virtual CPUs of the zone.
-    #[arg(long, default_value_t = 1)]
-    pub cpus: u32,
-    /// Memory of the zone, e.g. 512m.
+    /// CPUs, e.g. 1.5: the zone gets 2 vCPUs and the container a quota of 1.5 CPUs.
+    #[arg(long, default_value = "1", allow_negative_numbers = true)]
+    pub cpus: String,
+    /// Memory of the zone, e.g. 512m; the container's limit is a little under it.
     #[arg(long, default_value = "512m")]
     pub memory: String,
     #[arg(long, default_value = "auto")]
@@ -93,8 +94,10 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
         args.command.remove(0);
     }
     let memory_mib = ops::parse_memory_mib(&args.memory)?;
+    let host_cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+    let cpus = Cpus::parse(&args.cpus, host_cpus)?;
     let (accel, note) = accel::resolve(args.accel.parse::<AccelChoice>()?, &HostFacts::probe())?;
-    let options = spec_options(&args)?;
+    let options = spec_options(&args, memory_mib, cpus)?;
     Assets::locate(&Assets::default_dir())?;
 
     let image = images::get_or_pull(root, &args.image, &args.pull)?;
@@ -123,7 +126,7 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
         exit: None,
         auto_remove: args.rm,
     };
-    let request = CreateRequest { name: args.name.clone(), cpus: args.cpus, memory_mib, accel, accel_note: note, debug: false, rootfs: Some(rootfs), workload: Some(workload) };
+    let request = CreateRequest { name: args.name.clone(), cpus: cpus.vcpus(), memory_mib, accel, accel_note: note, debug: false, rootfs: Some(rootfs), workload: Some(workload) };
     let supervisor = ops::default_supervisor(root).context("locating the moat binary")?;
     let record = ops::create(&store, request, &supervisor)?;
     let dir = store.dir(&record.id);
@@ -145,7 +148,8 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let outcome = attach::attach(conn, args.interactive, args.tty)?;
-    let code = attach::exit_code(outcome, &dir, "container");
+    let limit = container_memory_limit(memory_mib).map_or(String::new(), |bytes| format!(" of {} MiB", bytes >> 20));
+    let code = attach::exit_code(outcome, &dir, "container", &format!("its memory limit{limit} (--memory {memory_mib}m)"));
     if args.rm {
         wait_removed(&dir.path);
     }
@@ -172,7 +176,7 @@ fn wait_removed(dir: &Path) {
     }
 }
 
-fn spec_options(args: &RunArgs) -> anyhow::Result<moat_spec::RunOptions> {
+fn spec_options(args: &RunArgs, memory_mib: u32, cpus: Cpus) -> anyhow::Result<moat_spec::RunOptions> {
     let env_files = args
         .env_file
         .iter()
@@ -204,6 +208,9 @@ fn spec_options(args: &RunArgs) -> anyhow::Result<moat_spec::RunOptions> {
         cap_drop: args.cap_drop.clone(),
         security_opt,
         read_only: args.read_only,
+        console_size: if args.tty { attach::terminal_size() } else { None },
+        zone_memory_mib: Some(memory_mib),
+        cpus: Some(cpus),
     })
 }
 

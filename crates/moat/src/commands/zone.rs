@@ -209,6 +209,13 @@ fn inspect_json(dir: &Path, r: &ZoneRecord) -> serde_json::Value {
         "cpus": r.config.cpus,
         "memory_mib": r.config.memory_mib,
         "boot_ms": r.boot_ms,
+        "workload": r.workload.as_ref().map(|w| serde_json::json!({
+            "image": w.image,
+            "command": w.command,
+            "privileged": w.privileged,
+            "exit_code": w.exit.map(|e| e.shell_code()),
+            "oom_killed": w.exit == Some(moat_proto::ExitStatus::OomKilled),
+        })),
         "pids": {
             "supervisor": r.supervisor.filter(|p| p.is_alive()).map(|p| p.pid),
             "qemu": r.qemu.filter(|p| p.is_alive()).map(|p| p.pid),
@@ -250,4 +257,38 @@ pub fn supervise(root: &Path, args: SuperviseArgs) -> anyhow::Result<ExitCode> {
     let dir = store.dir(&args.zone_id);
     moat_zone::supervisor::supervise(dir, &Assets::default_dir()).with_context(|| format!("supervising zone {}", args.zone_id))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use moat_proto::ExitStatus;
+    use moat_zone::accel::Accel;
+    use moat_zone::lifecycle::ZoneState;
+    use moat_zone::state::{WorkloadRecord, ZoneConfig};
+
+    use super::*;
+
+    #[test]
+    fn inspect_shows_the_workloads_exit_and_oom_kill() {
+        let workload = WorkloadRecord { image: "busybox:test".into(), command: vec!["sh".into()], privileged: false, started_unix: Some(1), exit: Some(ExitStatus::OomKilled), auto_remove: false };
+        let mut record = ZoneRecord {
+            id: "abc".into(),
+            name: "c".into(),
+            created_unix: 1,
+            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, rootfs: None, scratch_mib: 0 },
+            state: ZoneState::Stopped { reason: "the workload exited".into() },
+            supervisor: None,
+            qemu: None,
+            kernel_release: None,
+            boot_ms: None,
+            workload: Some(workload),
+        };
+        let shown = inspect_json(Path::new("/z"), &record);
+        assert_eq!(shown["workload"]["exit_code"], 137);
+        assert_eq!(shown["workload"]["oom_killed"], true);
+        record.workload.as_mut().unwrap().exit = Some(ExitStatus::Code { code: 0 });
+        assert_eq!(inspect_json(Path::new("/z"), &record)["workload"]["oom_killed"], false);
+        record.workload = None;
+        assert!(inspect_json(Path::new("/z"), &record)["workload"].is_null(), "a bare zone has no workload");
+    }
 }
