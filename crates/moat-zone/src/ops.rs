@@ -64,6 +64,8 @@ pub fn parse_memory_mib(text: &str) -> Result<u32, OpsError> {
 }
 
 pub struct CreateRequest {
+    /// The zone's id when the caller chose it (from [`new_zone_id`]); otherwise a fresh one.
+    pub id: Option<String>,
     pub name: Option<String>,
     pub cpus: u32,
     pub memory_mib: u32,
@@ -86,7 +88,10 @@ pub fn create(store: &ZoneStore, request: CreateRequest, supervisor: &Supervisor
     if request.cpus == 0 || request.cpus > MAX_CPUS {
         return Err(OpsError::Cpus(request.cpus));
     }
-    let id = new_zone_id()?;
+    let id = match request.id.clone() {
+        Some(id) => id,
+        None => new_zone_id()?,
+    };
     let name = request.name.clone().unwrap_or_else(|| format!("zone-{id}"));
     let record = ZoneRecord {
         id: id.clone(),

@@ -128,11 +128,14 @@ fn read_only_root() {
 #[test]
 fn detached_logs_wait_and_rm() {
     let moat = Moat::with_busybox();
-    let name = moat.ok(&["run", "-d", "--name", "bg", BUSYBOX, "sh", "-c", "echo started; sleep 1; echo done >&2; exit 3"]);
+    let name = moat.ok(&["run", "-d", "--name", "bg", BUSYBOX, "sh", "-c", "echo started $(hostname) $HOSTNAME; sleep 1; echo done >&2; exit 3"]);
     assert_eq!(name.trim(), "bg");
     assert_eq!(moat.ok(&["wait", "bg"]).trim(), "3");
+    // Without --hostname, the hostname is the container's short id, as in Docker.
+    let id = moat.ok(&["ps", "-a"]).lines().find(|l| l.contains("bg")).and_then(|l| l.split_whitespace().next()).unwrap().to_string();
+    assert_eq!(id.len(), 12, "{id}");
     let logs = moat.run(&["logs", "bg"]);
-    assert_eq!(stdout(&logs), "started\n");
+    assert_eq!(stdout(&logs), format!("started {id} {id}\n"));
     assert_eq!(stderr(&logs), "done\n");
     assert!(moat.ok(&["ps", "-a"]).lines().any(|l| l.contains("bg") && l.contains("Exited (3)")));
     assert!(!moat.ok(&["ps"]).contains("bg"), "ps without -a hides exited containers");

@@ -97,7 +97,9 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
     let cpus = Cpus::parse(&args.cpus, host_cpus)?;
     let (accel, note) = accel::resolve(args.accel.parse::<AccelChoice>()?, &HostFacts::probe())?;
-    let options = spec_options(&args, memory_mib, cpus)?;
+    // Chosen now so that the container's hostname defaults to it, as Docker's short id does.
+    let id = moat_zone::state::new_zone_id()?;
+    let options = spec_options(&args, memory_mib, cpus, &id)?;
     Assets::locate(&Assets::default_dir())?;
 
     let image = images::get_or_pull(root, &args.image, &args.pull)?;
@@ -126,7 +128,7 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
         exit: None,
         auto_remove: args.rm,
     };
-    let request = CreateRequest { name: args.name.clone(), cpus: cpus.vcpus(), memory_mib, accel, accel_note: note, debug: false, rootfs: Some(rootfs), workload: Some(workload) };
+    let request = CreateRequest { id: Some(id), name: args.name.clone(), cpus: cpus.vcpus(), memory_mib, accel, accel_note: note, debug: false, rootfs: Some(rootfs), workload: Some(workload) };
     let supervisor = ops::default_supervisor(root).context("locating the moat binary")?;
     let record = ops::create(&store, request, &supervisor)?;
     let dir = store.dir(&record.id);
@@ -176,7 +178,7 @@ fn wait_removed(dir: &Path) {
     }
 }
 
-fn spec_options(args: &RunArgs, memory_mib: u32, cpus: Cpus) -> anyhow::Result<moat_spec::RunOptions> {
+fn spec_options(args: &RunArgs, memory_mib: u32, cpus: Cpus, id: &str) -> anyhow::Result<moat_spec::RunOptions> {
     let env_files = args
         .env_file
         .iter()
@@ -201,7 +203,7 @@ fn spec_options(args: &RunArgs, memory_mib: u32, cpus: Cpus) -> anyhow::Result<m
         user: args.user.clone(),
         entrypoint: args.entrypoint.clone(),
         command: args.command.clone(),
-        hostname: args.hostname.clone(),
+        hostname: Some(args.hostname.clone().unwrap_or_else(|| id.to_string())),
         tty: args.tty,
         privileged: args.privileged,
         cap_add: args.cap_add.clone(),

@@ -154,7 +154,7 @@ fn create(root: &Path, store: &ZoneStore, args: CreateArgs) -> anyhow::Result<Ex
     }
     // Fail on missing assets here, before a zone directory exists.
     Assets::locate(&Assets::default_dir())?;
-    let request = CreateRequest { name: args.name, cpus: args.cpus, memory_mib, accel, accel_note: note, debug: args.debug_hooks, rootfs: None, workload: None };
+    let request = CreateRequest { id: None, name: args.name, cpus: args.cpus, memory_mib, accel, accel_note: note, debug: args.debug_hooks, rootfs: None, workload: None };
     let supervisor = ops::default_supervisor(root).context("locating the moat binary")?;
     let record = ops::create(store, request, &supervisor)?;
     println!("{}", record.name);
