@@ -366,3 +366,46 @@ fn tty_without_stdin_keeps_the_terminal_cooked_and_forwards_ctrl_c_as_sigint() {
     assert!(moat.zone_files().is_empty(), "--rm removes the zone");
     moat.assert_nothing_running();
 }
+
+#[test]
+fn entrypoint_cap_drop_no_new_privileges_and_a_seccomp_profile_file() {
+    let moat = Moat::with_busybox();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+    )
+    .unwrap();
+    let seccomp = format!("seccomp={}", profile.display());
+    let script = "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; mkdir /tmp/d 2>/dev/null || echo mkdir denied; touch /tmp/f && echo touch allowed";
+    let out = moat.ok(&[
+        "run", "--rm", "--entrypoint", "/bin/sh", "--cap-drop", "ALL", "--cap-add", "cap_chown", "--security-opt", "no-new-privileges", "--security-opt", &seccomp,
+        BUSYBOX, "-c", script,
+    ]);
+    assert_eq!(out, "CapEff:\t0000000000000001\nNoNewPrivs:\t1\nSeccomp:\t2\nmkdir denied\ntouch allowed\n");
+
+    // Dropping one capability from the default set clears just its bit (NET_RAW is bit 13).
+    let caps = moat.ok(&["run", "--rm", "--cap-drop", "NET_RAW", BUSYBOX, "grep", "^CapEff", "/proc/self/status"]);
+    assert_eq!(caps, "CapEff:\t00000000a80405fb\n");
+}
+
+#[test]
+fn logs_follow_until_exit_and_rm_force_of_a_running_container() {
+    let moat = Moat::with_busybox();
+    moat.ok(&["run", "-d", "--name", "f", BUSYBOX, "sh", "-c", "echo one; sleep 2; echo two >&2; sleep 1; echo three"]);
+    let followed = moat.run(&["logs", "-f", "f"]);
+    assert!(followed.status.success());
+    assert_eq!(stdout(&followed), "one\nthree\n", "logs -f returns once the container exits, with all of stdout");
+    assert_eq!(stderr(&followed), "two\n");
+
+    moat.ok(&["run", "-d", "--name", "r", BUSYBOX, "sleep", "600"]);
+    let refused = moat.run(&["rm", "r"]);
+    assert!(!refused.status.success(), "rm without -f refuses a running container");
+    assert!(moat.ok(&["ps"]).contains(" r"), "and leaves it running");
+    moat.ok(&["rm", "-f", "r"]);
+    moat.ok(&["rm", "f"]);
+    assert!(!moat.ok(&["ps", "-a"]).lines().any(|l| l.ends_with(" r") || l.ends_with(" f")));
+    moat.assert_nothing_running();
+    assert!(moat.zone_files().is_empty(), "{:?}", moat.zone_files());
+}
