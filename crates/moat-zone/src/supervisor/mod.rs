@@ -1,0 +1,223 @@
+//! The per-zone supervisor: one host process that owns QEMU, the control channel, the console
+//! log and the zone's record, and answers clients on the zone's API socket. This module starts
+//! the zone; [`zone`] runs it until QEMU exits and [`outcome`] says how it ended.
+
+mod guest_io;
+mod outcome;
+mod zone;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use moat_proto::layout;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+
+use self::guest_io::{read_guest, write_guest};
+use self::outcome::describe_exit;
+use self::zone::Zone;
+use crate::accel::Accel;
+use crate::assets::{AssetError, Assets};
+use crate::console::{copy_console, ConsoleTail};
+use crate::guest_disks;
+use crate::lifecycle::ZoneState;
+use crate::logs::WorkloadLog;
+use crate::qemu::{Disk, Sockets, VmConfig, QEMU_BINARY};
+use crate::qmp::{Qmp, QmpCommand};
+use crate::state::{ProcessId, StateError, ZoneDir};
+
+/// How long QEMU may take to connect its sockets after starting.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the guest may take from QEMU's start to its hello.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long to wait for the last console and channel bytes after QEMU exits.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Guest messages queued between the channel reader and the main loop.
+const CHANNEL_QUEUE: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Assets(#[from] AssetError),
+    #[error("{what}: {err}")]
+    Io { what: String, err: std::io::Error },
+    #[error("starting {QEMU_BINARY}: {0}")]
+    Spawn(std::io::Error),
+    #[error("QEMU did not connect its sockets within {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("QEMU exited before the zone started ({0})")]
+    EarlyExit(String),
+    #[error("QMP: {0}")]
+    Qmp(#[from] crate::qmp::QmpError),
+    #[error(transparent)]
+    Transition(#[from] crate::lifecycle::TransitionError),
+    #[error("building a guest disk: {0}")]
+    GuestDisk(#[from] crate::guest_disks::GuestDiskError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SupervisorError {
+    let what = what.into();
+    move |err| SupervisorError::Io { what, err }
+}
+
+/// Run the supervisor for the zone in `dir` until QEMU is gone. Always leaves the record in a
+/// terminal state and removes the zone's sockets.
+pub fn supervise(dir: ZoneDir, assets_dir: &Path) -> Result<(), SupervisorError> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io("tokio runtime"))?;
+    let result = runtime.block_on(run(&dir, assets_dir));
+    let final_state = match &result {
+        Ok(state) => state.clone(),
+        Err(err) => ZoneState::Failed { reason: err.to_string() },
+    };
+    for socket in dir.sockets() {
+        let _ = std::fs::remove_file(socket);
+    }
+    let record = dir.update(|record| {
+        if let Ok(next) = record.state.transition(final_state.clone()) {
+            record.state = next;
+        }
+        record.clone()
+    })?;
+    // `--rm`: the container's zone goes once the container has exited.
+    if record.workload.as_ref().is_some_and(|w| w.auto_remove && w.exit.is_some()) {
+        let _ = std::fs::remove_dir_all(&dir.path);
+    }
+    result.map(|_| ())
+}
+
+struct Listeners {
+    api: UnixListener,
+    console: UnixListener,
+    control: UnixListener,
+    qmp: UnixListener,
+}
+
+fn bind(path: PathBuf) -> Result<UnixListener, SupervisorError> {
+    let _ = std::fs::remove_file(&path);
+    UnixListener::bind(&path).map_err(io(format!("binding {}", path.display())))
+}
+
+fn kernel_cmdline(id: &str, release: &str, accel: Accel, debug: bool) -> String {
+    let mut cmdline = format!("console=ttyS0 quiet panic=-1 moat.zone={id} moat.kernel={release}");
+    if accel == Accel::Tcg {
+        if let Some(khz) = crate::accel::host_tsc_khz() {
+            cmdline.push_str(&format!(" tsc_early_khz={khz}"));
+        }
+    }
+    if debug {
+        cmdline.push_str(" moat.debug=1");
+    }
+    cmdline
+}
+
+async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorError> {
+    let record = dir.read()?;
+    let supervisor = ProcessId::of(std::process::id());
+    dir.update(|r| r.supervisor = supervisor)?;
+
+    let assets = Assets::locate(assets_dir)?;
+    let initrd = assets.initramfs()?;
+    let listeners = Listeners {
+        api: bind(dir.api_socket())?,
+        console: bind(dir.console_socket())?,
+        control: bind(dir.control_socket())?,
+        qmp: bind(dir.qmp_socket())?,
+    };
+    let vm = VmConfig {
+        accel: record.config.accel,
+        cpus: record.config.cpus,
+        memory_mib: record.config.memory_mib,
+        kernel: assets.kernel.clone(),
+        initrd,
+        kernel_cmdline: kernel_cmdline(&record.id, &assets.kernel_release, record.config.accel, record.config.debug),
+        sockets: Sockets { console: dir.console_socket(), control: dir.control_socket(), qmp: dir.qmp_socket() },
+        disks: workload_disks(dir, &record.config, &assets)?,
+    };
+
+    let started = Instant::now();
+    let mut qemu = spawn_qemu(&vm, &dir.path.join("qemu.log"))?;
+    let qemu_id = qemu.id().and_then(ProcessId::of);
+    dir.update(|r| r.qemu = qemu_id)?;
+
+    let accepted = tokio::select! {
+        accepted = accept_qemu(&listeners) => accepted?,
+        status = qemu.wait() => return Err(SupervisorError::EarlyExit(describe_exit(status.ok(), &dir.path.join("qemu.log")))),
+        () = tokio::time::sleep(CONNECT_TIMEOUT) => {
+            let _ = qemu.start_kill();
+            return Err(SupervisorError::ConnectTimeout(CONNECT_TIMEOUT));
+        }
+    };
+    let (console, control, qmp) = accepted;
+
+    let tail = ConsoleTail::default();
+    let console_task = tokio::spawn(copy_console(console, dir.console_log(), tail.clone()));
+    let (qmp_events_tx, qmp_events) = mpsc::channel(16);
+    let mut qmp = Qmp::connect(qmp, qmp_events_tx).await?;
+    qmp.execute(QmpCommand::QueryStatus).await?;
+
+    let (read, write) = control.into_split();
+    let (guest_tx, guest_rx) = mpsc::channel(CHANNEL_QUEUE);
+    tokio::spawn(read_guest(read, guest_tx));
+    let (to_guest, to_guest_rx) = mpsc::channel(CHANNEL_QUEUE);
+    tokio::spawn(write_guest(write, to_guest_rx));
+
+    let log_path = dir.workload_log();
+    let workload_log = WorkloadLog::open(&log_path).map_err(io(format!("opening {}", log_path.display())))?;
+    let mut zone = Zone::new(dir, started, to_guest, workload_log);
+    let status = zone.serve(&mut qemu, listeners.api, guest_rx, qmp_events).await;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, console_task).await;
+    Ok(zone.outcome().final_state(status, &tail, &dir.path.join("qemu.log")))
+}
+
+/// The image disk (read-only), a fresh sparse scratch disk for the writable layer, and the
+/// shared read-only modules and tools disks.
+fn workload_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets) -> Result<Vec<Disk>, SupervisorError> {
+    let Some(rootfs) = &config.rootfs else { return Ok(Vec::new()) };
+    let scratch = dir.scratch_disk();
+    let file = std::fs::File::create(&scratch).map_err(io(format!("creating {}", scratch.display())))?;
+    file.set_len(u64::from(config.scratch_mib) << 20).map_err(io("sizing the scratch disk"))?;
+    let status = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-L", "moat-scratch"])
+        .arg(&scratch)
+        .status()
+        .map_err(io("running mkfs.ext4 (package e2fsprogs)"))?;
+    if !status.success() {
+        return Err(SupervisorError::Io { what: "formatting the scratch disk".into(), err: std::io::Error::other(status.to_string()) });
+    }
+    let modules = guest_disks::modules_disk(&assets.dir, &assets.modules_dir, &assets.kernel_release)?;
+    let tools = guest_disks::tools_disk(&assets.dir, &assets.tools()?)?;
+    Ok(vec![
+        Disk { id: "rootfs".into(), path: rootfs.clone(), read_only: true, serial: layout::ROOTFS_SERIAL.into() },
+        Disk { id: "scratch".into(), path: scratch, read_only: false, serial: layout::SCRATCH_SERIAL.into() },
+        Disk { id: "modules".into(), path: modules, read_only: true, serial: layout::MODULES_SERIAL.into() },
+        Disk { id: "tools".into(), path: tools, read_only: true, serial: layout::TOOLS_SERIAL.into() },
+    ])
+}
+
+fn spawn_qemu(vm: &VmConfig, log: &Path) -> Result<tokio::process::Child, SupervisorError> {
+    let stderr = std::fs::File::create(log).map_err(io(format!("creating {}", log.display())))?;
+    let mut command = std::process::Command::new(QEMU_BINARY);
+    command.args(vm.args()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it makes the
+    // kernel kill QEMU if the supervisor dies, so a zone never outlives its supervisor.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    tokio::process::Command::from(command).kill_on_drop(true).spawn().map_err(SupervisorError::Spawn)
+}
+
+async fn accept_qemu(l: &Listeners) -> Result<(UnixStream, UnixStream, UnixStream), SupervisorError> {
+    let (console, control, qmp) = tokio::join!(l.console.accept(), l.control.accept(), l.qmp.accept());
+    let accepted = |r: std::io::Result<(UnixStream, _)>| r.map(|(stream, _)| stream).map_err(io("accepting QEMU's connection"));
+    Ok((accepted(console)?, accepted(control)?, accepted(qmp)?))
+}
+
