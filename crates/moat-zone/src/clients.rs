@@ -16,6 +16,11 @@ use crate::api::{ApiRequest, ApiResponse};
 /// Messages queued for one API client before the zone waits for it to read.
 pub const CLIENT_QUEUE: usize = 64;
 
+/// How long the zone waits for a client with a full queue before dropping it. Waiting is the
+/// backpressure a slow reader (a pipe into a slow consumer) needs, but the zone's loop waits
+/// with it, so a client that stopped reading must not hold the zone, and its stop, for ever.
+const CLIENT_STALL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where the main loop sends a client's answers and the streams it hears.
 pub type Reply = mpsc::Sender<ApiResponse>;
 
@@ -64,13 +69,19 @@ impl Routes {
         self.targets.remove(&client);
     }
 
-    /// Send to every client that hears `process`, dropping those that went away.
+    /// Send to every client that hears `process`, dropping those that went away or stalled.
     pub async fn send(&mut self, process: u32, msg: ApiResponse) {
+        self.send_within(process, msg, CLIENT_STALL).await;
+    }
+
+    async fn send_within(&mut self, process: u32, msg: ApiResponse, stall: std::time::Duration) {
         let Some(listeners) = self.listeners.get_mut(&process) else { return };
         let mut alive = Vec::with_capacity(listeners.len());
         for client in listeners.drain(..) {
-            if client.send(msg.clone()).await.is_ok() {
-                alive.push(client);
+            match tokio::time::timeout(stall, client.send(msg.clone())).await {
+                Ok(Ok(())) => alive.push(client),
+                Ok(Err(_)) => {}
+                Err(_) => tracing::warn!(process, "dropping an API client that stopped reading"),
             }
         }
         *listeners = alive;
@@ -127,7 +138,7 @@ mod tests {
     use super::*;
 
     fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future)
+        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(future)
     }
 
     fn output(text: &str) -> ApiResponse {
@@ -177,6 +188,23 @@ mod tests {
         block_on(routes.send(WORKLOAD, output("x")));
         assert_eq!(routes.listeners[&WORKLOAD].len(), 1);
         assert_eq!(stays_rx.try_recv().unwrap(), output("x"));
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_is_dropped_after_the_stall_bound() {
+        let mut routes = Routes::default();
+        let (stuck, _stuck_rx) = mpsc::channel(1);
+        let (reading, mut reading_rx) = mpsc::channel(8);
+        routes.listen(WORKLOAD, stuck);
+        routes.listen(WORKLOAD, reading);
+        let stall = std::time::Duration::from_millis(50);
+        block_on(async {
+            routes.send_within(WORKLOAD, output("1"), stall).await;
+            routes.send_within(WORKLOAD, output("2"), stall).await;
+        });
+        assert_eq!(routes.listeners[&WORKLOAD].len(), 1, "the stuck client, its queue full, is gone");
+        assert_eq!(reading_rx.try_recv().unwrap(), output("1"));
+        assert_eq!(reading_rx.try_recv().unwrap(), output("2"), "the reading client got everything");
     }
 
     #[test]
