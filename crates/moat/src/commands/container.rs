@@ -121,9 +121,12 @@ fn send_signal(dir: &ZoneDir, signal: i32) -> anyhow::Result<()> {
     conn.send(&ApiRequest::Signal { signal })?;
     // Signals are answered only on error; a ping right after proves the signal was passed on.
     conn.send(&ApiRequest::Ping)?;
-    match conn.receive()? {
-        ApiResponse::Error { message } => bail!("{message}"),
-        _ => Ok(()),
+    match conn.receive() {
+        Ok(ApiResponse::Error { message }) => bail!("{message}"),
+        Ok(_) => Ok(()),
+        // The signal ended the workload and its zone powered off before the ping came back.
+        Err(api::ApiError::Closed) => Ok(()),
+        Err(err) => Err(err.into()),
     }
 }
 
