@@ -8,7 +8,8 @@ use crate::echo;
 /// Zone memory the container's cgroup never gets, fixed part, from zones of Debian's 6.1 cloud
 /// kernel (`/proc/meminfo` with a container running):
 /// - the kernel keeps 36 MiB of a 128 MiB zone (52 MiB of 1 GiB) before `MemTotal`;
-/// - outside the container, the initramfs copied onto tmpfs (23 MiB of `Shmem`), unreclaimable
+/// - outside the container, the initramfs copied onto tmpfs (23 MiB of `Shmem` when it carried
+///   runc; 7 MiB since runc moved to the tools disk, the reserve kept as measured), unreclaimable
 ///   slab (15 MiB), init, and runc while it starts the container;
 /// - slack, so the zone's kernel still reclaims within the container's cgroup instead of
 ///   running its global OOM killer, which may pick init.

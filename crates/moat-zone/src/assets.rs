@@ -108,7 +108,8 @@ impl Assets {
 
     /// The initramfs for these assets, built on first use and cached by the digest of
     /// everything it holds.
-    pub fn initramfs(&self) -> Result<PathBuf, AssetError> {
+    /// `tools` are the files of the tools disk ([`Self::tools`]); the initramfs links to them.
+    pub fn initramfs(&self, tools: &[ToolFile]) -> Result<PathBuf, AssetError> {
         let deps = ModuleDeps::parse(&read_text(&self.modules_dir.join("modules.dep"))?)?;
         let boot = deps.load_order(BOOT_MODULES)?;
         let workload = deps.load_order(WORKLOAD_MODULES)?.into_iter().filter(|m| !boot.contains(m)).collect();
@@ -118,7 +119,7 @@ impl Assets {
             ModuleList { file: WORKLOAD_MODULES_FILE, modules: workload, carried: true },
             ModuleList { file: PRIVILEGED_MODULES_FILE, modules: privileged, carried: false },
         ];
-        let entries = self.initramfs_entries(&lists)?;
+        let entries = self.initramfs_entries(&lists, tools)?;
         let digest = initramfs::digest(&entries)?;
         let cached = self.dir.join("initramfs").join(format!("{}.cpio", &digest[..16]));
         if cached.is_file() {
@@ -150,7 +151,7 @@ impl Assets {
 
     /// The archive: init, each module load list with the modules it carries, and links to the
     /// tools disk.
-    fn initramfs_entries(&self, module_lists: &[ModuleList]) -> Result<Vec<Entry>, AssetError> {
+    fn initramfs_entries(&self, module_lists: &[ModuleList], tools: &[ToolFile]) -> Result<Vec<Entry>, AssetError> {
         let release = &self.kernel_release;
         let mut files = Vec::new();
         for list in module_lists {
@@ -164,8 +165,8 @@ impl Assets {
             }
         }
         // runc and its libraries at their usual paths, pointing into the tools disk's mount.
-        for tool in self.tools()?.into_iter().filter(|tool| tool.path != CHECK_FILE) {
-            files.push(Entry::Symlink { target: format!("{TOOLS_DIR}/{}", tool.path), path: tool.path });
+        for tool in tools.iter().filter(|tool| tool.path != CHECK_FILE) {
+            files.push(Entry::Symlink { target: format!("{TOOLS_DIR}/{}", tool.path), path: tool.path.clone() });
         }
         files.push(Entry::Bytes { path: "init".into(), data: read_bytes(&self.init)?, mode: 0o755 });
 

@@ -21,7 +21,7 @@ use self::zone::Zone;
 use crate::accel::Accel;
 use crate::assets::{AssetError, Assets};
 use crate::console::{copy_console, ConsoleTail};
-use crate::guest_disks;
+use crate::guest_disks::{self, ToolFile};
 use crate::lifecycle::ZoneState;
 use crate::logs::WorkloadLog;
 use crate::qemu::{Disk, Sockets, VmConfig, QEMU_BINARY};
@@ -120,7 +120,10 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
     dir.update(|r| r.supervisor = supervisor)?;
 
     let assets = Assets::locate(assets_dir)?;
-    let initrd = assets.initramfs()?;
+    // Resolved once (it runs ldd on runc): the initramfs links to these files, and a workload's
+    // tools disk holds them.
+    let tools = assets.tools()?;
+    let initrd = assets.initramfs(&tools)?;
     let listeners = Listeners {
         api: bind(dir.api_socket())?,
         console: bind(dir.console_socket())?,
@@ -135,7 +138,7 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
         initrd,
         kernel_cmdline: kernel_cmdline(&record.id, &assets.kernel_release, record.config.accel, record.config.debug),
         sockets: Sockets { console: dir.console_socket(), control: dir.control_socket(), qmp: dir.qmp_socket() },
-        disks: workload_disks(dir, &record.config, &assets)?,
+        disks: workload_disks(dir, &record.config, &assets, &tools)?,
     };
 
     let started = Instant::now();
@@ -175,7 +178,7 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
 
 /// The image disk (read-only), a fresh sparse scratch disk for the writable layer, and the
 /// shared read-only modules and tools disks.
-fn workload_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets) -> Result<Vec<Disk>, SupervisorError> {
+fn workload_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets, tools: &[ToolFile]) -> Result<Vec<Disk>, SupervisorError> {
     let Some(rootfs) = &config.rootfs else { return Ok(Vec::new()) };
     let scratch = dir.scratch_disk();
     let file = std::fs::File::create(&scratch).map_err(io(format!("creating {}", scratch.display())))?;
@@ -189,7 +192,7 @@ fn workload_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Ass
         return Err(SupervisorError::Io { what: "formatting the scratch disk".into(), err: std::io::Error::other(status.to_string()) });
     }
     let modules = guest_disks::modules_disk(&assets.dir, &assets.modules_dir, &assets.kernel_release)?;
-    let tools = guest_disks::tools_disk(&assets.dir, &assets.tools()?)?;
+    let tools = guest_disks::tools_disk(&assets.dir, tools)?;
     Ok(vec![
         Disk { id: "rootfs".into(), path: rootfs.clone(), read_only: true, serial: layout::ROOTFS_SERIAL.into() },
         Disk { id: "scratch".into(), path: scratch, read_only: false, serial: layout::SCRATCH_SERIAL.into() },
