@@ -16,9 +16,8 @@ use oci_spec::runtime::{Process, Spec};
 use crate::devscan::{self, ScanError};
 use crate::modules::{self, ModuleError};
 
-pub const BUNDLE_DIR: &str = "/run/moat/bundle";
-/// The process file of the exec being started (one at a time: init starts them in turn).
-pub const EXEC_PROCESS_FILE: &str = "/run/moat/exec-process.json";
+/// Per container: its bundle (config.json), and the process and pid files of what starts in it.
+const BUNDLES_DIR: &str = "/run/moat/bundles";
 /// Where the container's cgroups live, under the zone's cgroup2 mount.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// Parent cgroup of every container in the zone.
@@ -75,18 +74,36 @@ pub fn cgroup_dir(spec: &Spec) -> Option<PathBuf> {
     Some(Path::new(CGROUP_ROOT).join(path.strip_prefix("/").unwrap_or(path)))
 }
 
-/// Write the spec into the bundle directory; returns that directory.
-pub fn write(spec: &Spec) -> Result<&'static Path, BundleError> {
-    let dir = Path::new(BUNDLE_DIR);
+/// The directory of `container`'s bundle.
+fn bundle_dir(container: &str) -> PathBuf {
+    Path::new(BUNDLES_DIR).join(container)
+}
+
+/// Where runc writes the pid of the container's process, or of its exec'd process `process`.
+pub fn pid_file(container: &str, process: Option<u32>) -> PathBuf {
+    match process {
+        Some(process) => bundle_dir(container).join(format!("exec-{process}.pid")),
+        None => bundle_dir(container).join("container.pid"),
+    }
+}
+
+/// Write the spec into the container's bundle directory; returns that directory.
+pub fn write(spec: &Spec, container: &str) -> Result<PathBuf, BundleError> {
+    let dir = bundle_dir(container);
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
         move |err| BundleError::Write { path, err }
     };
-    std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+    std::fs::create_dir_all(&dir).map_err(write_err(&dir))?;
     let json = serde_json::to_vec(spec).map_err(|e| SpecError::Json(e.to_string()))?;
     let config = dir.join("config.json");
     std::fs::write(&config, json).map_err(write_err(&config))?;
     Ok(dir)
+}
+
+/// Delete the container's bundle directory.
+pub fn remove(container: &str) {
+    let _ = std::fs::remove_dir_all(bundle_dir(container));
 }
 
 /// Resolve `user` for a process exec'd into the container: against the container's account
@@ -98,11 +115,11 @@ pub fn set_exec_user(process: &mut Process, container: &Spec, rootfs: &Path, use
     Ok(())
 }
 
-/// Write an exec'd process for `runc exec --process`; returns the file.
-pub fn write_exec_process(process: &Process) -> Result<&'static Path, BundleError> {
-    let path = Path::new(EXEC_PROCESS_FILE);
+/// Write exec'd process `number` of `container` for `runc exec --process`; returns the file.
+pub fn write_exec_process(process: &Process, container: &str, number: u32) -> Result<PathBuf, BundleError> {
+    let path = bundle_dir(container).join(format!("exec-{number}.json"));
     let json = moat_spec::exec::process_to_json(process)?;
-    std::fs::write(path, json).map_err(|err| BundleError::Write { path: path.to_path_buf(), err })?;
+    std::fs::write(&path, json).map_err(|err| BundleError::Write { path: path.clone(), err })?;
     Ok(path)
 }
 

@@ -1,22 +1,25 @@
-//! The workload's disks, found by virtio serial (never by order), and its root filesystem: the
-//! read-only EROFS image under an overlay whose writable layer lives on the scratch disk.
+//! The zone's disks, found by virtio serial (never by order), and each container's root
+//! filesystem: its image, an EROFS file on the zone's share mounted read-only through a loop
+//! device, under an overlay whose writable layer lives on the scratch disk.
 
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use moat_proto::layout::{MODULES_SERIAL, ROOTFS_SERIAL, SCRATCH_SERIAL, TOOLS_DIR, TOOLS_SERIAL};
-use nix::mount::{mount, MsFlags};
+use moat_proto::layout::{MODULES_SERIAL, SCRATCH_SERIAL, SHARE_DIR, TOOLS_DIR, TOOLS_SERIAL};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
 
 use crate::idmap::{self, ContainerIds, IdmapError};
+use crate::loopdev::{self, LoopError};
 
-pub const IMAGE_DIR: &str = "/run/moat/image";
 pub const SCRATCH_DIR: &str = "/run/moat/scratch";
-/// The container's root: the overlay of the two.
-pub const ROOTFS_DIR: &str = "/run/moat/rootfs";
+/// Per container: its image, its idmapped writable layer and its root (the overlay of both).
+pub const CONTAINERS_DIR: &str = "/run/moat/containers";
 /// Parent of the zone kernel's module tree; the initramfs holds a partial copy.
 const MODULES_ROOT: &str = "/lib/modules";
+/// Longest image path on the share the host may name.
+const MAX_IMAGE_PATH: usize = 255;
 
 const SYS_BLOCK: &str = "/sys/block";
 /// The block driver probes at boot, but devtmpfs creates nodes asynchronously.
@@ -36,42 +39,118 @@ pub enum DiskError {
     ReadOnlyOverlay,
     #[error("uname: {0}")]
     Uname(nix::Error),
+    #[error("image path {0:?} is not a plain relative path on the share")]
+    BadImagePath(String),
     #[error(transparent)]
     Idmap(#[from] IdmapError),
+    #[error(transparent)]
+    Loop(#[from] LoopError),
 }
 
-/// Mount the image, the scratch disk and the overlay; returns the overlay's path. With the
-/// container's `ids`, the image and the scratch disk are idmapped through its user namespace
-/// before the overlay is built on them, so the container's root owns the image's root-owned
-/// files, and what it writes lands on disk under the ids the image itself uses.
-pub fn mount_rootfs(ids: Option<&ContainerIds>) -> Result<&'static Path, DiskError> {
-    let image = wait_for_disk(ROOTFS_SERIAL)?;
-    let scratch = wait_for_disk(SCRATCH_SERIAL)?;
-    mount_disk(&image, Path::new(IMAGE_DIR), "erofs", MsFlags::MS_RDONLY)?;
-    // No nodev or nosuid: the overlay reaches device nodes and setuid files through this mount.
-    mount_disk(&scratch, Path::new(SCRATCH_DIR), "ext4", MsFlags::empty())?;
-    let upper = Path::new(SCRATCH_DIR).join("upper");
-    let work = Path::new(SCRATCH_DIR).join("work");
-    for dir in [&upper, &work, &PathBuf::from(ROOTFS_DIR)] {
+/// The directories of one container's root filesystem.
+pub struct RootfsDirs {
+    pub base: PathBuf,
+    pub image: PathBuf,
+    /// The container's own directory on the scratch disk (upper and work).
+    pub scratch: PathBuf,
+    /// Where the overlay's layers are taken from: `scratch`, or an idmapped bind of it.
+    pub layer: PathBuf,
+    pub rootfs: PathBuf,
+}
+
+impl RootfsDirs {
+    pub fn of(container: &str) -> Self {
+        let base = Path::new(CONTAINERS_DIR).join(container);
+        Self {
+            image: base.join("image"),
+            scratch: Path::new(SCRATCH_DIR).join(container),
+            layer: base.join("layer"),
+            rootfs: base.join("rootfs"),
+            base,
+        }
+    }
+}
+
+/// The image's file on the share, refused unless it is a plain relative path inside it.
+pub fn image_on_share(image: &str) -> Result<PathBuf, DiskError> {
+    let path = Path::new(image);
+    let plain = !image.is_empty() && image.len() <= MAX_IMAGE_PATH && path.components().all(|c| matches!(c, Component::Normal(_)));
+    if !plain {
+        return Err(DiskError::BadImagePath(image.chars().take(MAX_IMAGE_PATH).collect()));
+    }
+    Ok(Path::new(SHARE_DIR).join(path))
+}
+
+/// Mount `container`'s image (from the share), its writable layer on the scratch disk, and the
+/// overlay of the two; returns the overlay's path. With the container's `ids`, the image and the
+/// layer are idmapped through its user namespace before the overlay is built on them, so the
+/// container's root owns the image's root-owned files, and what it writes lands on disk under
+/// the ids the image itself uses.
+pub fn mount_container_rootfs(container: &str, image: &str, ids: Option<&ContainerIds>) -> Result<PathBuf, DiskError> {
+    let file = image_on_share(image)?;
+    mount_scratch()?;
+    let dirs = RootfsDirs::of(container);
+    let upper = dirs.scratch.join("upper");
+    let work = dirs.scratch.join("work");
+    for dir in [&dirs.image, &upper, &work, &dirs.layer, &dirs.rootfs] {
         std::fs::create_dir_all(dir).map_err(|err| DiskError::Io { what: "creating", path: dir.clone(), err })?;
     }
-    let options = format!("lowerdir={IMAGE_DIR},upperdir={},workdir={}", upper.display(), work.display());
-    let rootfs = Path::new(ROOTFS_DIR);
+    let (device, _held) = loopdev::attach_read_only(&file)?;
+    mount_disk(&device, &dirs.image, "erofs", MsFlags::MS_RDONLY)?;
+    bind(&dirs.scratch, &dirs.layer)?;
+    let options = format!("lowerdir={},upperdir={},workdir={}", dirs.image.display(), dirs.layer.join("upper").display(), dirs.layer.join("work").display());
     match ids {
         Some(ids) => {
-            idmap::idmap_in_place(Path::new(IMAGE_DIR), ids.userns.as_fd())?;
-            idmap::idmap_in_place(Path::new(SCRATCH_DIR), ids.userns.as_fd())?;
-            idmap::mount_as(ids.root_uid, ids.root_gid, "overlay", rootfs, &options)?;
+            idmap::idmap_in_place(&dirs.image, ids.userns.as_fd())?;
+            idmap::idmap_in_place(&dirs.layer, ids.userns.as_fd())?;
+            idmap::mount_as(ids.root_uid, ids.root_gid, "overlay", &dirs.rootfs, &options)?;
         }
-        None => mount(Some("overlay"), rootfs, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
-            .map_err(|err| DiskError::Mount { fstype: "overlay", target: rootfs.into(), err })?,
+        None => mount(Some("overlay"), &dirs.rootfs, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
+            .map_err(|err| DiskError::Mount { fstype: "overlay", target: dirs.rootfs.clone(), err })?,
     }
     // Overlayfs mounts read-only rather than failing when it cannot use its work directory.
-    let stat = statvfs(rootfs).map_err(|err| DiskError::Io { what: "checking", path: rootfs.into(), err: err.into() })?;
+    let stat = statvfs(&dirs.rootfs).map_err(|err| DiskError::Io { what: "checking", path: dirs.rootfs.clone(), err: err.into() })?;
     if stat.flags().contains(FsFlags::ST_RDONLY) {
         return Err(DiskError::ReadOnlyOverlay);
     }
-    Ok(rootfs)
+    Ok(dirs.rootfs)
+}
+
+/// Undo [`mount_container_rootfs`] as far as it got, and delete the container's writable layer.
+/// Mounts are detached lazily: a killed container's last processes may still hold them.
+pub fn remove_container_rootfs(container: &str) {
+    let dirs = RootfsDirs::of(container);
+    for mounted in [&dirs.rootfs, &dirs.layer, &dirs.image] {
+        // Twice: an idmapped mount covers the mount it was cloned from.
+        for _ in 0..2 {
+            let _ = umount2(mounted.as_path(), MntFlags::MNT_DETACH);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dirs.base);
+    let _ = std::fs::remove_dir_all(&dirs.scratch);
+}
+
+/// Mount the scratch disk once, for every container's writable layer.
+fn mount_scratch() -> Result<(), DiskError> {
+    let target = Path::new(SCRATCH_DIR);
+    if is_mount_point(target) {
+        return Ok(());
+    }
+    let scratch = wait_for_disk(SCRATCH_SERIAL)?;
+    // No nodev or nosuid: the overlay reaches device nodes and setuid files through this mount.
+    mount_disk(&scratch, target, "ext4", MsFlags::empty())
+}
+
+fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), path.parent().map(std::fs::metadata)) {
+        (Ok(own), Some(Ok(parent))) => own.dev() != parent.dev(),
+        _ => false,
+    }
+}
+
+fn bind(source: &Path, target: &Path) -> Result<(), DiskError> {
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|err| DiskError::Mount { fstype: "bind", target: target.into(), err })
 }
 
 /// Mount the zone kernel's full module tree over the initramfs's partial copy, so modprobe in
@@ -151,10 +230,10 @@ mod tests {
     fn disks_are_found_by_serial_not_order() {
         let dir = tempfile::tempdir().unwrap();
         disk(dir.path(), "vda", Some(SCRATCH_SERIAL));
-        disk(dir.path(), "vdb", Some(ROOTFS_SERIAL));
+        disk(dir.path(), "vdb", Some(MODULES_SERIAL));
         disk(dir.path(), "vdc", None);
         disk(dir.path(), "sda", Some("moat-rootfs-not-virtio"));
-        assert_eq!(find_by_serial(dir.path(), ROOTFS_SERIAL).unwrap().as_deref(), Some("vdb"));
+        assert_eq!(find_by_serial(dir.path(), MODULES_SERIAL).unwrap().as_deref(), Some("vdb"));
         assert_eq!(find_by_serial(dir.path(), SCRATCH_SERIAL).unwrap().as_deref(), Some("vda"));
         assert_eq!(find_by_serial(dir.path(), "moat-other").unwrap(), None);
     }
@@ -162,9 +241,17 @@ mod tests {
     #[test]
     fn a_serial_must_match_whole() {
         let dir = tempfile::tempdir().unwrap();
-        disk(dir.path(), "vda", Some("moat-rootfs2"));
-        disk(dir.path(), "vdb", Some("moat-root"));
-        assert_eq!(find_by_serial(dir.path(), ROOTFS_SERIAL).unwrap(), None);
-        assert_eq!(find_by_serial(&dir.path().join("absent"), ROOTFS_SERIAL).unwrap(), None);
+        disk(dir.path(), "vda", Some("moat-scratch2"));
+        disk(dir.path(), "vdb", Some("moat-scra"));
+        assert_eq!(find_by_serial(dir.path(), SCRATCH_SERIAL).unwrap(), None);
+        assert_eq!(find_by_serial(&dir.path().join("absent"), SCRATCH_SERIAL).unwrap(), None);
+    }
+
+    #[test]
+    fn images_are_plain_paths_on_the_share() {
+        assert_eq!(image_on_share("images/abc.erofs").unwrap(), Path::new(SHARE_DIR).join("images/abc.erofs"));
+        for bad in ["", "/etc/passwd", "../x", "images/../../x", "./x", &"a".repeat(MAX_IMAGE_PATH + 1)] {
+            assert!(matches!(image_on_share(bad), Err(DiskError::BadImagePath(_))), "{bad:?}");
+        }
     }
 }

@@ -2,20 +2,22 @@
 //!
 //! Boot is a short list of named steps; any error powers the zone off after reporting it over
 //! the channel when the channel is open. PID 1 never exits, since that would panic the kernel.
-//! The zone's workload is a container that runc starts on request (see [`runner`]); `exec`
-//! starts more processes in it (see [`processes`]).
+//! The zone is a pod: containers arrive after boot, each created and started by runc on request
+//! (see [`runner`] and [`containers`]), all in the pod's shared namespaces (see [`pod`]).
 
 mod bundle;
 mod channel;
+mod containers;
 mod devscan;
 mod disks;
 mod idmap;
 mod log;
+mod loopdev;
 mod modules;
 mod mounts;
 mod newroot;
+mod pod;
 mod power;
-mod processes;
 mod runc;
 mod runner;
 mod serve;

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use moat_proto::FailureKind;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 pub const RUNC: &str = "/usr/sbin/runc";
@@ -90,9 +91,29 @@ pub fn exec(id: &str, process: &Path, pid_file: &Path, console_socket: Option<&P
     run("exec", &args, stdio)
 }
 
-/// `runc delete --force`: kill what is left and remove the container's state and cgroup.
-pub fn delete(id: &str) -> Result<(), RuncError> {
-    run("delete", &["delete".as_ref(), "--force".as_ref(), id.as_ref()], ContainerStdio::null())
+/// `runc delete`: remove the container's state and cgroup; with `force`, kill what is left
+/// first (without, runc refuses a running container).
+pub fn delete(id: &str, force: bool) -> Result<(), RuncError> {
+    let mut args: Vec<&OsStr> = vec!["delete".as_ref()];
+    if force {
+        args.push("--force".as_ref());
+    }
+    args.push(id.as_ref());
+    run("delete", &args, ContainerStdio::null())
+}
+
+/// The kind of a runc failure. runc reports why a process could not start only as text (Go's
+/// exec errors, which it passes on), so this adapter is the one place that reads it; everything
+/// past it sees the kind.
+pub fn failure_kind(reason: &str) -> FailureKind {
+    let starting = reason.starts_with("exec: ");
+    if starting && (reason.ends_with("executable file not found in $PATH") || reason.ends_with("no such file or directory")) {
+        FailureKind::NotFound
+    } else if starting && reason.ends_with("permission denied") {
+        FailureKind::PermissionDenied
+    } else {
+        FailureKind::Internal
+    }
 }
 
 fn run(command: &'static str, args: &[&OsStr], stdio: ContainerStdio) -> Result<(), RuncError> {
@@ -247,6 +268,14 @@ mod tests {
 {"level":"error","msg":"runc create failed: unable to start container process: error during container init: error mounting \"proc\" to rootfs at \"/proc\": permission denied","time":"t"}
 {"level":"info","msg":"done","time":"t"}"#;
         assert_eq!(error_message(log).as_deref(), Some(r#"error mounting "proc" to rootfs at "/proc": permission denied"#));
+    }
+
+    #[test]
+    fn start_failures_have_kinds() {
+        assert_eq!(failure_kind(r#"exec: "nope": executable file not found in $PATH"#), FailureKind::NotFound);
+        assert_eq!(failure_kind(r#"exec: "/bin/x": no such file or directory"#), FailureKind::NotFound);
+        assert_eq!(failure_kind(r#"exec: "/etc": permission denied"#), FailureKind::PermissionDenied);
+        assert_eq!(failure_kind(r#"error mounting "proc" to rootfs at "/proc": permission denied"#), FailureKind::Internal, "only the process's own exec");
     }
 
     #[test]

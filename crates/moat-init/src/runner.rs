@@ -1,12 +1,11 @@
-//! Starting the zone's container from a Run request (mount its root, complete the bundle,
-//! create and start it with runc) and further processes in it from Exec requests (`runc
-//! exec`), so that each process becomes init's child.
+//! The containers' lifecycle through runc: create (mount the root, complete the bundle, `runc
+//! create`), start, exec (`runc exec`), remove. Each container process becomes init's child.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use moat_proto::{ExecRequest, RunRequest, Stream, WORKLOAD};
+use moat_proto::{valid_container_id, CreateContainer, ExecRequest, FailureKind, Stream, MAX_CONTAINER_ID};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
@@ -15,15 +14,11 @@ use crate::bundle::{self, BundleError};
 use crate::disks::{self, DiskError};
 use crate::idmap::{self, IdmapError};
 use crate::modules::{self, ModuleError};
+use crate::pod::{Pod, PodError};
 use crate::runc::{self, ContainerStdio, RuncError};
 use crate::terminal::{ConsoleSocket, TerminalError};
 use crate::workload::{StdioEnds, Workload};
 
-/// Longest container id; runc accepts letters, digits and `_+-.` only.
-pub const MAX_CONTAINER_ID: usize = 128;
-
-const PID_FILE: &str = "/run/moat/container.pid";
-const EXEC_PID_FILE: &str = "/run/moat/exec.pid";
 /// A pid file holds one decimal pid and a newline.
 const MAX_PID_FILE_BYTES: u64 = 32;
 
@@ -42,6 +37,8 @@ pub enum RunError {
     #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
+    Pod(#[from] PodError),
+    #[error(transparent)]
     Terminal(#[from] TerminalError),
     #[error(transparent)]
     Runc(#[from] RuncError),
@@ -50,10 +47,22 @@ pub enum RunError {
     #[error("{what}: {err}")]
     Io { what: &'static str, err: std::io::Error },
     #[error("runc's pid file {path}: {reason}")]
-    PidFile { path: &'static str, reason: String },
+    PidFile { path: PathBuf, reason: String },
 }
 
-/// What starting another process in the running container needs.
+impl RunError {
+    /// The kind the host hears: a missing command or an unusable one are the process's own
+    /// failures (Docker's 127 and 126), a bad spec is the caller's, the rest are the zone's.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            RunError::Runc(RuncError::Failed(reason)) => runc::failure_kind(reason),
+            RunError::BadId(_) | RunError::Spec(_) | RunError::Bundle(_) | RunError::Pod(PodError::ForeignNamespace(_)) | RunError::Disk(DiskError::BadImagePath(_)) => FailureKind::BadRequest,
+            _ => FailureKind::Internal,
+        }
+    }
+}
+
+/// What init keeps of a created container.
 pub struct Container {
     pub id: String,
     /// The container's root filesystem as init sees it.
@@ -63,33 +72,58 @@ pub struct Container {
     pub cgroup: Option<PathBuf>,
 }
 
-pub fn start(request: &RunRequest) -> Result<(Workload, Container), RunError> {
-    let id = request.container_id.as_str();
-    check_container_id(id)?;
+/// Create the container `request` describes, joined to the pod's namespaces, and return its
+/// process (waiting in runc for [`start`]) numbered as the host asked.
+pub fn create(request: &CreateContainer, pod: &mut Pod) -> Result<(Workload, Container), RunError> {
+    let id = request.container.as_str();
+    if !valid_container_id(id) {
+        return Err(RunError::BadId(id.chars().take(MAX_CONTAINER_ID).collect()));
+    }
     let mut spec = moat_spec::from_json(&request.spec_json)?;
     modules::load_modules(moat_proto::layout::WORKLOAD_MODULES_FILE)?;
     disks::mount_modules()?;
     disks::mount_tools()?;
-    let ids = idmap::spec_user_namespace(&spec)?;
-    let rootfs = disks::mount_rootfs(ids.as_ref())?;
-    bundle::complete(&mut spec, rootfs, id, request.tty)?;
-    let bundle_dir = bundle::write(&spec)?;
-    let cgroup = bundle::cgroup_dir(&spec);
+    let created = create_mounted(request, &mut spec, pod);
+    if created.is_err() {
+        disks::remove_container_rootfs(id);
+        bundle::remove(id);
+    }
+    let (workload, rootfs, cgroup) = created?;
+    Ok((workload, Container { id: id.to_string(), rootfs, spec, cgroup }))
+}
 
-    let stdio = launch(request.tty, request.stdin, |socket, stdio| runc::create(id, bundle_dir, Path::new(PID_FILE), socket, stdio))?;
-    let pid = read_pid(PID_FILE).and_then(|pid| {
-        runc::start(id)?;
-        Ok(pid)
-    });
-    let pid = match pid {
+fn create_mounted(request: &CreateContainer, spec: &mut Spec, pod: &mut Pod) -> Result<(Workload, PathBuf, Option<PathBuf>), RunError> {
+    let id = request.container.as_str();
+    let ids = idmap::spec_user_namespace(spec)?;
+    let rootfs = disks::mount_container_rootfs(id, &request.image, ids.as_ref())?;
+    pod.join(spec)?;
+    bundle::complete(spec, &rootfs, id, request.tty)?;
+    let bundle_dir = bundle::write(spec, id)?;
+    let cgroup = bundle::cgroup_dir(spec);
+    let pid_file = bundle::pid_file(id, None);
+    let stdio = launch(request.tty, request.stdin, |socket, stdio| runc::create(id, &bundle_dir, &pid_file, socket, stdio))?;
+    let pid = match read_pid(&pid_file) {
         Ok(pid) => pid,
         Err(err) => {
-            let _ = runc::delete(id);
+            let _ = runc::delete(id, true);
             return Err(err);
         }
     };
-    let workload = Workload::new(WORKLOAD, id.to_string(), pid, cgroup.clone(), stdio);
-    Ok((workload, Container { id: id.to_string(), rootfs: rootfs.to_path_buf(), spec, cgroup }))
+    Ok((Workload::new(request.process, id.to_string(), pid, cgroup.clone(), stdio), rootfs, cgroup))
+}
+
+/// Start a created container's process.
+pub fn start(container: &Container) -> Result<(), RunError> {
+    runc::start(&container.id)?;
+    Ok(())
+}
+
+/// Remove a container from runc and its root filesystem from the zone. `force` kills what runs.
+pub fn remove(container: &Container, force: bool) -> Result<(), RunError> {
+    runc::delete(&container.id, force)?;
+    disks::remove_container_rootfs(&container.id);
+    bundle::remove(&container.id);
+    Ok(())
 }
 
 /// Start the process `request` describes in the running container, numbered `process`.
@@ -99,10 +133,12 @@ pub fn exec(container: &Container, process: u32, request: &ExecRequest) -> Resul
     if let Some(user) = &request.user {
         bundle::set_exec_user(&mut spec_process, &container.spec, &container.rootfs, user)?;
     }
-    let process_file = bundle::write_exec_process(&spec_process)?;
-    let _ = std::fs::remove_file(EXEC_PID_FILE);
-    let stdio = launch(request.tty, request.stdin, |socket, stdio| runc::exec(&container.id, process_file, Path::new(EXEC_PID_FILE), socket, stdio))?;
-    let pid = read_pid(EXEC_PID_FILE)?;
+    let process_file = bundle::write_exec_process(&spec_process, &container.id, process)?;
+    let pid_file = bundle::pid_file(&container.id, Some(process));
+    let started = launch(request.tty, request.stdin, |socket, stdio| runc::exec(&container.id, &process_file, &pid_file, socket, stdio)).and_then(|stdio| Ok((stdio, read_pid(&pid_file)?)));
+    let _ = std::fs::remove_file(&process_file);
+    let _ = std::fs::remove_file(&pid_file);
+    let (stdio, pid) = started?;
     Ok(Workload::new(process, container.id.clone(), pid, container.cgroup.clone(), stdio))
 }
 
@@ -156,36 +192,14 @@ fn set_nonblocking(fd: &OwnedFd) -> Result<(), RunError> {
     Ok(())
 }
 
-fn read_pid(path: &'static str) -> Result<Pid, RunError> {
+fn read_pid(path: &Path) -> Result<Pid, RunError> {
     let mut text = String::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_PID_FILE_BYTES).read_to_string(&mut text))
-        .map_err(|e| RunError::PidFile { path, reason: e.to_string() })?;
+        .map_err(|e| RunError::PidFile { path: path.into(), reason: e.to_string() })?;
     match text.trim().parse::<i32>() {
         Ok(pid) if pid > 1 => Ok(Pid::from_raw(pid)),
-        _ => Err(RunError::PidFile { path, reason: format!("{:?} is not a pid", text.trim()) }),
+        _ => Err(RunError::PidFile { path: path.into(), reason: format!("{:?} is not a pid", text.trim()) }),
     }
 }
 
-fn check_container_id(id: &str) -> Result<(), RunError> {
-    let valid_char = |c: char| c.is_ascii_alphanumeric() || "_+-.".contains(c);
-    if id.is_empty() || id.len() > MAX_CONTAINER_ID || !id.chars().all(valid_char) || id == "." || id == ".." {
-        return Err(RunError::BadId(id.chars().take(MAX_CONTAINER_ID).collect()));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn container_ids() {
-        for good in ["c1", "0123abcdef", "my_box.v2-x+y"] {
-            assert!(check_container_id(good).is_ok(), "{good}");
-        }
-        for bad in ["", ".", "..", "a/b", "a b", "x\ny", &"a".repeat(MAX_CONTAINER_ID + 1)] {
-            assert!(matches!(check_container_id(bad), Err(RunError::BadId(_))), "{bad:?}");
-        }
-    }
-}

@@ -1,21 +1,20 @@
-//! The control loop: answer host requests, run the zone's container (its workload and the
-//! processes exec'd into it) and relay their stdio, reap every child, forward signals.
+//! The control loop: answer host requests, run the zone's containers (their processes and those
+//! exec'd into them) and relay their stdio, reap every child, forward signals.
 
 use std::convert::Infallible;
 use std::os::fd::AsFd;
 
-use moat_proto::{DebugRequest, GuestMessage, HostMessage, Request, Response, RunRequest, PROTOCOL_VERSION};
+use moat_proto::{DebugRequest, FailureKind, GuestMessage, HostMessage, Request, Response, PROTOCOL_VERSION};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use crate::channel::Channel;
-use crate::processes::Processes;
-use crate::workload::Workload;
-use crate::{log, power, runner, Error};
+use crate::containers::Containers;
+use crate::{log, power, Error};
 
-/// Signals PID 1 handles itself. SIGCHLD means reap; the rest are forwarded to the workload.
+/// Signals PID 1 handles itself. SIGCHLD means reap; the rest are forwarded to the containers.
 const HANDLED: [Signal; 6] = [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2];
 
 pub struct Options {
@@ -27,26 +26,6 @@ pub struct Options {
 impl Options {
     pub fn from_cmdline(cmdline: &str) -> Self {
         Self { debug: cmdline.split_whitespace().any(|word| word == "moat.debug=1") }
-    }
-}
-
-/// A zone runs one container in its life.
-enum Slot {
-    Free,
-    Running(Box<Processes>),
-    /// The workload ended, or failed to start.
-    Used,
-}
-
-impl Slot {
-    fn process(&mut self, process: u32) -> Option<&mut Workload> {
-        match self {
-            Slot::Running(processes) => processes.get(process),
-            _ => {
-                log::info(&format!("host message for process {process}, but no container runs"));
-                None
-            }
-        }
     }
 }
 
@@ -64,16 +43,11 @@ pub fn serve(channel: &mut Channel, options: Options) -> Result<Infallible, Erro
     })?;
     log::info("hello sent");
 
-    let mut slot = Slot::Free;
+    let mut containers = Containers::default();
     loop {
         let (channel_ready, signal_ready, layout, process_ready) = {
-            let (watches, layout, timeout, read_channel) = match &slot {
-                Slot::Running(processes) => {
-                    let (watches, layout) = processes.watches();
-                    (watches, layout, processes.poll_timeout(), processes.accepts_input())
-                }
-                _ => (Vec::new(), Vec::new(), None, true),
-            };
+            let (watches, layout) = containers.watches();
+            let (timeout, read_channel) = (containers.poll_timeout(), containers.accepts_input());
             let channel_events = if read_channel { PollFlags::POLLIN } else { PollFlags::empty() };
             let mut fds = vec![PollFd::new(channel.as_fd(), channel_events), PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
             fds.extend(watches.iter().map(|w| PollFd::new(w.fd, w.events)));
@@ -88,74 +62,58 @@ pub fn serve(channel: &mut Channel, options: Options) -> Result<Infallible, Erro
         };
         if signal_ready {
             if let Ok(Some(info)) = signal_fd.read_signal() {
-                handle_signal(info.ssi_signo, &mut slot);
+                handle_signal(info.ssi_signo, &mut containers);
             }
         }
-        if let Slot::Running(processes) = &mut slot {
-            if process_ready.contains(&true) {
-                processes.relay(&layout, &process_ready, channel)?;
-            }
+        if process_ready.contains(&true) {
+            containers.relay(&layout, &process_ready, channel)?;
         }
         if channel_ready {
             for msg in channel.receive()? {
-                handle_message(channel, &options, &mut slot, msg)?;
+                handle_message(channel, &options, &mut containers, msg)?;
             }
         }
-        report_exits(channel, &mut slot)?;
+        containers.report_exits(channel)?;
     }
 }
 
-/// Tell the host of the processes that ended and whose output is out. Once the workload's
-/// exit went out, runc's state and the container's cgroup are left as they are: the host powers
-/// the zone off next.
-fn report_exits(channel: &mut Channel, slot: &mut Slot) -> Result<(), Error> {
-    let Slot::Running(processes) = slot else { return Ok(()) };
-    if processes.report_exits(channel)? {
-        *slot = Slot::Used;
-    }
-    Ok(())
-}
-
-fn handle_signal(signo: u32, slot: &mut Slot) {
+fn handle_signal(signo: u32, containers: &mut Containers) {
     let Some(signal) = i32::try_from(signo).ok().and_then(|n| Signal::try_from(n).ok()) else { return };
     if signal == Signal::SIGCHLD {
-        reap(slot);
-    } else if let Slot::Running(processes) = slot {
-        processes.signal_workload(signal);
+        reap(containers);
+    } else {
+        containers.signal_all(signal);
     }
 }
 
 /// Collect every exited child, the container's processes or re-parented orphans, so none stays
 /// a zombie.
-fn reap(slot: &mut Slot) {
+fn reap(containers: &mut Containers) {
     loop {
         let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => return,
             Ok(status) => status,
         };
-        let ours = match (status.pid(), &mut *slot) {
-            (Some(pid), Slot::Running(processes)) => processes.reaped(pid, status),
-            _ => false,
-        };
+        let ours = status.pid().is_some_and(|pid| containers.reaped(pid, status));
         if !ours {
             log::info(&format!("reaped {status:?}"));
         }
     }
 }
 
-fn handle_message(channel: &mut Channel, options: &Options, slot: &mut Slot, msg: HostMessage) -> Result<(), Error> {
+fn handle_message(channel: &mut Channel, options: &Options, containers: &mut Containers, msg: HostMessage) -> Result<(), Error> {
     let (id, request) = match msg {
         HostMessage::Hello { version } if version == PROTOCOL_VERSION => return Ok(()),
         HostMessage::Hello { version } => return Err(Error::Protocol(format!("host speaks version {version}, init speaks {PROTOCOL_VERSION}"))),
         HostMessage::Request { id, request } => (id, request),
         HostMessage::Stdin { process, data } => {
-            if let Some(workload) = slot.process(process) {
+            if let Some(workload) = containers.process(process) {
                 workload.stdin(data);
             }
             return Ok(());
         }
         HostMessage::Signal { process, signal } => {
-            match (slot.process(process), Signal::try_from(signal)) {
+            match (containers.process(process), Signal::try_from(signal)) {
                 (Some(workload), Ok(signal)) => workload.signal(signal),
                 (Some(_), Err(_)) => log::info(&format!("host asked for unknown signal {signal}")),
                 (None, _) => {}
@@ -163,7 +121,7 @@ fn handle_message(channel: &mut Channel, options: &Options, slot: &mut Slot, msg
             return Ok(());
         }
         HostMessage::Resize { process, rows, cols } => {
-            if let Some(workload) = slot.process(process) {
+            if let Some(workload) = containers.process(process) {
                 workload.resize(rows, cols);
             }
             return Ok(());
@@ -171,21 +129,20 @@ fn handle_message(channel: &mut Channel, options: &Options, slot: &mut Slot, msg
     };
     let response = match request {
         Request::Ping => Response::Pong,
-        Request::Run(run) => start_workload(slot, &run),
-        Request::Exec { process, exec } => match slot {
-            Slot::Running(processes) => processes.exec(process, &exec),
-            _ => Response::Failed { message: "the container is not running".into() },
-        },
+        Request::CreateContainer(create) => containers.create(&create),
+        Request::StartContainer { container } => containers.start(&container),
+        Request::Exec { container, process, exec } => containers.exec(&container, process, &exec),
+        Request::RemoveContainer { container, force } => containers.remove(&container, force),
         Request::Shutdown => {
             channel.send(&GuestMessage::Response { id, response: Response::Done })?;
             log::info("shutdown requested");
             power::power_off();
         }
-        Request::Debug(_) if !options.debug => Response::Failed { message: "debug requests are disabled in this zone".into() },
+        Request::Debug(_) if !options.debug => Response::Failed { kind: FailureKind::BadRequest, message: "debug requests are disabled in this zone".into() },
         Request::Debug(DebugRequest::KernelPanic) => {
             log::info("kernel panic requested");
             std::fs::write("/proc/sysrq-trigger", b"c").map_err(|e| Error::Io("/proc/sysrq-trigger", e))?;
-            Response::Failed { message: "the kernel survived a crash request".into() }
+            Response::Failed { kind: FailureKind::Internal, message: "the kernel survived a crash request".into() }
         }
         Request::Debug(DebugRequest::WriteRaw { bytes }) => {
             channel.write_raw(&bytes)?;
@@ -193,23 +150,4 @@ fn handle_message(channel: &mut Channel, options: &Options, slot: &mut Slot, msg
         }
     };
     channel.send(&GuestMessage::Response { id, response })
-}
-
-fn start_workload(slot: &mut Slot, run: &RunRequest) -> Response {
-    if !matches!(slot, Slot::Free) {
-        return Response::Failed { message: "this zone already ran its workload; a zone runs one".into() };
-    }
-    log::info(&format!("starting container {}", run.container_id));
-    match runner::start(run) {
-        Ok((workload, container)) => {
-            log::info(&format!("container {} runs as pid {}", workload.id(), workload.pid()));
-            *slot = Slot::Running(Box::new(Processes::new(workload, container)));
-            Response::Done
-        }
-        Err(err) => {
-            log::info(&format!("container {} failed to start: {err}", run.container_id));
-            *slot = Slot::Used;
-            Response::Failed { message: err.to_string() }
-        }
-    }
 }

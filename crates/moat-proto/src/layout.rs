@@ -1,15 +1,19 @@
 //! Facts about a zone that the host and init must agree on: the serials of the disks the host
 //! attaches (init finds disks by serial, never by order) and where the tools disk appears.
 
-/// The image's EROFS, read-only.
-pub const ROOTFS_SERIAL: &str = "moat-rootfs";
-/// The ext4 scratch disk that holds the container's writable layer.
+/// The ext4 scratch disk that holds the containers' writable layers.
 pub const SCRATCH_SERIAL: &str = "moat-scratch";
 /// The zone kernel's module tree (EROFS), mounted at `/lib/modules/<release>`.
 pub const MODULES_SERIAL: &str = "moat-modules";
 /// runc with its shared libraries, and moat-check when built (EROFS), mounted at [`TOOLS_DIR`].
 /// They stay off the initramfs, which every zone boot must load and copy.
 pub const TOOLS_SERIAL: &str = "moat-tools";
+
+/// The virtio-fs tag of the zone's share: files (container images, volumes) that reach the zone
+/// after boot.
+pub const SHARE_TAG: &str = "moat-share";
+/// Where init mounts the share.
+pub const SHARE_DIR: &str = "/run/moat/share";
 
 /// In the initramfs: the modules init loads before it opens the channel, one path per line,
 /// dependencies first.

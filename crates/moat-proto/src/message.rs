@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; both sides must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,31 +20,51 @@ pub enum HostMessage {
     Resize { process: u32, rows: u16, cols: u16 },
 }
 
-/// The main workload of a zone; `exec`ed processes get higher numbers.
-pub const WORKLOAD: u32 = 0;
+/// Most containers a zone holds at once, running or stopped but not removed.
+///
+/// Threat: each one holds mounts, a loop device, runc state and a table entry in the zone,
+/// and a record on the host; the host refuses more and so does the guest.
+pub const MAX_CONTAINERS: usize = 16;
 
-/// Most `exec`ed processes that may run in a zone at once.
+/// Most `exec`ed processes that may run in a zone at once, over all its containers.
 ///
 /// Threat: each one holds pipes or a pty, a relay and a table entry in the zone, and a route
 /// on the host; the host refuses more and so does the guest.
 pub const MAX_EXEC_PROCESSES: usize = 64;
 
-/// What the guest needs to start a container.
+/// Longest container id; runc accepts letters, digits and `_+-.` only.
+pub const MAX_CONTAINER_ID: usize = 64;
+
+/// Whether `id` is a container id both sides accept: 1 to [`MAX_CONTAINER_ID`] letters, digits,
+/// `_`, `+`, `-` or `.`, and not `.` or `..` (it names directories in the zone).
+pub fn valid_container_id(id: &str) -> bool {
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || "_+-.".contains(c);
+    !id.is_empty() && id.len() <= MAX_CONTAINER_ID && id.chars().all(valid_char) && id != "." && id != ".."
+}
+
+/// A container to create in the zone (OCI `create`): its root filesystem is mounted and runc
+/// creates it, but its process starts only with [`Request::StartContainer`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RunRequest {
+pub struct CreateContainer {
+    /// The container's id in the zone (and runc's).
+    pub container: String,
+    /// The host's number for the container's process; output, exit, stdin and signals travel
+    /// under it. Fresh: never used before in this zone.
+    pub process: u32,
     /// The OCI runtime spec (config.json) as built by moat-spec. `root.path` is ignored: the
-    /// guest uses the image disk with a writable overlay on the scratch disk.
+    /// guest mounts `image` with a writable overlay on the scratch disk. Bind mounts whose
+    /// source starts with the share's directory come from the zone's share.
     pub spec_json: String,
-    /// Container id for the runtime (also the hostname default).
-    pub container_id: String,
+    /// The image's EROFS file, relative to the zone's share.
+    pub image: String,
     /// Allocate a pseudo-terminal for the process (`-t`).
     pub tty: bool,
     /// Keep stdin open (`-i`); without it the process gets an empty stdin.
     pub stdin: bool,
 }
 
-/// A process to start in the zone's running container (`moat exec`).
+/// A process to start in a running container (`moat exec`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecRequest {
@@ -64,13 +84,18 @@ pub struct ExecRequest {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     Ping,
-    /// Start the zone's workload. Answered with Done once it runs, or Failed with the reason
-    /// (missing command, unknown user, ...). Its output then arrives as `Output` messages.
-    Run(Box<RunRequest>),
-    /// Start another process in the running workload's container, numbered `process` (chosen
-    /// by the host: not [`WORKLOAD`], not in use). Answered like `Run`; its output and exit then
-    /// arrive under that number. Refused when no workload runs or [`MAX_EXEC_PROCESSES`] run.
-    Exec { process: u32, exec: Box<ExecRequest> },
+    /// Create a container; answered with Done once runc created it, or Failed with the reason.
+    /// Refused past [`MAX_CONTAINERS`].
+    CreateContainer(Box<CreateContainer>),
+    /// Start a created container's process. Its output then arrives as `Output` messages under
+    /// the number given at create.
+    StartContainer { container: String },
+    /// Start another process in a running container, numbered `process` (chosen by the host,
+    /// fresh). Answered like `StartContainer`. Refused past [`MAX_EXEC_PROCESSES`].
+    Exec { container: String, process: u32, exec: Box<ExecRequest> },
+    /// Remove a container: with `force` a running one is killed first; without, it must have
+    /// stopped (or never started). Its root filesystem and writable layer go with it.
+    RemoveContainer { container: String, force: bool },
     /// Sync filesystems and power the zone off.
     Shutdown,
     /// Honoured only when the zone was booted with test hooks enabled.
@@ -135,7 +160,43 @@ impl ExitStatus {
 pub enum Response {
     Pong,
     Done,
-    Failed { message: String },
+    Failed { kind: FailureKind, message: String },
+}
+
+/// Why a request failed, as a kind the host can act on; the message is for people only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The process's executable, or another file it names, does not exist.
+    NotFound,
+    /// The process's executable exists but may not be run.
+    PermissionDenied,
+    /// The spec or request is invalid (bad user, bad id, bad mount, ...).
+    BadRequest,
+    /// No container with that id is in the zone.
+    NoSuchContainer,
+    /// A container with that id already exists in the zone.
+    AlreadyExists,
+    /// A bound was reached (containers, exec'd processes, process numbers).
+    Limit,
+    /// The container is not in a state that allows this (not running, still running, ...).
+    WrongState,
+    /// The zone cannot serve requests (not ready, its channel closed, powering off).
+    ZoneGone,
+    /// Anything else that went wrong in the zone.
+    Internal,
+}
+
+impl FailureKind {
+    /// Docker's exit code for a process that did not start for this reason: 127 when the
+    /// command does not exist, 126 when it cannot be run.
+    pub fn start_exit_code(self) -> Option<u8> {
+        match self {
+            FailureKind::NotFound => Some(127),
+            FailureKind::PermissionDenied => Some(126),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -153,10 +214,30 @@ mod tests {
     #[test]
     fn exec_wire_form() {
         let exec = ExecRequest { process_json: "{}".into(), user: Some("app".into()), tty: false, stdin: true };
-        let msg = HostMessage::Request { id: 3, request: Request::Exec { process: 1, exec: Box::new(exec) } };
+        let msg = HostMessage::Request { id: 3, request: Request::Exec { container: "c1".into(), process: 1, exec: Box::new(exec) } };
         let json = serde_json::to_string(&msg).unwrap();
-        assert_eq!(json, r#"{"request":{"id":3,"request":{"exec":{"process":1,"exec":{"process_json":"{}","user":"app","tty":false,"stdin":true}}}}}"#);
+        assert_eq!(json, r#"{"request":{"id":3,"request":{"exec":{"container":"c1","process":1,"exec":{"process_json":"{}","user":"app","tty":false,"stdin":true}}}}}"#);
         assert_eq!(serde_json::from_str::<HostMessage>(&json).unwrap(), msg);
+    }
+
+    #[test]
+    fn failures_carry_a_kind() {
+        let msg = GuestMessage::Response { id: 2, response: Response::Failed { kind: FailureKind::NotFound, message: "no sh".into() } };
+        let json = serde_json::to_string(&msg).unwrap();
+        assert_eq!(json, r#"{"response":{"id":2,"response":{"failed":{"kind":"not_found","message":"no sh"}}}}"#);
+        assert_eq!(FailureKind::NotFound.start_exit_code(), Some(127));
+        assert_eq!(FailureKind::PermissionDenied.start_exit_code(), Some(126));
+        assert_eq!(FailureKind::Internal.start_exit_code(), None);
+    }
+
+    #[test]
+    fn container_ids() {
+        for good in ["c1", "0123abcdef", "my_box.v2-x+y"] {
+            assert!(valid_container_id(good), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "x\ny", &"a".repeat(MAX_CONTAINER_ID + 1)] {
+            assert!(!valid_container_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

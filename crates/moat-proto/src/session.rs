@@ -1,8 +1,8 @@
 //! The host's view of one zone's channel: it accepts guest messages only in a valid order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use crate::message::{ExitStatus, GuestMessage, HostMessage, Request, Response, Stream, MAX_EXEC_PROCESSES, PROTOCOL_VERSION, WORKLOAD};
+use crate::message::{ExitStatus, FailureKind, GuestMessage, HostMessage, Request, Response, Stream, MAX_CONTAINERS, MAX_EXEC_PROCESSES, PROTOCOL_VERSION};
 
 /// Longest guest-supplied text (kernel release, error message) the host keeps.
 ///
@@ -26,10 +26,26 @@ pub enum SessionError {
     TooManyPending,
     #[error("guest sent {what} for process {process}, which is not running")]
     NotRunning { what: &'static str, process: u32 },
-    #[error("process number {process} is the workload's or already in use")]
+    #[error("process number {process} was used before in this zone")]
     ProcessInUse { process: u32 },
     #[error("{MAX_EXEC_PROCESSES} exec'd processes already run in this zone; wait for one to end")]
     TooManyExecs,
+    #[error("this zone already holds {MAX_CONTAINERS} containers; remove one first")]
+    TooManyContainers,
+    #[error("a container named {0} already exists in this zone")]
+    ContainerExists(String),
+}
+
+impl SessionError {
+    /// The kind a client hears when the host refuses a request for this reason.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            SessionError::TooManyPending | SessionError::TooManyExecs | SessionError::TooManyContainers => FailureKind::Limit,
+            SessionError::ContainerExists(_) => FailureKind::AlreadyExists,
+            SessionError::ProcessInUse { .. } => FailureKind::BadRequest,
+            _ => FailureKind::ZoneGone,
+        }
+    }
 }
 
 /// What an accepted guest message means to the host.
@@ -47,8 +63,13 @@ pub struct HostSession {
     ready: bool,
     next_id: u64,
     pending: BTreeMap<u64, Request>,
-    /// Processes the guest confirmed as started and has not reported as ended.
-    running: BTreeSet<u32>,
+    /// The highest process number requested so far: numbers are fresh, so never reused.
+    last_process: u32,
+    /// Containers the guest holds (created and not removed), with their process's number.
+    containers: BTreeMap<String, u32>,
+    /// Processes the guest confirmed as started and has not reported as ended, with their
+    /// container.
+    running: BTreeMap<u32, String>,
 }
 
 impl HostSession {
@@ -62,29 +83,58 @@ impl HostSession {
 
     /// Whether the guest confirmed `process` as started and has not reported its end.
     pub fn is_running(&self, process: u32) -> bool {
-        self.running.contains(&process)
+        self.running.contains_key(&process)
     }
 
-    /// Register a request and return the message that carries it. An exec must use a fresh
-    /// process number and stay within [`MAX_EXEC_PROCESSES`], counting those still starting.
+    /// The number of `container`'s own process, while the guest holds the container.
+    pub fn container_process(&self, container: &str) -> Option<u32> {
+        self.containers.get(container).copied()
+    }
+
+    /// Register a request and return the message that carries it. New process numbers must be
+    /// fresh; containers and exec'd processes stay within their bounds, counting those still
+    /// being created or started.
     pub fn request(&mut self, request: Request) -> Result<(u64, HostMessage), SessionError> {
         if self.pending.len() >= MAX_PENDING {
             return Err(SessionError::TooManyPending);
         }
-        if let Request::Exec { process, .. } = &request {
-            let starting: Vec<u32> = self.pending.values().filter_map(exec_process).collect();
-            if *process == WORKLOAD || self.running.contains(process) || starting.contains(process) {
-                return Err(SessionError::ProcessInUse { process: *process });
+        match &request {
+            Request::CreateContainer(create) => {
+                self.check_fresh(create.process)?;
+                let creating: Vec<&str> = self.pending.values().filter_map(created_container).collect();
+                if self.containers.contains_key(&create.container) || creating.contains(&create.container.as_str()) {
+                    return Err(SessionError::ContainerExists(create.container.clone()));
+                }
+                if self.containers.len() + creating.len() >= MAX_CONTAINERS {
+                    return Err(SessionError::TooManyContainers);
+                }
+                self.last_process = create.process;
             }
-            let execs = self.running.iter().filter(|p| **p != WORKLOAD).count() + starting.len();
-            if execs >= MAX_EXEC_PROCESSES {
-                return Err(SessionError::TooManyExecs);
+            Request::Exec { process, .. } => {
+                self.check_fresh(*process)?;
+                let starting = self.pending.values().filter(|r| matches!(r, Request::Exec { .. })).count();
+                if self.exec_count() + starting >= MAX_EXEC_PROCESSES {
+                    return Err(SessionError::TooManyExecs);
+                }
+                self.last_process = *process;
             }
+            _ => {}
         }
         self.next_id += 1;
         let id = self.next_id;
         self.pending.insert(id, request.clone());
         Ok((id, HostMessage::Request { id, request }))
+    }
+
+    fn check_fresh(&self, process: u32) -> Result<(), SessionError> {
+        if process <= self.last_process {
+            return Err(SessionError::ProcessInUse { process });
+        }
+        Ok(())
+    }
+
+    fn exec_count(&self) -> usize {
+        self.running.keys().filter(|p| !self.containers.values().any(|own| own == *p)).count()
     }
 
     /// Drop a pending request the host no longer waits for (for example, after a timeout).
@@ -110,41 +160,59 @@ impl HostSession {
             (false, GuestMessage::Response { .. }) => Err(SessionError::BeforeHello { what: "a response" }),
             (true, GuestMessage::Response { id, response }) => {
                 let request = self.pending.remove(&id).ok_or(SessionError::UnknownRequest { id })?;
-                match (&request, &response) {
-                    (Request::Run(_), Response::Done) => {
-                        self.running.insert(WORKLOAD);
-                    }
-                    (Request::Exec { process, .. }, Response::Done) => {
-                        self.running.insert(*process);
-                    }
-                    _ => {}
+                if response == Response::Done {
+                    self.apply(&request);
                 }
                 let response = match response {
-                    Response::Failed { message } => Response::Failed { message: clip(message) },
+                    Response::Failed { kind, message } => Response::Failed { kind, message: clip(message) },
                     other => other,
                 };
                 Ok(SessionEvent::Answered { id, request, response })
             }
             (false, GuestMessage::Output { .. } | GuestMessage::Exited { .. }) => Err(SessionError::BeforeHello { what: "process output" }),
             (true, GuestMessage::Output { process, stream, data }) => {
-                if !self.running.contains(&process) {
+                if !self.running.contains_key(&process) {
                     return Err(SessionError::NotRunning { what: "output", process });
                 }
                 Ok(SessionEvent::Output { process, stream, data })
             }
             (true, GuestMessage::Exited { process, status }) => {
-                if !self.running.remove(&process) {
+                if self.running.remove(&process).is_none() {
                     return Err(SessionError::NotRunning { what: "an exit", process });
                 }
                 Ok(SessionEvent::Exited { process, status })
             }
         }
     }
+
+    /// What a request the guest answered with Done changed.
+    fn apply(&mut self, request: &Request) {
+        match request {
+            Request::CreateContainer(create) => {
+                self.containers.insert(create.container.clone(), create.process);
+            }
+            Request::StartContainer { container } => {
+                if let Some(process) = self.containers.get(container) {
+                    self.running.insert(*process, container.clone());
+                }
+            }
+            Request::Exec { container, process, .. } => {
+                self.running.insert(*process, container.clone());
+            }
+            Request::RemoveContainer { container, .. } => {
+                if let Some(process) = self.containers.remove(container) {
+                    // A forced removal ends the container's processes without reporting them.
+                    self.running.retain(|p, c| *p != process && c != container);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
-fn exec_process(request: &Request) -> Option<u32> {
+fn created_container(request: &Request) -> Option<&str> {
     match request {
-        Request::Exec { process, .. } => Some(*process),
+        Request::CreateContainer(create) => Some(&create.container),
         _ => None,
     }
 }
@@ -192,37 +260,52 @@ mod tests {
         assert_eq!(again, Err(SessionError::UnknownRequest { id }));
     }
 
+    fn create(container: &str, process: u32) -> Request {
+        let create = crate::CreateContainer { container: container.into(), process, spec_json: "{}".into(), image: "i.erofs".into(), tty: false, stdin: false };
+        Request::CreateContainer(Box::new(create))
+    }
+
+    fn exec(container: &str, process: u32) -> Request {
+        let exec = crate::ExecRequest { process_json: "{}".into(), user: None, tty: false, stdin: false };
+        Request::Exec { container: container.into(), process, exec: Box::new(exec) }
+    }
+
+    fn done(s: &mut HostSession, request: Request) {
+        let (id, _) = s.request(request).unwrap();
+        s.accept(GuestMessage::Response { id, response: Response::Done }).unwrap();
+    }
+
     #[test]
     fn output_only_for_a_started_process() {
         let mut s = HostSession::new();
         s.accept(hello()).unwrap();
-        let out = GuestMessage::Output { process: WORKLOAD, stream: Stream::Stdout, data: b"hi".to_vec() };
-        assert_eq!(s.accept(out.clone()), Err(SessionError::NotRunning { what: "output", process: WORKLOAD }));
-        let run = crate::RunRequest { spec_json: "{}".into(), container_id: "c".into(), tty: false, stdin: false };
-        let (id, _) = s.request(Request::Run(Box::new(run))).unwrap();
-        s.accept(GuestMessage::Response { id, response: Response::Done }).unwrap();
+        let out = GuestMessage::Output { process: 1, stream: Stream::Stdout, data: b"hi".to_vec() };
+        assert_eq!(s.accept(out.clone()), Err(SessionError::NotRunning { what: "output", process: 1 }));
+        done(&mut s, create("c", 1));
+        assert_eq!(s.container_process("c"), Some(1));
+        assert!(s.accept(out.clone()).is_err(), "created is not started");
+        done(&mut s, Request::StartContainer { container: "c".into() });
         assert!(matches!(s.accept(out.clone()), Ok(SessionEvent::Output { .. })));
-        let exited = GuestMessage::Exited { process: WORKLOAD, status: ExitStatus::Code { code: 7 } };
-        assert_eq!(s.accept(exited.clone()).unwrap(), SessionEvent::Exited { process: WORKLOAD, status: ExitStatus::Code { code: 7 } });
+        let exited = GuestMessage::Exited { process: 1, status: ExitStatus::Code { code: 7 } };
+        assert_eq!(s.accept(exited.clone()).unwrap(), SessionEvent::Exited { process: 1, status: ExitStatus::Code { code: 7 } });
         assert!(s.accept(exited).is_err(), "a process exits once");
         assert!(s.accept(out).is_err(), "no output after the exit");
-    }
-
-    fn exec(process: u32) -> Request {
-        let exec = crate::ExecRequest { process_json: "{}".into(), user: None, tty: false, stdin: false };
-        Request::Exec { process, exec: Box::new(exec) }
+        assert_eq!(s.container_process("c"), Some(1), "a stopped container stays until removed");
+        done(&mut s, Request::RemoveContainer { container: "c".into(), force: false });
+        assert_eq!(s.container_process("c"), None);
     }
 
     #[test]
     fn exec_output_only_after_its_start_and_before_its_exit() {
         let mut s = HostSession::new();
         s.accept(hello()).unwrap();
+        done(&mut s, create("c", 1));
+        done(&mut s, Request::StartContainer { container: "c".into() });
         let out = GuestMessage::Output { process: 3, stream: Stream::Stderr, data: b"x".to_vec() };
-        let (id, _) = s.request(exec(3)).unwrap();
+        let (id, _) = s.request(exec("c", 3)).unwrap();
         assert_eq!(s.accept(out.clone()), Err(SessionError::NotRunning { what: "output", process: 3 }), "not before Done");
         s.accept(GuestMessage::Response { id, response: Response::Done }).unwrap();
         assert!(s.is_running(3));
-        assert!(!s.is_running(WORKLOAD), "an exec does not start the workload");
         assert!(matches!(s.accept(out.clone()), Ok(SessionEvent::Output { process: 3, .. })));
         let other = GuestMessage::Output { process: 4, stream: Stream::Stdout, data: Vec::new() };
         assert!(s.accept(other).is_err(), "only the number the host started");
@@ -230,27 +313,65 @@ mod tests {
         assert!(!s.is_running(3));
         assert!(s.accept(out).is_err());
 
-        let (id, _) = s.request(exec(5)).unwrap();
-        s.accept(GuestMessage::Response { id, response: Response::Failed { message: "no".into() } }).unwrap();
+        let (id, _) = s.request(exec("c", 5)).unwrap();
+        let failed = Response::Failed { kind: FailureKind::NotFound, message: "no".into() };
+        s.accept(GuestMessage::Response { id, response: failed }).unwrap();
         assert!(!s.is_running(5), "a failed exec never runs");
     }
 
     #[test]
-    fn exec_numbers_are_fresh_and_bounded() {
+    fn process_numbers_are_fresh() {
         let mut s = HostSession::new();
         s.accept(hello()).unwrap();
-        assert_eq!(s.request(exec(WORKLOAD)).unwrap_err(), SessionError::ProcessInUse { process: WORKLOAD });
-        let (id, _) = s.request(exec(1)).unwrap();
-        assert_eq!(s.request(exec(1)).unwrap_err(), SessionError::ProcessInUse { process: 1 }, "while starting");
-        s.accept(GuestMessage::Response { id, response: Response::Done }).unwrap();
-        assert_eq!(s.request(exec(1)).unwrap_err(), SessionError::ProcessInUse { process: 1 }, "while running");
+        done(&mut s, create("c", 2));
+        assert_eq!(s.request(exec("c", 2)).unwrap_err(), SessionError::ProcessInUse { process: 2 });
+        assert_eq!(s.request(create("d", 1)).unwrap_err(), SessionError::ProcessInUse { process: 1 }, "never a lower one");
+        s.request(exec("c", 3)).unwrap();
+        assert_eq!(s.request(exec("c", 3)).unwrap_err(), SessionError::ProcessInUse { process: 3 }, "while starting");
+    }
+
+    #[test]
+    fn exec_processes_are_bounded() {
+        let mut s = HostSession::new();
+        s.accept(hello()).unwrap();
+        done(&mut s, create("c", 1));
+        done(&mut s, Request::StartContainer { container: "c".into() });
         let max = u32::try_from(MAX_EXEC_PROCESSES).unwrap();
-        for process in 2..=max {
-            s.request(exec(process)).unwrap();
+        done(&mut s, exec("c", 2));
+        for process in 3..=max + 1 {
+            s.request(exec("c", process)).unwrap();
         }
-        assert_eq!(s.request(exec(max + 1)).unwrap_err(), SessionError::TooManyExecs);
-        s.accept(GuestMessage::Exited { process: 1, status: ExitStatus::Signal { signal: 9 } }).unwrap();
-        s.request(exec(max + 1)).expect("room again once one ended");
+        assert_eq!(s.request(exec("c", max + 2)).unwrap_err(), SessionError::TooManyExecs, "the container's own process does not count");
+        s.accept(GuestMessage::Exited { process: 2, status: ExitStatus::Signal { signal: 9 } }).unwrap();
+        s.request(exec("c", max + 2)).expect("room again once one ended");
+    }
+
+    #[test]
+    fn containers_are_bounded_and_unique() {
+        let mut s = HostSession::new();
+        s.accept(hello()).unwrap();
+        done(&mut s, create("c0", 1));
+        assert_eq!(s.request(create("c0", 2)).unwrap_err(), SessionError::ContainerExists("c0".into()));
+        let max = u32::try_from(MAX_CONTAINERS).unwrap();
+        for n in 1..max {
+            s.request(create(&format!("c{n}"), n + 10)).unwrap();
+        }
+        assert_eq!(s.request(create("c99", 99)).unwrap_err(), SessionError::TooManyContainers, "pending creates count");
+        assert_eq!(SessionError::TooManyContainers.kind(), FailureKind::Limit);
+        done(&mut s, Request::RemoveContainer { container: "c0".into(), force: true });
+        s.request(create("c99", 100)).expect("room again once one is removed");
+    }
+
+    #[test]
+    fn a_forced_removal_forgets_the_containers_processes() {
+        let mut s = HostSession::new();
+        s.accept(hello()).unwrap();
+        done(&mut s, create("c", 1));
+        done(&mut s, Request::StartContainer { container: "c".into() });
+        done(&mut s, exec("c", 2));
+        done(&mut s, Request::RemoveContainer { container: "c".into(), force: true });
+        assert!(!s.is_running(1) && !s.is_running(2));
+        assert!(s.accept(GuestMessage::Exited { process: 2, status: ExitStatus::Code { code: 0 } }).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ fn session() -> HostSession {
     let mut session = HostSession::new();
     session.request(Request::Ping).expect("a ping");
     let exec = ExecRequest { process_json: "{}".into(), user: None, tty: false, stdin: false };
-    session.request(Request::Exec { process: 1, exec: Box::new(exec) }).expect("an exec");
+    session.request(Request::Exec { container: "c".into(), process: 1, exec: Box::new(exec) }).expect("an exec");
     session
 }
 

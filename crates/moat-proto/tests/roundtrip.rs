@@ -12,9 +12,14 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Debug(DebugRequest::KernelPanic)),
         proptest::collection::vec(any::<u8>(), 0..64).prop_map(|bytes| Request::Debug(DebugRequest::WriteRaw { bytes })),
         (any::<u32>(), ".*", proptest::option::of(".*"), any::<bool>(), any::<bool>()).prop_map(|(process, process_json, user, tty, stdin)| Request::Exec {
+            container: "c".into(),
             process,
             exec: Box::new(ExecRequest { process_json, user, tty, stdin })
         }),
+        ("[a-z0-9]{1,12}", any::<u32>(), ".*", ".*", any::<bool>(), any::<bool>()).prop_map(|(container, process, spec_json, image, tty, stdin)| {
+            Request::CreateContainer(Box::new(moat_proto::CreateContainer { container, process, spec_json, image, tty, stdin }))
+        }),
+        ("[a-z0-9]{1,12}", any::<bool>()).prop_map(|(container, force)| Request::RemoveContainer { container, force }),
     ]
 }
 
@@ -33,7 +38,7 @@ fn guest_message() -> impl Strategy<Value = GuestMessage> {
             kernel_release,
             init_version
         }),
-        (any::<u64>(), prop_oneof![Just(Response::Pong), Just(Response::Done), ".*".prop_map(|message| Response::Failed { message })])
+        (any::<u64>(), prop_oneof![Just(Response::Pong), Just(Response::Done), ".*".prop_map(|message| Response::Failed { kind: moat_proto::FailureKind::Internal, message })])
             .prop_map(|(id, response)| GuestMessage::Response { id, response }),
         ".*".prop_map(|message| GuestMessage::Fatal { message }),
         (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..256)).prop_map(|(process, data)| GuestMessage::Output { process, stream: moat_proto::Stream::Stderr, data }),

@@ -1,0 +1,193 @@
+//! The pod's shared namespaces. Every container of a zone joins one network, IPC and UTS
+//! namespace, as a Kubernetes pod's containers do: they reach each other over 127.0.0.1 and
+//! share a hostname. Each keeps its own mount, PID and cgroup namespaces (and user namespace
+//! when unprivileged).
+//!
+//! Init makes the namespaces once, held open by bind mounts of their nsfs files, and changes
+//! each container's spec to join them. What the kernel lets only a namespace's owner do (bring
+//! `lo` up, set `net.*` sysctls and the hostname) init does itself, since an unprivileged
+//! container's root owns none of them.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+/// Where the pod's namespace files are bind-mounted.
+const POD_DIR: &str = "/run/moat/pod";
+
+/// The namespaces the containers share, with their nsfs names.
+const SHARED: [(LinuxNamespaceType, &str, CloneFlags); 3] = [
+    (LinuxNamespaceType::Network, "net", CloneFlags::CLONE_NEWNET),
+    (LinuxNamespaceType::Ipc, "ipc", CloneFlags::CLONE_NEWIPC),
+    (LinuxNamespaceType::Uts, "uts", CloneFlags::CLONE_NEWUTS),
+];
+
+/// The sysctls under this prefix belong to a network namespace.
+const NET_SYSCTL: &str = "net.";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error("{what}: {err}")]
+    Sys { what: &'static str, err: nix::Error },
+    #[error("{what} {path}: {err}")]
+    Io { what: &'static str, path: PathBuf, err: std::io::Error },
+    #[error("the spec joins a {0:?} namespace by path; containers of a zone share the pod's")]
+    ForeignNamespace(LinuxNamespaceType),
+    #[error("sysctl {0:?} is not a valid name")]
+    BadSysctl(String),
+}
+
+/// The pod's namespaces, made at the first container.
+pub struct Pod {
+    hostname_set: bool,
+}
+
+impl Pod {
+    pub fn create() -> Result<Self, PodError> {
+        std::fs::create_dir_all(POD_DIR).map_err(|err| PodError::Io { what: "creating", path: POD_DIR.into(), err })?;
+        let own = own_namespaces()?;
+        let flags = SHARED.iter().fold(CloneFlags::empty(), |all, (_, _, flag)| all | *flag);
+        unshare(flags).map_err(|err| PodError::Sys { what: "unsharing the pod's namespaces", err })?;
+        let held = hold_current();
+        let up = held.and_then(|()| loopback_up());
+        // Back to the zone's own namespaces whatever happened: init must stay in them.
+        for (fd, (_, _, flag)) in own.iter().zip(SHARED) {
+            setns(fd.as_fd(), flag).map_err(|err| PodError::Sys { what: "returning to the zone's namespaces", err })?;
+        }
+        up?;
+        Ok(Self { hostname_set: false })
+    }
+
+    /// Make `spec` join the pod: its network, IPC and UTS namespaces become the pod's; its
+    /// `net.*` sysctls are set on the pod's network namespace, and its hostname becomes the
+    /// pod's when the pod has none yet (a container cannot set the hostname of a namespace it
+    /// joins, so both leave the spec).
+    pub fn join(&mut self, spec: &mut Spec) -> Result<(), PodError> {
+        let hostname = spec.hostname().clone();
+        let mut net_sysctls = Vec::new();
+        if let Some(linux) = spec.linux_mut() {
+            let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+            for ns in &mut namespaces {
+                if let Some((_, name, _)) = SHARED.iter().find(|(typ, _, _)| *typ == ns.typ()) {
+                    if ns.path().is_some() {
+                        return Err(PodError::ForeignNamespace(ns.typ()));
+                    }
+                    ns.set_path(Some(Path::new(POD_DIR).join(name)));
+                }
+            }
+            linux.set_namespaces(Some(namespaces));
+            if let Some(sysctl) = linux.sysctl_mut() {
+                net_sysctls = sysctl.iter().filter(|(k, _)| k.starts_with(NET_SYSCTL)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                sysctl.retain(|k, _| !k.starts_with(NET_SYSCTL));
+            }
+        }
+        spec.set_hostname(None);
+        let hostname = hostname.filter(|_| !self.hostname_set);
+        in_pod(|| {
+            for (key, value) in &net_sysctls {
+                write_sysctl(key, value)?;
+            }
+            if let Some(name) = &hostname {
+                nix::unistd::sethostname(name).map_err(|err| PodError::Sys { what: "setting the pod's hostname", err })?;
+            }
+            Ok(())
+        })?;
+        self.hostname_set |= hostname.is_some();
+        Ok(())
+    }
+}
+
+/// Init's own network, IPC and UTS namespaces, in [`SHARED`]'s order.
+fn own_namespaces() -> Result<Vec<OwnedFd>, PodError> {
+    SHARED
+        .iter()
+        .map(|(_, name, _)| {
+            let path = PathBuf::from(format!("/proc/self/ns/{name}"));
+            std::fs::File::open(&path).map(OwnedFd::from).map_err(|err| PodError::Io { what: "opening", path, err })
+        })
+        .collect()
+}
+
+/// Bind the namespaces init is in now onto the pod's files, so they outlive every process.
+fn hold_current() -> Result<(), PodError> {
+    for (_, name, _) in SHARED {
+        let target = Path::new(POD_DIR).join(name);
+        std::fs::File::create(&target).map_err(|err| PodError::Io { what: "creating", path: target.clone(), err })?;
+        let source = format!("/proc/self/ns/{name}");
+        mount(Some(source.as_str()), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|err| PodError::Sys { what: "holding a pod namespace", err })?;
+    }
+    Ok(())
+}
+
+/// Run `work` inside the pod's network and UTS namespaces, then return to init's own.
+fn in_pod<T>(work: impl FnOnce() -> Result<T, PodError>) -> Result<T, PodError> {
+    let own = own_namespaces()?;
+    let mut entered = Vec::new();
+    let mut result = Ok(());
+    for ((_, name, flag), fd) in SHARED.iter().zip(&own) {
+        let path = Path::new(POD_DIR).join(name);
+        let joined = std::fs::File::open(&path)
+            .map_err(|err| PodError::Io { what: "opening", path, err })
+            .and_then(|pod| setns(pod.as_fd(), *flag).map_err(|err| PodError::Sys { what: "entering the pod's namespaces", err }));
+        match joined {
+            Ok(()) => entered.push((fd, *flag)),
+            Err(err) => {
+                result = Err(err);
+                break;
+            }
+        }
+    }
+    let out = result.and_then(|()| work());
+    for (fd, flag) in entered {
+        setns(fd.as_fd(), flag).map_err(|err| PodError::Sys { what: "returning to the zone's namespaces", err })?;
+    }
+    out
+}
+
+fn write_sysctl(key: &str, value: &str) -> Result<(), PodError> {
+    let valid = !key.is_empty() && key.split('.').all(|part| !part.is_empty() && part != ".." && !part.contains('/'));
+    if !valid {
+        return Err(PodError::BadSysctl(key.to_string()));
+    }
+    let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+    std::fs::write(&path, value).map_err(|err| PodError::Io { what: "writing", path, err })
+}
+
+/// Bring up `lo` in the current network namespace: a new one starts with it down.
+fn loopback_up() -> Result<(), PodError> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sys = |what| move |err| PodError::Sys { what, err };
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).map_err(sys("opening a socket in the pod"))?;
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = (*src).cast_signed();
+    }
+    // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write the ifreq we own, for the duration
+    // of the call only.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(PodError::Sys { what: "reading lo's flags", err: nix::Error::last() });
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(PodError::Sys { what: "bringing lo up", err: nix::Error::last() });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_names_cannot_leave_proc_sys() {
+        for bad in ["", "net..x", "net./x", "../etc", "net/ipv4"] {
+            assert!(matches!(write_sysctl(bad, "0"), Err(PodError::BadSysctl(_))), "{bad:?}");
+        }
+    }
+}
