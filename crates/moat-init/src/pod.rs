@@ -5,15 +5,16 @@
 //!
 //! Init makes the namespaces once, held open by bind mounts of their nsfs files, and changes
 //! each container's spec to join them. What the kernel lets only a namespace's owner do (bring
-//! `lo` up, set `net.*` sysctls and the hostname) init does itself, since an unprivileged
-//! container's root owns none of them.
+//! `lo` up, set `net.*` sysctls and the hostname, mount `mqueue` for the IPC namespace and
+//! `sysfs` for the network namespace) init does itself, since an unprivileged container's root
+//! owns none of them: such a container gets binds of the pod's mqueue and sysfs instead.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
 
 /// Where the pod's namespace files are bind-mounted.
 const POD_DIR: &str = "/run/moat/pod";
@@ -27,6 +28,9 @@ const SHARED: [(LinuxNamespaceType, &str, CloneFlags); 3] = [
 
 /// The sysctls under this prefix belong to a network namespace.
 const NET_SYSCTL: &str = "net.";
+/// The pod's own mqueue (of its IPC namespace) and sysfs (of its network namespace).
+const POD_MQUEUE: &str = "/run/moat/pod/mqueue";
+const POD_SYSFS: &str = "/run/moat/pod/sys";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
@@ -52,7 +56,7 @@ impl Pod {
         let flags = SHARED.iter().fold(CloneFlags::empty(), |all, (_, _, flag)| all | *flag);
         unshare(flags).map_err(|err| PodError::Sys { what: "unsharing the pod's namespaces", err })?;
         let held = hold_current();
-        let up = held.and_then(|()| loopback_up());
+        let up = held.and_then(|()| loopback_up()).and_then(|()| mount_pod_filesystems());
         // Back to the zone's own namespaces whatever happened: init must stay in them.
         for (fd, (_, _, flag)) in own.iter().zip(SHARED) {
             setns(fd.as_fd(), flag).map_err(|err| PodError::Sys { what: "returning to the zone's namespaces", err })?;
@@ -64,28 +68,33 @@ impl Pod {
     /// Make `spec` join the pod: its network, IPC and UTS namespaces become the pod's; its
     /// `net.*` sysctls are set on the pod's network namespace, and its hostname becomes the
     /// pod's when the pod has none yet (a container cannot set the hostname of a namespace it
-    /// joins, so both leave the spec).
+    /// joins, so both leave the spec). A user-namespaced container binds the pod's mqueue and
+    /// sysfs, which it could not mount.
     pub fn join(&mut self, spec: &mut Spec) -> Result<(), PodError> {
-        let hostname = spec.hostname().clone();
-        let mut net_sysctls = Vec::new();
-        if let Some(linux) = spec.linux_mut() {
-            let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-            for ns in &mut namespaces {
-                if let Some((_, name, _)) = SHARED.iter().find(|(typ, _, _)| *typ == ns.typ()) {
-                    if ns.path().is_some() {
-                        return Err(PodError::ForeignNamespace(ns.typ()));
-                    }
-                    ns.set_path(Some(Path::new(POD_DIR).join(name)));
+        let hostname = spec.hostname().clone().filter(|_| !self.hostname_set);
+        spec.set_hostname(None);
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        for ns in &mut namespaces {
+            if let Some((_, name, _)) = SHARED.iter().find(|(typ, _, _)| *typ == ns.typ()) {
+                if ns.path().is_some() {
+                    return Err(PodError::ForeignNamespace(ns.typ()));
                 }
-            }
-            linux.set_namespaces(Some(namespaces));
-            if let Some(sysctl) = linux.sysctl_mut() {
-                net_sysctls = sysctl.iter().filter(|(k, _)| k.starts_with(NET_SYSCTL)).map(|(k, v)| (k.clone(), v.clone())).collect();
-                sysctl.retain(|k, _| !k.starts_with(NET_SYSCTL));
+                ns.set_path(Some(Path::new(POD_DIR).join(name)));
             }
         }
-        spec.set_hostname(None);
-        let hostname = hostname.filter(|_| !self.hostname_set);
+        let user_namespaced = namespaces.iter().any(|ns| ns.typ() == LinuxNamespaceType::User);
+        linux.set_namespaces(Some(namespaces));
+        let mut net_sysctls = Vec::new();
+        if let Some(sysctl) = linux.sysctl_mut() {
+            net_sysctls = sysctl.iter().filter(|(k, _)| k.starts_with(NET_SYSCTL)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            sysctl.retain(|k, _| !k.starts_with(NET_SYSCTL));
+        }
+        spec.set_linux(Some(linux));
+        if user_namespaced {
+            let mounts = spec.mounts().clone().unwrap_or_default().into_iter().map(bind_pod_filesystem).collect();
+            spec.set_mounts(Some(mounts));
+        }
         in_pod(|| {
             for (key, value) in &net_sysctls {
                 write_sysctl(key, value)?;
@@ -98,6 +107,30 @@ impl Pod {
         self.hostname_set |= hostname.is_some();
         Ok(())
     }
+}
+
+/// A spec's `mqueue` or `sysfs` mount as a bind of the pod's own, keeping its flags.
+fn bind_pod_filesystem(mut mount: Mount) -> Mount {
+    let source = match mount.typ().as_deref() {
+        Some("mqueue") => POD_MQUEUE,
+        Some("sysfs") => POD_SYSFS,
+        _ => return mount,
+    };
+    let mut options = vec!["rbind".to_string()];
+    options.extend(mount.options().clone().unwrap_or_default());
+    mount.set_typ(Some("bind".into())).set_source(Some(source.into())).set_options(Some(options));
+    mount
+}
+
+/// Mount the pod's mqueue and sysfs while init is in the pod's namespaces: each belongs to the
+/// namespace of whoever mounts it.
+fn mount_pod_filesystems() -> Result<(), PodError> {
+    for (fstype, target) in [("mqueue", POD_MQUEUE), ("sysfs", POD_SYSFS)] {
+        std::fs::create_dir_all(target).map_err(|err| PodError::Io { what: "creating", path: target.into(), err })?;
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        mount(Some(fstype), target, Some(fstype), flags, None::<&str>).map_err(|err| PodError::Sys { what: "mounting the pod's filesystems", err })?;
+    }
+    Ok(())
 }
 
 /// Init's own network, IPC and UTS namespaces, in [`SHARED`]'s order.
@@ -183,6 +216,17 @@ fn loopback_up() -> Result<(), PodError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mqueue_and_sysfs_become_binds_of_the_pods() {
+        let mqueue = oci_spec::runtime::MountBuilder::default().destination("/dev/mqueue").typ("mqueue").source("mqueue").options(vec!["nosuid".to_string()]).build().unwrap();
+        let bound = bind_pod_filesystem(mqueue);
+        assert_eq!(bound.typ().as_deref(), Some("bind"));
+        assert_eq!(bound.source().as_deref(), Some(Path::new(POD_MQUEUE)));
+        assert_eq!(bound.options().as_deref(), Some(&["rbind".to_string(), "nosuid".to_string()][..]));
+        let proc = oci_spec::runtime::MountBuilder::default().destination("/proc").typ("proc").source("proc").build().unwrap();
+        assert_eq!(bind_pod_filesystem(proc.clone()), proc);
+    }
 
     #[test]
     fn sysctl_names_cannot_leave_proc_sys() {

@@ -2,3 +2,47 @@
 //! front-ends (the `moat` CLI, the containerd shim, `moat-oci`) translate their own inputs
 //! into the typed requests here and act on the typed results.
 
+pub mod containers;
+pub mod error;
+pub mod pods;
+pub mod resources;
+
+use std::path::{Path, PathBuf};
+
+use moat_zone::ops::SupervisorCommand;
+use moat_zone::state::ZoneStore;
+
+pub use containers::{exit_report, is_running, start_failure_code, ContainerConfig, Containers, ExitReport, Found, Placement};
+pub use error::{Result, RuntimeError};
+pub use pods::{pod_name, Pods, SandboxConfig};
+pub use resources::Resources;
+
+/// The runtime over one state root.
+pub struct Runtime {
+    root: PathBuf,
+    store: ZoneStore,
+    supervisor: SupervisorCommand,
+}
+
+impl Runtime {
+    /// The runtime for the state root `root`, whose zones are supervised by `supervisor`.
+    pub fn open(root: &Path, supervisor: SupervisorCommand) -> Result<Self> {
+        Ok(Self { root: root.to_path_buf(), store: ZoneStore::open(root)?, supervisor })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn store(&self) -> &ZoneStore {
+        &self.store
+    }
+
+    pub fn pods(&self) -> Pods<'_> {
+        Pods { store: &self.store, supervisor: &self.supervisor }
+    }
+
+    pub fn containers(&self) -> Containers<'_> {
+        Containers { store: &self.store, supervisor: &self.supervisor }
+    }
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use moat_proto::frame::{decode, split_frames};
-use moat_proto::{encode, DebugRequest, ExecRequest, ExitStatus, FrameDecoder, FrameError, RunRequest, Stream};
+use moat_proto::{encode, DebugRequest, ExecRequest, ExitStatus, FailureKind, FrameDecoder, FrameError, Stream};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,17 +18,36 @@ pub enum ApiRequest {
     /// Clean shutdown: ask init to power off, then force after a grace period.
     Stop { timeout_secs: u64 },
     Debug(DebugRequest),
-    /// Start the workload and attach this connection to its output.
-    Run(Box<RunRequest>),
-    /// Attach this connection to the running workload's output.
-    Attach,
-    /// Start another process in the running container and attach this connection to it: its
-    /// output and exit come here, and this connection's Stdin, Signal and Resize go to it.
-    Exec(Box<ExecRequest>),
-    /// For the process this connection talks to: the workload, unless it started an exec.
+    /// Create a container whose record the caller added to the zone's record. The supervisor
+    /// puts its image on the zone's share and asks init to create it.
+    CreateContainer(Box<CreateContainer>),
+    /// Start a created container and attach this connection to its process: its output and
+    /// exit come here, and this connection's Stdin, Signal and Resize go to it.
+    StartContainer { container: String },
+    /// Attach this connection to a running container's process, as `StartContainer` does.
+    Attach { container: String },
+    /// Start another process in a running container and attach this connection to it.
+    Exec { container: String, exec: Box<ExecRequest> },
+    /// Send a signal to a container's process.
+    Kill { container: String, signal: i32 },
+    /// Remove a container from the zone (and its record); `force` kills it first.
+    RemoveContainer { container: String, force: bool },
+    /// For the process this connection talks to.
     Stdin { #[serde(with = "moat_proto::bytes")] data: Vec<u8> },
     Signal { signal: i32 },
     Resize { rows: u16, cols: u16 },
+}
+
+/// A container for the supervisor to create; host paths are the caller's, who is trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateContainer {
+    pub container: String,
+    pub spec_json: String,
+    /// The image's EROFS file on the host, shared read-only with the zone.
+    pub image: std::path::PathBuf,
+    pub tty: bool,
+    pub stdin: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +55,7 @@ pub enum ApiRequest {
 pub enum ApiResponse {
     Pong { round_trip_us: u64 },
     Done,
-    Error { message: String },
+    Error { kind: FailureKind, message: String },
     Output { stream: Stream, #[serde(with = "moat_proto::bytes")] data: Vec<u8> },
     Exited { status: ExitStatus },
 }

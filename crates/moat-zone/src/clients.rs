@@ -1,12 +1,11 @@
 //! The supervisor's API clients: one task per connection, and the routes between clients and
-//! the container's processes. A client that started an exec'd process hears that process and
-//! its stdin, signals and resizes go to it; any other client talks to the workload, and hears
-//! it once attached (`run`, `attach`).
+//! the containers' processes. A client that started or attached to a container, or started an
+//! exec'd process, hears that process, and its stdin, signals and resizes go to it.
 
 use std::collections::{BTreeMap, HashMap};
 
 use moat_proto::frame::{decode, split_frames};
-use moat_proto::{encode, FrameDecoder, WORKLOAD};
+use moat_proto::{encode, FailureKind, FrameDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -36,18 +35,39 @@ pub enum ClientEvent {
 
 #[derive(Default)]
 pub struct Routes {
-    last_exec: u32,
+    last_process: u32,
     /// Who hears each process's output and exit.
     listeners: BTreeMap<u32, Vec<Reply>>,
-    /// Clients that talk to an exec'd process rather than the workload.
+    /// The process each client talks to.
     targets: HashMap<ClientId, u32>,
+    /// Each container's own process.
+    owners: BTreeMap<u32, String>,
 }
 
 impl Routes {
-    /// A number for a new exec'd process, never used before in this zone; `None` once all are.
-    pub fn next_exec(&mut self) -> Option<u32> {
-        self.last_exec = self.last_exec.checked_add(1)?;
-        Some(self.last_exec)
+    /// A number for a new process, never used before in this zone; `None` once all are.
+    pub fn next_process(&mut self) -> Option<u32> {
+        self.last_process = self.last_process.checked_add(1)?;
+        Some(self.last_process)
+    }
+
+    /// `process` is `container`'s own.
+    pub fn own(&mut self, process: u32, container: String) {
+        self.owners.insert(process, container);
+    }
+
+    /// The container whose own process is `process`.
+    pub fn container_of(&self, process: u32) -> Option<String> {
+        self.owners.get(&process).cloned()
+    }
+
+    /// The container is gone: nothing of it is heard again.
+    pub fn forget_container(&mut self, container: &str) {
+        let gone: Vec<u32> = self.owners.iter().filter(|(_, c)| *c == container).map(|(p, _)| *p).collect();
+        for process in gone {
+            self.owners.remove(&process);
+            self.listeners.remove(&process);
+        }
     }
 
     /// `reply` hears `process` from now on.
@@ -60,9 +80,9 @@ impl Routes {
         self.targets.insert(client, process);
     }
 
-    /// The process `client` talks to.
-    pub fn target(&self, client: ClientId) -> u32 {
-        self.targets.get(&client).copied().unwrap_or(WORKLOAD)
+    /// The process `client` talks to, once it started or attached to one.
+    pub fn target(&self, client: ClientId) -> Option<u32> {
+        self.targets.get(&client).copied()
     }
 
     pub fn forget(&mut self, client: ClientId) {
@@ -122,7 +142,7 @@ pub async fn serve_client(stream: UnixStream, client: ClientId, events: mpsc::Se
                     }
                 }
                 Err(e) => {
-                    let _ = reply_tx.send(ApiResponse::Error { message: format!("bad request: {e}") }).await;
+                    let _ = reply_tx.send(ApiResponse::Error { kind: FailureKind::BadRequest, message: format!("bad request: {e}") }).await;
                 }
             }
         }
@@ -145,14 +165,29 @@ mod tests {
         ApiResponse::Output { stream: moat_proto::Stream::Stdout, data: text.as_bytes().to_vec() }
     }
 
+    const WORKLOAD: u32 = 1;
+
     #[test]
-    fn exec_numbers_are_fresh_and_never_the_workloads() {
+    fn process_numbers_are_fresh() {
         let mut routes = Routes::default();
-        assert_eq!(routes.next_exec(), Some(1));
-        assert_eq!(routes.next_exec(), Some(2));
-        routes.last_exec = u32::MAX - 1;
-        assert_eq!(routes.next_exec(), Some(u32::MAX));
-        assert_eq!(routes.next_exec(), None, "numbers are not reused");
+        assert_eq!(routes.next_process(), Some(1));
+        assert_eq!(routes.next_process(), Some(2));
+        routes.last_process = u32::MAX - 1;
+        assert_eq!(routes.next_process(), Some(u32::MAX));
+        assert_eq!(routes.next_process(), None, "numbers are not reused");
+    }
+
+    #[test]
+    fn a_forgotten_container_is_heard_no_more() {
+        let mut routes = Routes::default();
+        let (client, mut rx) = mpsc::channel(8);
+        routes.own(4, "c1".into());
+        routes.listen(4, client);
+        assert_eq!(routes.container_of(4).as_deref(), Some("c1"));
+        routes.forget_container("c1");
+        assert_eq!(routes.container_of(4), None);
+        block_on(routes.send(4, output("late")));
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]
@@ -210,12 +245,12 @@ mod tests {
     #[test]
     fn a_client_talks_to_its_exec_until_it_closes() {
         let mut routes = Routes::default();
-        assert_eq!(routes.target(7), WORKLOAD, "by default, the workload");
+        assert_eq!(routes.target(7), None, "by default, none");
         routes.bind(7, 3);
-        assert_eq!(routes.target(7), 3);
-        assert_eq!(routes.target(8), WORKLOAD, "other clients are not affected");
+        assert_eq!(routes.target(7), Some(3));
+        assert_eq!(routes.target(8), None, "other clients are not affected");
         routes.forget(7);
-        assert_eq!(routes.target(7), WORKLOAD);
+        assert_eq!(routes.target(7), None);
         assert!(routes.targets.is_empty());
     }
 }

@@ -72,8 +72,8 @@ pub struct CreateRequest {
     pub accel: Accel,
     pub accel_note: Option<String>,
     pub debug: bool,
-    pub rootfs: Option<std::path::PathBuf>,
-    pub workload: Option<crate::state::WorkloadRecord>,
+    /// See [`crate::state::ZoneConfig::pod`].
+    pub pod: bool,
 }
 
 /// How to start a supervisor: the program, and the arguments before the zone id.
@@ -103,15 +103,15 @@ pub fn create(store: &ZoneStore, request: CreateRequest, supervisor: &Supervisor
             accel: request.accel,
             accel_note: request.accel_note,
             debug: request.debug,
-            scratch_mib: if request.rootfs.is_some() { DEFAULT_SCRATCH_MIB } else { 0 },
-            rootfs: request.rootfs,
+            scratch_mib: DEFAULT_SCRATCH_MIB,
+            pod: request.pod,
         },
         state: ZoneState::Creating,
         supervisor: None,
         qemu: None,
         kernel_release: None,
         boot_ms: None,
-        workload: request.workload,
+        containers: Vec::new(),
     };
     let dir = store.create(&record)?;
     spawn_supervisor(&dir, &id, supervisor)?;

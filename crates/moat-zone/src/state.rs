@@ -40,25 +40,37 @@ pub struct ZoneConfig {
     pub accel_note: Option<String>,
     /// Test hooks: lets the host ask the guest to misbehave.
     pub debug: bool,
-    /// The workload's image as an EROFS file, attached read-only; none for an empty zone.
-    #[serde(default)]
-    pub rootfs: Option<PathBuf>,
-    /// Size of the sparse scratch disk that holds the container's writable layer.
-    #[serde(default)]
+    /// Size of the sparse scratch disk that holds the containers' writable layers.
     pub scratch_mib: u32,
+    /// A pod (`moat pod create`) outlives its containers; otherwise the zone holds one
+    /// container (`moat run`) and powers off when that container's process ends.
+    pub pod: bool,
 }
 
-/// The container a zone runs, as `moat ps` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A container of a zone, as `moat ps` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WorkloadRecord {
+pub struct ContainerRecord {
+    /// The container's id, also its id in the zone (12 hex digits).
+    pub id: String,
+    pub name: String,
     pub image: String,
     pub command: Vec<String>,
     pub privileged: bool,
+    pub created_unix: u64,
     pub started_unix: Option<u64>,
     pub exit: Option<moat_proto::ExitStatus>,
-    /// Remove the zone once the workload has exited (`--rm`).
+    /// Remove the container once it has exited (`--rm`).
     pub auto_remove: bool,
+    /// The container's memory limit in bytes, for the OOM report.
+    pub memory_limit: Option<u64>,
+}
+
+impl ContainerRecord {
+    /// Whether the container's process still runs, as far as the record says.
+    pub fn is_running(&self) -> bool {
+        self.started_unix.is_some() && self.exit.is_none()
+    }
 }
 
 /// A process and its start time, so a recycled pid is never mistaken for ours.
@@ -104,8 +116,7 @@ pub struct ZoneRecord {
     pub kernel_release: Option<String>,
     /// Milliseconds from QEMU's start to the guest's hello.
     pub boot_ms: Option<u64>,
-    #[serde(default)]
-    pub workload: Option<WorkloadRecord>,
+    pub containers: Vec<ContainerRecord>,
 }
 
 impl ZoneRecord {
@@ -113,6 +124,14 @@ impl ZoneRecord {
     /// (so its files are complete).
     pub fn is_finished(&self) -> bool {
         self.effective_state().is_terminal() && !self.supervisor.is_some_and(|p| p.is_alive())
+    }
+
+    pub fn container(&self, id: &str) -> Option<&ContainerRecord> {
+        self.containers.iter().find(|c| c.id == id)
+    }
+
+    pub fn container_mut(&mut self, id: &str) -> Option<&mut ContainerRecord> {
+        self.containers.iter_mut().find(|c| c.id == id)
     }
 
     /// The state as a client should see it: a live state whose supervisor is gone is stale.
@@ -149,12 +168,16 @@ impl ZoneDir {
     pub fn console_log(&self) -> PathBuf {
         self.path.join("console.log")
     }
-    pub fn workload_log(&self) -> PathBuf {
-        self.path.join("workload.log")
+    /// The files of container `id`: its runtime spec as the host sent it (which `exec` starts
+    /// from) and its log.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.path.join("containers").join(id)
     }
-    /// The running container's runtime spec as the host sent it, which `exec` starts from.
-    pub fn spec_file(&self) -> PathBuf {
-        self.path.join("spec.json")
+    pub fn container_log(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("container.log")
+    }
+    pub fn container_spec(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("spec.json")
     }
     pub fn scratch_disk(&self) -> PathBuf {
         self.path.join("scratch.img")
@@ -251,6 +274,11 @@ impl ZoneStore {
         Ok(Self { zones })
     }
 
+    /// The store's lock: held while a zone or a container takes a name.
+    pub fn lock_path(&self) -> PathBuf {
+        self.zones.join(".lock")
+    }
+
     pub fn dir(&self, id: &str) -> ZoneDir {
         ZoneDir { path: self.zones.join(id) }
     }
@@ -259,7 +287,7 @@ impl ZoneStore {
     /// concurrent creates cannot take the same name.
     pub fn create(&self, record: &ZoneRecord) -> Result<ZoneDir, StateError> {
         validate_name(&record.name)?;
-        let _lock = FileLock::acquire(&self.zones.join(".lock"))?;
+        let _lock = FileLock::acquire(&self.lock_path())?;
         if self.list()?.iter().any(|r| r.name == record.name) {
             return Err(StateError::NameTaken(record.name.clone()));
         }
@@ -326,13 +354,13 @@ mod tests {
             id: id.into(),
             name: name.into(),
             created_unix: 1,
-            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, rootfs: None, scratch_mib: 0 },
+            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false },
             state: ZoneState::Creating,
             supervisor: None,
             qemu: None,
             kernel_release: None,
             boot_ms: None,
-            workload: None,
+            containers: Vec::new(),
         }
     }
 

@@ -61,6 +61,9 @@ enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Manage pods: zones that hold several containers.
+    #[command(subcommand)]
+    Pod(commands::pod::PodCommand),
     /// Manage zones: the lightweight VMs that workloads run in.
     #[command(subcommand)]
     Zone(commands::zone::ZoneCommand),
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Stop { time, container } => commands::container::stop(&cli.root, &container, time),
         Command::Rm { force, containers } => commands::container::rm(&cli.root, &containers, force),
         Command::Wait { containers } => commands::container::wait(&cli.root, &containers),
+        Command::Pod(cmd) => commands::pod::run(&cli.root, cmd),
         Command::Zone(cmd) => commands::zone::run(&cli.root, cmd),
         Command::Image(cmd) => commands::image::run(&cli.root, cmd),
         Command::Check(args) => commands::check::run(args),

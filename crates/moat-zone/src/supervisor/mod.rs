@@ -23,7 +23,6 @@ use crate::assets::{AssetError, Assets};
 use crate::console::{copy_console, ConsoleTail};
 use crate::guest_disks::{self, ToolFile};
 use crate::lifecycle::ZoneState;
-use crate::logs::WorkloadLog;
 use crate::qemu::{Disk, Sockets, VmConfig, QEMU_BINARY};
 use crate::qmp::{Qmp, QmpCommand};
 use crate::state::{ProcessId, StateError, ZoneDir};
@@ -82,8 +81,9 @@ pub fn supervise(dir: ZoneDir, assets_dir: &Path) -> Result<(), SupervisorError>
         }
         record.clone()
     })?;
-    // `--rm`: the container's zone goes once the container has exited.
-    if record.workload.as_ref().is_some_and(|w| w.auto_remove && w.exit.is_some()) {
+    // `--rm`: a one-container zone goes once its container has exited.
+    let removable = |c: &crate::state::ContainerRecord| c.auto_remove && c.exit.is_some();
+    if !record.config.pod && !record.containers.is_empty() && record.containers.iter().all(removable) {
         let _ = std::fs::remove_dir_all(&dir.path);
     }
     result.map(|_| ())
@@ -138,7 +138,7 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
         initrd,
         kernel_cmdline: kernel_cmdline(&record.id, &assets.kernel_release, record.config.accel, record.config.debug),
         sockets: Sockets { console: dir.console_socket(), control: dir.control_socket(), qmp: dir.qmp_socket() },
-        disks: workload_disks(dir, &record.config, &assets, &tools)?,
+        disks: zone_disks(dir, &record.config, &assets, &tools)?,
     };
 
     let started = Instant::now();
@@ -168,18 +168,15 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
     let (to_guest, to_guest_rx) = mpsc::channel(CHANNEL_QUEUE);
     tokio::spawn(write_guest(write, to_guest_rx));
 
-    let log_path = dir.workload_log();
-    let workload_log = WorkloadLog::open(&log_path).map_err(io(format!("opening {}", log_path.display())))?;
-    let mut zone = Zone::new(dir, started, to_guest, workload_log);
+    let mut zone = Zone::new(dir, &share, started, to_guest);
     let status = zone.serve(&mut qemu, listeners.api, guest_rx, qmp_events).await;
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, console_task).await;
     Ok(zone.outcome().final_state(status, &tail, &dir.path.join("qemu.log")))
 }
 
-/// The image disk (read-only), a fresh sparse scratch disk for the writable layer, and the
-/// shared read-only modules and tools disks.
-fn workload_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets, tools: &[ToolFile]) -> Result<Vec<Disk>, SupervisorError> {
-    let Some(rootfs) = &config.rootfs else { return Ok(Vec::new()) };
+/// A fresh sparse scratch disk for the containers' writable layers, and the shared read-only
+/// modules and tools disks. Images come later, through the share.
+fn zone_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets, tools: &[ToolFile]) -> Result<Vec<Disk>, SupervisorError> {
     let scratch = dir.scratch_disk();
     let file = std::fs::File::create(&scratch).map_err(io(format!("creating {}", scratch.display())))?;
     file.set_len(u64::from(config.scratch_mib) << 20).map_err(io("sizing the scratch disk"))?;
@@ -194,7 +191,6 @@ fn workload_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Ass
     let modules = guest_disks::modules_disk(&assets.dir, &assets.modules_dir, &assets.kernel_release)?;
     let tools = guest_disks::tools_disk(&assets.dir, tools)?;
     Ok(vec![
-        Disk { id: "rootfs".into(), path: rootfs.clone(), read_only: true, serial: layout::ROOTFS_SERIAL.into() },
         Disk { id: "scratch".into(), path: scratch, read_only: false, serial: layout::SCRATCH_SERIAL.into() },
         Disk { id: "modules".into(), path: modules, read_only: true, serial: layout::MODULES_SERIAL.into() },
         Disk { id: "tools".into(), path: tools, read_only: true, serial: layout::TOOLS_SERIAL.into() },

@@ -1,33 +1,38 @@
 //! The running zone: one loop that answers API clients, relays between them and the guest's
 //! init, follows QEMU's QMP events, and ends when QEMU exits.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use moat_proto::{encode, ExecRequest, FrameError, GuestMessage, HostMessage, HostSession, Request, Response, SessionEvent, WORKLOAD};
+use moat_proto::{encode, ExecRequest, FailureKind, FrameError, GuestMessage, HostMessage, HostSession, Request, Response, SessionEvent};
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
 use super::outcome::{describe_status, Outcome};
 use super::{BOOT_TIMEOUT, DRAIN_TIMEOUT};
-use crate::api::{ApiRequest, ApiResponse};
+use crate::api::{ApiRequest, ApiResponse, CreateContainer};
 use crate::clients::{serve_client, ClientEvent, ClientId, Reply, Routes, CLIENT_QUEUE};
 use crate::lifecycle::ZoneState;
 use crate::logs::WorkloadLog;
 use crate::qmp::QmpEvent;
+use crate::share::Share;
 use crate::state::ZoneDir;
-
-/// Why a client's stream request or attach found nothing to talk to.
-const NO_WORKLOAD: &str = "the zone has no running workload";
 
 struct Waiter {
     reply: Reply,
     sent: Instant,
+    /// The client that asked, for requests that bind it to a process.
+    client: ClientId,
+}
+
+fn error(kind: FailureKind, message: impl Into<String>) -> ApiResponse {
+    ApiResponse::Error { kind, message: message.into() }
 }
 
 pub struct Zone<'a> {
     dir: &'a ZoneDir,
+    share: &'a Share,
     started: Instant,
     session: HostSession,
     waiting: HashMap<u64, Waiter>,
@@ -37,13 +42,17 @@ pub struct Zone<'a> {
     deadline: Option<Instant>,
     /// Which clients hear which process, and which process each client talks to.
     routes: Routes,
-    workload_log: WorkloadLog,
+    /// The log of each container's own process, by its number.
+    logs: BTreeMap<u32, WorkloadLog>,
+    /// Images on the share, by their name there: one exposure serves every container of it.
+    images: HashSet<String>,
 }
 
 impl<'a> Zone<'a> {
-    pub fn new(dir: &'a ZoneDir, started: Instant, to_guest: mpsc::Sender<Vec<u8>>, workload_log: WorkloadLog) -> Self {
+    pub fn new(dir: &'a ZoneDir, share: &'a Share, started: Instant, to_guest: mpsc::Sender<Vec<u8>>) -> Self {
         Self {
             dir,
+            share,
             started,
             session: HostSession::new(),
             waiting: HashMap::new(),
@@ -51,7 +60,8 @@ impl<'a> Zone<'a> {
             outcome: Outcome::default(),
             deadline: Some(started + BOOT_TIMEOUT),
             routes: Routes::default(),
-            workload_log,
+            logs: BTreeMap::new(),
+            images: HashSet::new(),
         }
     }
 
@@ -119,7 +129,7 @@ impl<'a> Zone<'a> {
             Err(reason) => {
                 self.outcome.fail(reason.clone());
                 for (_, waiter) in self.waiting.drain() {
-                    let _ = waiter.reply.send(ApiResponse::Error { message: reason.clone() }).await;
+                    let _ = waiter.reply.send(error(FailureKind::ZoneGone, reason.clone())).await;
                 }
                 Err(reason)
             }
@@ -139,29 +149,7 @@ impl<'a> Zone<'a> {
             }
             Ok(SessionEvent::Answered { id, request, response }) => {
                 let Some(waiter) = self.waiting.remove(&id) else { return Ok(()) };
-                let done = response == Response::Done;
-                let reply = match response {
-                    Response::Pong => ApiResponse::Pong { round_trip_us: u64::try_from(waiter.sent.elapsed().as_micros()).unwrap_or(u64::MAX) },
-                    Response::Done => ApiResponse::Done,
-                    Response::Failed { message } => ApiResponse::Error { message },
-                };
-                match request {
-                    Request::Run(run) if done => {
-                        let now = unix_now();
-                        let _ = self.dir.update(|r| {
-                            if let Some(w) = r.workload.as_mut() {
-                                w.started_unix = Some(now);
-                            }
-                        });
-                        if let Err(err) = crate::state::write_atomic(&self.dir.spec_file(), run.spec_json.as_bytes()) {
-                            tracing::warn!(%err, "saving the container's spec; exec will not work");
-                        }
-                        self.routes.listen(WORKLOAD, waiter.reply.clone());
-                    }
-                    Request::Exec { process, .. } if done => self.routes.listen(process, waiter.reply.clone()),
-                    _ => {}
-                }
-                let _ = waiter.reply.send(reply).await;
+                self.answered(request, response, waiter).await;
                 Ok(())
             }
             Ok(SessionEvent::Fatal { message }) => {
@@ -169,30 +157,91 @@ impl<'a> Zone<'a> {
                 Ok(())
             }
             Ok(SessionEvent::Output { process, stream, data }) => {
-                if process == WORKLOAD {
-                    self.workload_log.append(stream, &data);
+                if let Some(log) = self.logs.get_mut(&process) {
+                    log.append(stream, &data);
                 }
                 self.routes.send(process, ApiResponse::Output { stream, data }).await;
                 Ok(())
             }
-            Ok(SessionEvent::Exited { process, status }) if process != WORKLOAD => {
+            Ok(SessionEvent::Exited { process, status }) => {
                 self.routes.send(process, ApiResponse::Exited { status }).await;
                 self.routes.ended(process);
-                Ok(())
-            }
-            Ok(SessionEvent::Exited { status, .. }) => {
-                let _ = self.dir.update(|r| {
-                    if let Some(w) = r.workload.as_mut() {
-                        w.exit = Some(status);
-                    }
-                });
-                self.routes.send(WORKLOAD, ApiResponse::Exited { status }).await;
-                self.routes.ended(WORKLOAD);
-                self.outcome.stop_reason = Some(format!("the workload exited ({})", describe_status(status)));
-                self.stop(Duration::from_secs(10));
+                if self.logs.remove(&process).is_some() {
+                    self.container_exited(process, status).await;
+                }
                 Ok(())
             }
         }
+    }
+
+    /// A container's own process ended: record it; a zone of one container powers off, and a
+    /// pod's `--rm` container is removed.
+    async fn container_exited(&mut self, process: u32, status: moat_proto::ExitStatus) {
+        let Some(container) = self.routes.container_of(process) else { return };
+        let record = self.dir.update(|r| {
+            if let Some(c) = r.container_mut(&container) {
+                c.exit = Some(status);
+            }
+            (r.config.pod, r.container(&container).is_some_and(|c| c.auto_remove))
+        });
+        match record {
+            Ok((false, _)) => {
+                self.outcome.stop_reason = Some(format!("the container exited ({})", describe_status(status)));
+                self.stop(Duration::from_secs(10));
+            }
+            Ok((true, true)) => {
+                let (reply, _) = mpsc::channel(1);
+                self.remove_container(container, false, reply, 0).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// What the guest's answer to `request` means here, then the answer to the client.
+    async fn answered(&mut self, request: Request, response: Response, waiter: Waiter) {
+        let done = response == Response::Done;
+        let reply = match response {
+            Response::Pong => ApiResponse::Pong { round_trip_us: u64::try_from(waiter.sent.elapsed().as_micros()).unwrap_or(u64::MAX) },
+            Response::Done => ApiResponse::Done,
+            Response::Failed { kind, message } => ApiResponse::Error { kind, message },
+        };
+        match request {
+            Request::CreateContainer(create) if done => {
+                match WorkloadLog::open(&self.dir.container_log(&create.container)) {
+                    Ok(log) => {
+                        self.logs.insert(create.process, log);
+                    }
+                    Err(err) => tracing::warn!(%err, "opening the container's log"),
+                }
+                if let Err(err) = crate::state::write_atomic(&self.dir.container_spec(&create.container), create.spec_json.as_bytes()) {
+                    tracing::warn!(%err, "saving the container's spec; exec will not work");
+                }
+            }
+            Request::CreateContainer(create) => self.forget_container(&create.container),
+            Request::StartContainer { container } if done => {
+                let now = unix_now();
+                let _ = self.dir.update(|r| {
+                    if let Some(c) = r.container_mut(&container) {
+                        c.started_unix = Some(now);
+                    }
+                });
+                if let Some(process) = self.session.container_process(&container) {
+                    self.routes.bind(waiter.client, process);
+                    self.routes.listen(process, waiter.reply.clone());
+                }
+            }
+            Request::Exec { process, .. } if done => self.routes.listen(process, waiter.reply.clone()),
+            Request::RemoveContainer { container, .. } if done => self.forget_container(&container),
+            _ => {}
+        }
+        let _ = waiter.reply.send(reply).await;
+    }
+
+    /// Drop a container's record and files: it is gone from the zone, or never got there.
+    fn forget_container(&mut self, container: &str) {
+        let _ = self.dir.update(|r| r.containers.retain(|c| c.id != container));
+        let _ = std::fs::remove_dir_all(self.dir.container_dir(container));
+        self.routes.forget_container(container);
     }
 
     fn on_qmp(&mut self, event: QmpEvent) {
@@ -204,65 +253,113 @@ impl<'a> Zone<'a> {
 
     async fn on_api(&mut self, request: ApiRequest, client: ClientId, reply: Reply) {
         match request {
-            ApiRequest::Ping => self.send_request(Request::Ping, reply).await,
-            ApiRequest::Debug(debug) => self.send_request(Request::Debug(debug), reply).await,
-            ApiRequest::Run(run) => self.send_request(Request::Run(run), reply).await,
-            ApiRequest::Exec(exec) => self.exec(exec, client, reply).await,
+            ApiRequest::Ping => self.send_request(Request::Ping, reply, client).await,
+            ApiRequest::Debug(debug) => self.send_request(Request::Debug(debug), reply, client).await,
+            ApiRequest::CreateContainer(create) => self.create_container(*create, reply, client).await,
+            ApiRequest::StartContainer { container } => self.send_request(Request::StartContainer { container }, reply, client).await,
+            ApiRequest::Attach { container } => match self.running_process(&container) {
+                Ok(process) => {
+                    self.routes.bind(client, process);
+                    self.routes.listen(process, reply.clone());
+                    let _ = reply.send(ApiResponse::Done).await;
+                }
+                Err(err) => {
+                    let _ = reply.send(err).await;
+                }
+            },
+            ApiRequest::Exec { container, exec } => self.exec(container, exec, client, reply).await,
+            ApiRequest::Kill { container, signal } => {
+                let sent = match self.running_process(&container) {
+                    Ok(process) => self.notify(HostMessage::Signal { process, signal }, process).await,
+                    Err(err) => Err(err),
+                };
+                let _ = reply.send(sent.err().unwrap_or(ApiResponse::Done)).await;
+            }
+            ApiRequest::RemoveContainer { container, force } => self.remove_container(container, force, reply, client).await,
             ApiRequest::Stop { timeout_secs } => {
                 self.stop(Duration::from_secs(timeout_secs));
                 let _ = reply.send(ApiResponse::Done).await;
             }
-            ApiRequest::Attach => {
-                if self.session.is_running(WORKLOAD) {
-                    self.routes.listen(WORKLOAD, reply.clone());
-                    let _ = reply.send(ApiResponse::Done).await;
-                } else {
-                    let _ = reply.send(ApiResponse::Error { message: NO_WORKLOAD.into() }).await;
-                }
-            }
-            ApiRequest::Stdin { data } => {
-                let process = self.routes.target(client);
-                self.notify(HostMessage::Stdin { process, data }, process, &reply).await;
-            }
-            ApiRequest::Signal { signal } => {
-                let process = self.routes.target(client);
-                self.notify(HostMessage::Signal { process, signal }, process, &reply).await;
-            }
-            ApiRequest::Resize { rows, cols } => {
-                let process = self.routes.target(client);
-                self.notify(HostMessage::Resize { process, rows, cols }, process, &reply).await;
-            }
+            ApiRequest::Stdin { data } => self.to_bound(client, &reply, |process| HostMessage::Stdin { process, data }).await,
+            ApiRequest::Signal { signal } => self.to_bound(client, &reply, |process| HostMessage::Signal { process, signal }).await,
+            ApiRequest::Resize { rows, cols } => self.to_bound(client, &reply, |process| HostMessage::Resize { process, rows, cols }).await,
         }
     }
 
-    /// Start a process in the running container under a fresh number. The client talks to it
-    /// from now on (bound before the client can close, so its close unbinds it), and hears it
-    /// once the guest confirms the start.
-    async fn exec(&mut self, exec: Box<ExecRequest>, client: ClientId, reply: Reply) {
-        if !self.session.is_running(WORKLOAD) {
-            let _ = reply.send(ApiResponse::Error { message: "the container is not running".into() }).await;
+    /// The number of `container`'s process while it runs, or the error to answer.
+    fn running_process(&self, container: &str) -> Result<u32, ApiResponse> {
+        match self.session.container_process(container) {
+            Some(process) if self.session.is_running(process) => Ok(process),
+            Some(_) => Err(error(FailureKind::WrongState, format!("container {container} is not running"))),
+            None => Err(error(FailureKind::NoSuchContainer, format!("no container {container} in this zone"))),
+        }
+    }
+
+    /// Share the container's image with the zone, then ask init to create the container with a
+    /// fresh number for its process.
+    async fn create_container(&mut self, create: CreateContainer, reply: Reply, client: ClientId) {
+        let Some(process) = self.routes.next_process() else {
+            let _ = reply.send(error(FailureKind::Limit, "this zone has used every process number")).await;
+            return;
+        };
+        let image = image_share_name(&create.image);
+        if !self.images.contains(&image) {
+            if let Err(err) = self.share.expose(&create.image, &image, true) {
+                self.forget_container(&create.container);
+                let _ = reply.send(error(FailureKind::Internal, format!("sharing the image with the zone: {err}"))).await;
+                return;
+            }
+            self.images.insert(image.clone());
+        }
+        self.routes.own(process, create.container.clone());
+        let request = moat_proto::CreateContainer { container: create.container, process, spec_json: create.spec_json, image, tty: create.tty, stdin: create.stdin };
+        self.send_request(Request::CreateContainer(Box::new(request)), reply, client).await;
+    }
+
+    async fn remove_container(&mut self, container: String, force: bool, reply: Reply, client: ClientId) {
+        if self.session.container_process(&container).is_none() {
+            // Never created in the zone (or the zone restarted): only the record is left.
+            self.forget_container(&container);
+            let _ = reply.send(ApiResponse::Done).await;
             return;
         }
-        let Some(process) = self.routes.next_exec() else {
-            let _ = reply.send(ApiResponse::Error { message: "this zone has used every exec process number".into() }).await;
+        self.send_request(Request::RemoveContainer { container, force }, reply, client).await;
+    }
+
+    /// Start a process in a running container under a fresh number. The client talks to it
+    /// from now on (bound before the client can close, so its close unbinds it), and hears it
+    /// once the guest confirms the start.
+    async fn exec(&mut self, container: String, exec: Box<ExecRequest>, client: ClientId, reply: Reply) {
+        if let Err(err) = self.running_process(&container) {
+            let _ = reply.send(err).await;
+            return;
+        }
+        let Some(process) = self.routes.next_process() else {
+            let _ = reply.send(error(FailureKind::Limit, "this zone has used every process number")).await;
             return;
         };
         self.routes.bind(client, process);
-        self.send_request(Request::Exec { process, exec }, reply).await;
+        self.send_request(Request::Exec { container, process, exec }, reply, client).await;
     }
 
-    /// Pass a stream message to `process`; only errors are answered.
-    async fn notify(&mut self, msg: HostMessage, process: u32, reply: &Reply) {
+    /// Pass a stream message to the process `client` talks to; only errors are answered.
+    async fn to_bound(&mut self, client: ClientId, reply: &Reply, msg: impl FnOnce(u32) -> HostMessage) {
+        let sent = match self.routes.target(client) {
+            Some(process) => self.notify(msg(process), process).await,
+            None => Err(error(FailureKind::WrongState, "this connection is attached to no process")),
+        };
+        if let Err(err) = sent {
+            let _ = reply.send(err).await;
+        }
+    }
+
+    /// Pass a stream message to `process`, or say why not.
+    async fn notify(&mut self, msg: HostMessage, process: u32) -> Result<(), ApiResponse> {
         if !self.session.is_running(process) {
-            let message = if process == WORKLOAD { NO_WORKLOAD.to_string() } else { format!("exec'd process {process} is not running") };
-            let _ = reply.send(ApiResponse::Error { message }).await;
-            return;
+            return Err(error(FailureKind::WrongState, format!("process {process} is not running")));
         }
-        if let Ok(frame) = encode(&msg) {
-            if self.to_guest.send(frame).await.is_err() {
-                let _ = reply.send(ApiResponse::Error { message: "the zone's channel is closed".into() }).await;
-            }
-        }
+        let frame = encode(&msg).map_err(|e| error(FailureKind::Internal, e.to_string()))?;
+        self.to_guest.send(frame).await.map_err(|_| error(FailureKind::ZoneGone, "the zone's channel is closed"))
     }
 
     fn stop(&mut self, grace: Duration) {
@@ -285,28 +382,41 @@ impl<'a> Zone<'a> {
         }
     }
 
-    async fn send_request(&mut self, request: Request, reply: Reply) {
+    async fn send_request(&mut self, request: Request, reply: Reply, client: ClientId) {
         if !self.session.is_ready() {
-            let _ = reply.send(ApiResponse::Error { message: "the zone is not running yet".into() }).await;
+            let _ = reply.send(error(FailureKind::ZoneGone, "the zone is not running yet")).await;
             return;
         }
-        let sent = self.session.request(request).map_err(|e| e.to_string()).and_then(|(id, msg)| {
-            let frame = encode(&msg).map_err(|e| e.to_string())?;
+        let failed_create = match &request {
+            Request::CreateContainer(create) => Some(create.container.clone()),
+            _ => None,
+        };
+        let sent = self.session.request(request).map_err(|e| (e.kind(), e.to_string())).and_then(|(id, msg)| {
+            let frame = encode(&msg).map_err(|e| (FailureKind::Internal, e.to_string()))?;
             self.to_guest.try_send(frame).map_err(|_| {
                 self.session.forget(id);
-                "the guest is not reading its control channel".to_string()
+                (FailureKind::ZoneGone, "the guest is not reading its control channel".to_string())
             })?;
             Ok(id)
         });
         match sent {
             Ok(id) => {
-                self.waiting.insert(id, Waiter { reply, sent: Instant::now() });
+                self.waiting.insert(id, Waiter { reply, sent: Instant::now(), client });
             }
-            Err(message) => {
-                let _ = reply.send(ApiResponse::Error { message }).await;
+            Err((kind, message)) => {
+                if let Some(container) = failed_create {
+                    self.forget_container(&container);
+                }
+                let _ = reply.send(error(kind, message)).await;
             }
         }
     }
+}
+
+/// The name an image file gets on the share: one per image, shared by its containers.
+fn image_share_name(image: &std::path::Path) -> String {
+    let file = image.file_name().map_or_else(|| "image".into(), |f| f.to_string_lossy().into_owned());
+    format!("images/{file}")
 }
 
 fn unix_now() -> u64 {

@@ -7,7 +7,6 @@ use std::sync::mpsc;
 
 use moat_proto::ExitStatus;
 use moat_zone::api::{ApiRequest, ApiResponse, Connection, Sender};
-use moat_zone::state::ZoneDir;
 use nix::sys::signal::{SigSet, Signal};
 
 use super::run::write_output;
@@ -63,26 +62,6 @@ pub fn attach(mut conn: Connection, stdin: bool, tty: bool) -> anyhow::Result<Op
         }
     });
     Ok(done_rx.recv().unwrap_or(None))
-}
-
-/// The exit code for how an attached process ended (Docker's: 128 + N for signal N), with one
-/// line on stderr when the OOM killer ended it (it reached `memory_limit`) or the zone ended
-/// first. `what` names it.
-pub fn exit_code(outcome: Option<ExitStatus>, dir: &ZoneDir, what: &str, memory_limit: &str) -> u8 {
-    let code = match outcome {
-        Some(status) => {
-            if status == ExitStatus::OomKilled {
-                eprintln!("moat: the {what} was OOM-killed: it reached {memory_limit}");
-            }
-            status.shell_code()
-        }
-        None => {
-            let reason = dir.read().ok().and_then(|r| r.effective_state().reason().map(String::from));
-            eprintln!("moat: the zone ended before the {what} did: {}", reason.unwrap_or_else(|| "unknown reason".into()));
-            125
-        }
-    };
-    u8::try_from(code & 0xff).unwrap_or(125)
 }
 
 fn forward_stdin(sender: &mut Sender) {

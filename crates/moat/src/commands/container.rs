@@ -1,42 +1,45 @@
-//! Container commands: `ps`, `logs`, `kill`, `stop`, `rm`, `wait`. A container is the workload
-//! of its own zone, so each maps onto that zone.
+//! Container commands: `ps`, `logs`, `kill`, `stop`, `rm`, `wait`, on the runtime library.
 
 use std::io::{BufRead, Read};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use moat_proto::ExitStatus;
-use moat_zone::api::{self, ApiRequest, ApiResponse};
+use moat_runtime::{is_running, pod_name, Found, Runtime};
 use moat_zone::lifecycle::ZoneState;
 use moat_zone::logs::LogLine;
-use moat_zone::ops;
-use moat_zone::state::{ZoneDir, ZoneRecord, ZoneStore};
 
 use super::run::write_output;
 
+fn open(root: &Path) -> anyhow::Result<Runtime> {
+    Ok(Runtime::open(root, moat_runtime::pods::default_supervisor(root)?)?)
+}
+
 pub fn ps(root: &Path, all: bool) -> anyhow::Result<ExitCode> {
-    let store = ZoneStore::open(root)?;
-    println!("{:<14} {:<32} {:<24} {:<28} NAMES", "CONTAINER ID", "IMAGE", "COMMAND", "STATUS");
-    for record in store.list()? {
-        let Some(workload) = &record.workload else { continue };
-        if !all && !is_running(&record) {
+    let runtime = open(root)?;
+    println!("{:<14} {:<32} {:<24} {:<28} {:<16} NAMES", "CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "POD");
+    for found in runtime.containers().list()? {
+        if !all && !is_running(&found) {
             continue;
         }
-        let status = ps_status(workload.exit, &record.effective_state());
-        let command = format!("\"{}\"", workload.command.join(" "));
-        println!("{:<14} {:<32} {:<24} {:<28} {}", record.id, clip(&workload.image, 32), clip(&command, 24), status, record.name);
+        let c = &found.container;
+        let status = ps_status(c.exit, c.started_unix.is_some(), &found.zone.effective_state());
+        let command = format!("\"{}\"", c.command.join(" "));
+        let pod = pod_name(&found.zone).unwrap_or("");
+        println!("{:<14} {:<32} {:<24} {:<28} {:<16} {}", c.id, clip(&c.image, 32), clip(&command, 24), status, clip(pod, 16), c.name);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The STATUS column: Docker's words, and whether an exit was an OOM kill.
-fn ps_status(exit: Option<ExitStatus>, state: &ZoneState) -> String {
+fn ps_status(exit: Option<ExitStatus>, started: bool, zone: &ZoneState) -> String {
     match exit {
         Some(ExitStatus::OomKilled) => format!("Exited ({}, OOM-killed)", ExitStatus::OomKilled.shell_code()),
         Some(exit) => format!("Exited ({})", exit.shell_code()),
-        None if state.is_terminal() => format!("Zone {}", state.name()),
+        None if zone.is_terminal() => format!("Zone {}", zone.name()),
+        None if !started => "Created".to_string(),
         None => "Up".to_string(),
     }
 }
@@ -49,23 +52,10 @@ fn clip(text: &str, width: usize) -> String {
     }
 }
 
-/// Whether the zone's container still runs: its workload has not exited, its zone is live.
-pub fn is_running(record: &ZoneRecord) -> bool {
-    record.workload.as_ref().is_some_and(|w| w.exit.is_none()) && !record.effective_state().is_terminal()
-}
-
-pub fn container(store: &ZoneStore, key: &str) -> anyhow::Result<(ZoneDir, ZoneRecord)> {
-    let (dir, record) = store.find(key).map_err(|_| anyhow::anyhow!("no such container: {key}"))?;
-    if record.workload.is_none() {
-        bail!("{key} is a bare zone, not a container (see `moat zone`)");
-    }
-    Ok((dir, record))
-}
-
 pub fn logs(root: &Path, key: &str, follow: bool) -> anyhow::Result<ExitCode> {
-    let store = ZoneStore::open(root)?;
-    let (dir, _) = container(&store, key)?;
-    let file = std::fs::File::open(dir.workload_log()).context("opening the container's log")?;
+    let runtime = open(root)?;
+    let found = runtime.containers().find(key)?;
+    let file = std::fs::File::open(found.dir.container_log(&found.container.id)).context("opening the container's log")?;
     let mut reader = std::io::BufReader::new(file);
     let mut line = Vec::new();
     loop {
@@ -82,13 +72,18 @@ pub fn logs(root: &Path, key: &str, follow: bool) -> anyhow::Result<ExitCode> {
         if line.len() as u64 >= MAX_LOG_LINE {
             bail!("the container's log holds a line longer than {MAX_LOG_LINE} bytes");
         }
-        if !follow {
-            return Ok(ExitCode::SUCCESS);
-        }
-        if dir.read()?.is_finished() {
+        if !follow || finished(&found) {
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Nothing more will be written to the container's log.
+fn finished(found: &Found) -> bool {
+    match found.dir.read() {
+        Ok(zone) => zone.is_finished() || zone.container(&found.container.id).is_none_or(|c| c.exit.is_some()),
+        Err(_) => true,
     }
 }
 
@@ -109,66 +104,27 @@ pub fn parse_signal(text: &str) -> anyhow::Result<i32> {
 
 pub fn kill(root: &Path, key: &str, signal: &str) -> anyhow::Result<ExitCode> {
     let signal = parse_signal(signal)?;
-    let store = ZoneStore::open(root)?;
-    let (dir, record) = container(&store, key)?;
-    send_signal(&dir, signal)?;
-    println!("{}", record.name);
+    let runtime = open(root)?;
+    let found = runtime.containers().find(key)?;
+    runtime.containers().kill(&found, signal)?;
+    println!("{}", found.container.name);
     Ok(ExitCode::SUCCESS)
-}
-
-fn send_signal(dir: &ZoneDir, signal: i32) -> anyhow::Result<()> {
-    let mut conn = api::Connection::open(&dir.api_socket())?;
-    conn.send(&ApiRequest::Signal { signal })?;
-    // Signals are answered only on error; a ping right after proves the signal was passed on.
-    conn.send(&ApiRequest::Ping)?;
-    match conn.receive() {
-        Ok(ApiResponse::Error { message }) => bail!("{message}"),
-        Ok(_) => Ok(()),
-        // The signal ended the workload and its zone powered off before the ping came back.
-        Err(api::ApiError::Closed) => Ok(()),
-        Err(err) => Err(err.into()),
-    }
 }
 
 pub fn stop(root: &Path, key: &str, seconds: u64) -> anyhow::Result<ExitCode> {
-    let store = ZoneStore::open(root)?;
-    let (dir, record) = container(&store, key)?;
-    if is_running(&record) {
-        if send_signal(&dir, libc::SIGTERM).is_ok() && wait_exit(&dir, Some(Duration::from_secs(seconds))).is_none() {
-            let _ = send_signal(&dir, libc::SIGKILL);
-            wait_exit(&dir, Some(Duration::from_secs(10)));
-        }
-        let _ = ops::stop(&dir, Duration::from_secs(10));
-    }
-    println!("{}", record.name);
+    let runtime = open(root)?;
+    let found = runtime.containers().find(key)?;
+    runtime.containers().stop(&found, Duration::from_secs(seconds))?;
+    println!("{}", found.container.name);
     Ok(ExitCode::SUCCESS)
 }
 
-/// Wait for the workload's exit status, or for its zone to end without one. `None` after
-/// `timeout` (never, without one).
-fn wait_exit(dir: &ZoneDir, timeout: Option<Duration>) -> Option<Option<i32>> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let record = dir.read().ok()?;
-        if let Some(exit) = record.workload.as_ref().and_then(|w| w.exit) {
-            return Some(Some(exit.shell_code()));
-        }
-        if record.effective_state().is_terminal() {
-            return Some(None);
-        }
-        if deadline.is_some_and(|d| Instant::now() > d) {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 pub fn wait(root: &Path, keys: &[String]) -> anyhow::Result<ExitCode> {
-    let store = ZoneStore::open(root)?;
+    let runtime = open(root)?;
     for key in keys {
-        let (dir, _) = container(&store, key)?;
-        match wait_exit(&dir, None) {
-            Some(Some(code)) => println!("{code}"),
+        let found = runtime.containers().find(key)?;
+        match runtime.containers().wait(&found, None)? {
+            Some(Some(status)) => println!("{}", status.shell_code()),
             _ => bail!("container {key} ended without an exit status"),
         }
     }
@@ -176,19 +132,17 @@ pub fn wait(root: &Path, keys: &[String]) -> anyhow::Result<ExitCode> {
 }
 
 pub fn rm(root: &Path, keys: &[String], force: bool) -> anyhow::Result<ExitCode> {
-    let store = ZoneStore::open(root)?;
+    let runtime = open(root)?;
     let mut failed = false;
     for key in keys {
-        let removed = container(&store, key).and_then(|(_, record)| {
-            if is_running(&record) && !force {
-                bail!("container {key} is running: stop it first, or use --force");
-            }
-            Ok(ops::remove(&store, &record.id, true)?)
+        let removed = runtime.containers().find(key).and_then(|found| {
+            runtime.containers().remove(&found, force)?;
+            Ok(found)
         });
         match removed {
-            Ok(record) => println!("{}", record.name),
+            Ok(found) => println!("{}", found.container.name),
             Err(err) => {
-                eprintln!("moat: {}", super::one_line(&err));
+                eprintln!("moat: {err}");
                 failed = true;
             }
         }
@@ -204,11 +158,12 @@ mod tests {
     fn ps_shows_exits_oom_kills_and_dead_zones() {
         let running = ZoneState::Running;
         let failed = ZoneState::Failed { reason: "gone".into() };
-        assert_eq!(ps_status(None, &running), "Up");
-        assert_eq!(ps_status(None, &failed), "Zone failed");
-        assert_eq!(ps_status(Some(ExitStatus::Code { code: 3 }), &failed), "Exited (3)");
-        assert_eq!(ps_status(Some(ExitStatus::Signal { signal: 9 }), &running), "Exited (137)");
-        assert_eq!(ps_status(Some(ExitStatus::OomKilled), &running), "Exited (137, OOM-killed)");
+        assert_eq!(ps_status(None, true, &running), "Up");
+        assert_eq!(ps_status(None, false, &running), "Created");
+        assert_eq!(ps_status(None, true, &failed), "Zone failed");
+        assert_eq!(ps_status(Some(ExitStatus::Code { code: 3 }), true, &failed), "Exited (3)");
+        assert_eq!(ps_status(Some(ExitStatus::Signal { signal: 9 }), true, &running), "Exited (137)");
+        assert_eq!(ps_status(Some(ExitStatus::OomKilled), true, &running), "Exited (137, OOM-killed)");
     }
 
     #[test]

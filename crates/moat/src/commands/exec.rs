@@ -4,14 +4,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
 use clap::Args;
 use moat_proto::ExecRequest;
+use moat_runtime::{exit_report, Runtime};
 use moat_spec::exec::{exec_process, process_to_json, ExecOptions};
-use moat_zone::api::{ApiRequest, ApiResponse, Connection};
-use moat_zone::state::{ZoneDir, ZoneStore};
 
-use super::{attach, container, run};
+use super::{attach, run};
 
 #[derive(Args)]
 pub struct ExecArgs {
@@ -40,11 +38,9 @@ pub struct ExecArgs {
 }
 
 pub fn exec(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let store = ZoneStore::open(root)?;
-    let (dir, record) = container::container(&store, &args.container)?;
-    if !container::is_running(&record) {
-        bail!("container {} is not running", args.container);
-    }
+    let runtime = Runtime::open(root, moat_runtime::pods::default_supervisor(root)?)?;
+    let containers = runtime.containers();
+    let found = containers.find(&args.container)?;
     let options = ExecOptions {
         command: args.command.clone(),
         env: args.env.clone(),
@@ -54,31 +50,21 @@ pub fn exec(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
         console_size: if args.tty { attach::terminal_size() } else { None },
     };
     let caller_env: BTreeMap<String, String> = std::env::vars().collect();
-    let built = exec_process(&read_spec(&dir)?, &options, &caller_env)?;
+    let built = exec_process(&containers.spec(&found)?, &options, &caller_env)?;
     let stdin = args.interactive && !args.detach;
     let request = ExecRequest { process_json: process_to_json(&built.process)?, user: Some(built.user), tty: args.tty, stdin };
-
-    let mut conn = Connection::open(&dir.api_socket())?;
-    conn.send(&ApiRequest::Exec(Box::new(request)))?;
-    match conn.receive()? {
-        ApiResponse::Done => {}
-        ApiResponse::Error { message } => {
-            eprintln!("moat: {message}");
-            // Docker's exec: 127 for a missing command, 126 for any other start failure.
-            return Ok(ExitCode::from(run::start_failure_code(&message).unwrap_or(126)));
-        }
-        other => bail!("unexpected answer from the zone: {other:?}"),
-    }
+    let conn = match containers.exec(&found, request) {
+        Ok(conn) => conn,
+        // Docker's exec: 127 for a missing command, 126 for any other start failure.
+        Err(err) => return run::start_failed(&err, 126),
+    };
     if args.detach {
         return Ok(ExitCode::SUCCESS);
     }
     let outcome = attach::attach(conn, stdin, args.tty)?;
-    Ok(ExitCode::from(attach::exit_code(outcome, &dir, "process", "the container's memory limit")))
-}
-
-/// The spec the container was started from, which the supervisor saved in the zone.
-fn read_spec(dir: &ZoneDir) -> anyhow::Result<oci_spec::runtime::Spec> {
-    let path = dir.spec_file();
-    let text = run::read_bounded(&path, moat_spec::MAX_SPEC_JSON_BYTES as u64).with_context(|| format!("reading the container's spec {}", path.display()))?;
-    Ok(moat_spec::from_json(&text)?)
+    let report = exit_report(outcome, &found, "process");
+    if let Some(message) = &report.message {
+        eprintln!("moat: {message}");
+    }
+    Ok(ExitCode::from(report.code))
 }

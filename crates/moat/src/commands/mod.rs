@@ -6,6 +6,7 @@ pub mod container;
 pub mod exec;
 pub mod image;
 pub mod images;
+pub mod pod;
 pub mod run;
 pub mod zone;
 

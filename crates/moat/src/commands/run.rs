@@ -8,20 +8,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use moat_proto::{RunRequest, Stream};
-use moat_spec::resources::{container_memory_limit, Cpus};
+use moat_proto::Stream;
+use moat_runtime::{exit_report, start_failure_code, ContainerConfig, Found, Placement, Resources, Runtime, RuntimeError, SandboxConfig};
 use moat_zone::accel::{self, AccelChoice, HostFacts};
-use moat_zone::api::{ApiRequest, ApiResponse, Connection};
 use moat_zone::assets::Assets;
-use moat_zone::ops::{self, CreateRequest};
-use moat_zone::state::{WorkloadRecord, ZoneStore};
 
 use super::{attach, images};
 
 /// Where the isolation checker appears inside the container (read-only, outside the image).
 pub const CHECKER_PATH: &str = "/.moat/check";
-/// Where the zone mounts its kernel modules disk.
-const ZONE_MODULES: &str = "/lib/modules";
+const DEFAULT_MEMORY: &str = "512m";
+const DEFAULT_CPUS: &str = "1";
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -69,12 +66,19 @@ pub struct RunArgs {
     /// Mount the container's root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
-    /// CPUs, e.g. 1.5: the zone gets 2 vCPUs and the container a quota of 1.5 CPUs.
-    #[arg(long, default_value = "1", allow_negative_numbers = true)]
-    pub cpus: String,
-    /// Memory of the zone, e.g. 512m; the container's limit is a little under it.
-    #[arg(long, default_value = "512m")]
-    pub memory: String,
+    /// CPUs, e.g. 1.5: the zone gets 2 vCPUs and the container a quota of 1.5 CPUs (default 1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub cpus: Option<String>,
+    /// Memory of the zone, e.g. 512m; the container's limit is a little under it (default 512m).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Run in this pod (`moat pod create`) instead of a zone of its own.
+    #[arg(long)]
+    pub pod: Option<String>,
+    /// Let a --privileged container into a shared pod; every other container there is then
+    /// within its reach.
+    #[arg(long)]
+    pub allow_privileged_in_pod: bool,
     #[arg(long, default_value = "auto")]
     pub accel: String,
     /// Run moat's isolation checker as the container's process instead of the image's command.
@@ -93,13 +97,21 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
         args.check = true;
         args.command.remove(0);
     }
-    let memory_mib = ops::parse_memory_mib(&args.memory)?;
-    let host_cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
-    let cpus = Cpus::parse(&args.cpus, host_cpus)?;
-    let (accel, note) = accel::resolve(args.accel.parse::<AccelChoice>()?, &HostFacts::probe())?;
-    // Chosen now so that the container's hostname defaults to it, as Docker's short id does.
-    let id = moat_zone::state::new_zone_id()?;
-    let options = spec_options(&args, memory_mib, cpus, &id)?;
+    let runtime = Runtime::open(root, moat_runtime::pods::default_supervisor(root)?)?;
+    let placement = match &args.pod {
+        Some(pod) => {
+            if args.memory.is_some() || args.cpus.is_some() {
+                return Err(RuntimeError::PodSetting(if args.memory.is_some() { "--memory" } else { "--cpus" }).into());
+            }
+            Placement::Pod { key: pod.clone(), allow_privileged: args.allow_privileged_in_pod }
+        }
+        None => {
+            let resources = Resources::parse(args.memory.as_deref().unwrap_or(DEFAULT_MEMORY), args.cpus.as_deref().unwrap_or(DEFAULT_CPUS))?;
+            let (accel, accel_note) = accel::resolve(args.accel.parse::<AccelChoice>()?, &HostFacts::probe())?;
+            Placement::OwnZone(SandboxConfig { name: None, id: None, resources, accel, accel_note, pod: false, debug: false })
+        }
+    };
+    let options = spec_options(&args)?;
     Assets::locate(&Assets::default_dir())?;
 
     let image = images::get_or_pull(root, &args.image, &args.pull)?;
@@ -108,77 +120,57 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.check {
         add_checker(&mut spec, &args.command)?;
     }
-    if args.privileged {
-        // The zone's own modules, so `modprobe` in a privileged container loads what the zone
-        // kernel ships. Read-only: the modules disk is shared by every zone.
-        add_bind(&mut spec, ZONE_MODULES, ZONE_MODULES)?;
-    }
-    let spec_json = moat_spec::to_json(&spec)?;
-    let rootfs = images::erofs(root, &image)?;
+    let image_file = images::erofs(root, &image)?;
 
-    if let Some(note) = &note {
+    if let Placement::OwnZone(SandboxConfig { accel_note: Some(note), .. }) = &placement {
         eprintln!("moat: warning: {note}");
     }
-    let store = ZoneStore::open(root)?;
-    let workload = WorkloadRecord {
-        image: image.reference.clone(),
-        command: spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default(),
-        privileged: args.privileged,
-        started_unix: None,
-        exit: None,
-        auto_remove: args.rm,
+    let config = ContainerConfig { name: args.name.clone(), image: image.reference.clone(), image_file, spec, tty: args.tty, stdin: args.interactive, auto_remove: args.rm };
+    let containers = runtime.containers();
+    let (found, warnings) = match containers.create(placement, config) {
+        Ok(created) => created,
+        Err(err) => return start_failed(&err, 125),
     };
-    let request = CreateRequest { id: Some(id), name: args.name.clone(), cpus: cpus.vcpus(), memory_mib, accel, accel_note: note, debug: false, rootfs: Some(rootfs), workload: Some(workload) };
-    let supervisor = ops::default_supervisor(root).context("locating the moat binary")?;
-    let record = ops::create(&store, request, &supervisor)?;
-    let dir = store.dir(&record.id);
-
-    let mut conn = Connection::open(&dir.api_socket())?;
-    let run = RunRequest { spec_json, container_id: record.name.clone(), tty: args.tty, stdin: args.interactive };
-    conn.send(&ApiRequest::Run(Box::new(run)))?;
-    match conn.receive()? {
-        ApiResponse::Done => {}
-        ApiResponse::Error { message } => {
-            let _ = ops::remove(&store, &record.id, true);
-            eprintln!("moat: {message}");
-            return Ok(ExitCode::from(start_failure_code(&message).unwrap_or(125)));
-        }
-        other => bail!("unexpected answer from the zone: {other:?}"),
+    for warning in warnings {
+        eprintln!("moat: warning: {warning}");
     }
+    let conn = match containers.start(&found) {
+        Ok(conn) => conn,
+        Err(err) => {
+            let _ = containers.remove(&found, true);
+            return start_failed(&err, 125);
+        }
+    };
     if args.detach {
-        println!("{}", record.name);
+        println!("{}", found.container.name);
         return Ok(ExitCode::SUCCESS);
     }
     let outcome = attach::attach(conn, args.interactive, args.tty)?;
-    let limit = container_memory_limit(memory_mib).map_or(String::new(), |bytes| format!(" of {} MiB", bytes >> 20));
-    let code = attach::exit_code(outcome, &dir, "container", &format!("its memory limit{limit} (--memory {memory_mib}m)"));
+    let report = exit_report(outcome, &found, "container");
+    if let Some(message) = &report.message {
+        eprintln!("moat: {message}");
+    }
     if args.rm {
-        wait_removed(&dir.path);
+        wait_removed(&runtime, &found);
     }
-    Ok(ExitCode::from(code))
+    Ok(ExitCode::from(report.code))
 }
 
-/// Docker's codes for a process that did not start: 127 when the command does not exist, 126
-/// when it cannot be run; `None` when the reason is something else.
-pub fn start_failure_code(message: &str) -> Option<u8> {
-    if message.contains("not found") || message.contains("no such file") {
-        Some(127)
-    } else if message.contains("permission denied") {
-        Some(126)
-    } else {
-        None
-    }
+/// A container that did not start: one line, and Docker's code for why (127, 126, or `default`).
+pub fn start_failed(err: &RuntimeError, default: u8) -> anyhow::Result<ExitCode> {
+    eprintln!("moat: {err}");
+    Ok(ExitCode::from(start_failure_code(err, default)))
 }
 
-/// The supervisor removes an `--rm` zone after the workload ends; wait for that to finish.
-fn wait_removed(dir: &Path) {
+/// The supervisor removes an `--rm` container (and its own zone) once it ended; wait for that.
+fn wait_removed(runtime: &Runtime, found: &Found) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while dir.exists() && Instant::now() < deadline {
+    while runtime.containers().find(&found.container.id).is_ok() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-fn spec_options(args: &RunArgs, memory_mib: u32, cpus: Cpus, id: &str) -> anyhow::Result<moat_spec::RunOptions> {
+fn spec_options(args: &RunArgs) -> anyhow::Result<moat_spec::RunOptions> {
     let env_files = args
         .env_file
         .iter()
@@ -203,7 +195,7 @@ fn spec_options(args: &RunArgs, memory_mib: u32, cpus: Cpus, id: &str) -> anyhow
         user: args.user.clone(),
         entrypoint: args.entrypoint.clone(),
         command: args.command.clone(),
-        hostname: Some(args.hostname.clone().unwrap_or_else(|| id.to_string())),
+        hostname: args.hostname.clone(),
         tty: args.tty,
         privileged: args.privileged,
         cap_add: args.cap_add.clone(),
@@ -211,8 +203,9 @@ fn spec_options(args: &RunArgs, memory_mib: u32, cpus: Cpus, id: &str) -> anyhow
         security_opt,
         read_only: args.read_only,
         console_size: if args.tty { attach::terminal_size() } else { None },
-        zone_memory_mib: Some(memory_mib),
-        cpus: Some(cpus),
+        // The runtime sets the cgroup limits from the zone the container lands in.
+        zone_memory_mib: None,
+        cpus: None,
     })
 }
 

@@ -154,7 +154,7 @@ fn create(root: &Path, store: &ZoneStore, args: CreateArgs) -> anyhow::Result<Ex
     }
     // Fail on missing assets here, before a zone directory exists.
     Assets::locate(&Assets::default_dir())?;
-    let request = CreateRequest { id: None, name: args.name, cpus: args.cpus, memory_mib, accel, accel_note: note, debug: args.debug_hooks, rootfs: None, workload: None };
+    let request = CreateRequest { id: None, name: args.name, cpus: args.cpus, memory_mib, accel, accel_note: note, debug: args.debug_hooks, pod: true };
     let supervisor = ops::default_supervisor(root).context("locating the moat binary")?;
     let record = ops::create(store, request, &supervisor)?;
     println!("{}", record.name);
@@ -209,13 +209,16 @@ fn inspect_json(dir: &Path, r: &ZoneRecord) -> serde_json::Value {
         "cpus": r.config.cpus,
         "memory_mib": r.config.memory_mib,
         "boot_ms": r.boot_ms,
-        "workload": r.workload.as_ref().map(|w| serde_json::json!({
-            "image": w.image,
-            "command": w.command,
-            "privileged": w.privileged,
-            "exit_code": w.exit.map(|e| e.shell_code()),
-            "oom_killed": w.exit == Some(moat_proto::ExitStatus::OomKilled),
-        })),
+        "pod": r.config.pod,
+        "containers": r.containers.iter().map(|c| serde_json::json!({
+            "id": c.id,
+            "name": c.name,
+            "image": c.image,
+            "command": c.command,
+            "privileged": c.privileged,
+            "exit_code": c.exit.map(|e| e.shell_code()),
+            "oom_killed": c.exit == Some(moat_proto::ExitStatus::OomKilled),
+        })).collect::<Vec<_>>(),
         "pids": {
             "supervisor": r.supervisor.filter(|p| p.is_alive()).map(|p| p.pid),
             "qemu": r.qemu.filter(|p| p.is_alive()).map(|p| p.pid),
@@ -264,31 +267,42 @@ mod tests {
     use moat_proto::ExitStatus;
     use moat_zone::accel::Accel;
     use moat_zone::lifecycle::ZoneState;
-    use moat_zone::state::{WorkloadRecord, ZoneConfig};
+    use moat_zone::state::{ContainerRecord, ZoneConfig};
 
     use super::*;
 
     #[test]
-    fn inspect_shows_the_workloads_exit_and_oom_kill() {
-        let workload = WorkloadRecord { image: "busybox:test".into(), command: vec!["sh".into()], privileged: false, started_unix: Some(1), exit: Some(ExitStatus::OomKilled), auto_remove: false };
+    fn inspect_shows_each_containers_exit_and_oom_kill() {
+        let container = ContainerRecord {
+            id: "abc".into(),
+            name: "c".into(),
+            image: "busybox:test".into(),
+            command: vec!["sh".into()],
+            privileged: false,
+            created_unix: 1,
+            started_unix: Some(1),
+            exit: Some(ExitStatus::OomKilled),
+            auto_remove: false,
+            memory_limit: None,
+        };
         let mut record = ZoneRecord {
             id: "abc".into(),
             name: "c".into(),
             created_unix: 1,
-            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, rootfs: None, scratch_mib: 0 },
-            state: ZoneState::Stopped { reason: "the workload exited".into() },
+            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false },
+            state: ZoneState::Stopped { reason: "the container exited".into() },
             supervisor: None,
             qemu: None,
             kernel_release: None,
             boot_ms: None,
-            workload: Some(workload),
+            containers: vec![container],
         };
         let shown = inspect_json(Path::new("/z"), &record);
-        assert_eq!(shown["workload"]["exit_code"], 137);
-        assert_eq!(shown["workload"]["oom_killed"], true);
-        record.workload.as_mut().unwrap().exit = Some(ExitStatus::Code { code: 0 });
-        assert_eq!(inspect_json(Path::new("/z"), &record)["workload"]["oom_killed"], false);
-        record.workload = None;
-        assert!(inspect_json(Path::new("/z"), &record)["workload"].is_null(), "a bare zone has no workload");
+        assert_eq!(shown["containers"][0]["exit_code"], 137);
+        assert_eq!(shown["containers"][0]["oom_killed"], true);
+        record.containers[0].exit = Some(ExitStatus::Code { code: 0 });
+        assert_eq!(inspect_json(Path::new("/z"), &record)["containers"][0]["oom_killed"], false);
+        record.containers.clear();
+        assert_eq!(inspect_json(Path::new("/z"), &record)["containers"].as_array().map(Vec::len), Some(0), "a bare zone has none");
     }
 }

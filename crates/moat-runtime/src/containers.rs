@@ -1,0 +1,368 @@
+//! Containers in zones: create (in a zone of their own, or in a pod), start, attach, exec,
+//! signal, wait, remove, list. The front-ends build the spec; this module decides where it
+//! runs and what the zone adds to it.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use moat_proto::{ExecRequest, ExitStatus, FailureKind, MAX_CONTAINERS};
+use moat_zone::api::{self, ApiRequest, ApiResponse, Connection, CreateContainer};
+use moat_zone::ops::{self, SupervisorCommand};
+use moat_zone::state::{new_zone_id, ContainerRecord, FileLock, ZoneDir, ZoneRecord, ZoneStore};
+use oci_spec::runtime::{MountBuilder, Spec};
+
+use crate::error::{Result, RuntimeError};
+use crate::pods::{Pods, SandboxConfig};
+
+/// Where the zone mounts its kernel modules disk; a privileged container gets it read-only, so
+/// `modprobe` in it loads what the zone kernel ships.
+const ZONE_MODULES: &str = "/lib/modules";
+/// How long a request to a zone's supervisor may wait for its answer (runc, under TCG, is slow).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where a new container goes.
+pub enum Placement {
+    /// A zone of its own, powered off with the container.
+    OwnZone(SandboxConfig),
+    /// An existing pod. A privileged container goes there only when allowed explicitly.
+    Pod { key: String, allow_privileged: bool },
+}
+
+/// What a front-end decided about a new container.
+pub struct ContainerConfig {
+    pub name: Option<String>,
+    /// The image's reference, as `ps` shows it.
+    pub image: String,
+    /// The image's EROFS file on the host.
+    pub image_file: PathBuf,
+    /// The runtime spec; `root.path` is the zone's business.
+    pub spec: Spec,
+    pub tty: bool,
+    pub stdin: bool,
+    /// Remove the container once it exited (`--rm`).
+    pub auto_remove: bool,
+}
+
+/// A container and its zone, as found by name or id.
+pub struct Found {
+    pub dir: ZoneDir,
+    pub zone: ZoneRecord,
+    pub container: ContainerRecord,
+}
+
+/// How a container or exec'd process ended, as a front-end reports it.
+pub struct ExitReport {
+    /// Docker's exit code: the process's own, 128 + a signal, 137 for an OOM kill, 125 when
+    /// the zone ended first.
+    pub code: u8,
+    /// One line for the user, when the code alone would mislead.
+    pub message: Option<String>,
+}
+
+pub struct Containers<'a> {
+    pub(crate) store: &'a ZoneStore,
+    pub(crate) supervisor: &'a SupervisorCommand,
+}
+
+impl Containers<'_> {
+    /// Create a container: its zone (booted when it gets its own), its record, and the
+    /// container in the zone, ready to start. Returns warnings for the user beside it.
+    pub fn create(&self, placement: Placement, mut config: ContainerConfig) -> Result<(Found, Vec<String>)> {
+        let id = new_zone_id()?;
+        let name = config.name.clone().unwrap_or_else(|| format!("c-{id}"));
+        moat_zone::state::validate_name(&name)?;
+        let privileged = moat_spec::is_privileged(&config.spec);
+        let mut warnings = Vec::new();
+        if privileged {
+            add_read_only_bind(&mut config.spec, ZONE_MODULES)?;
+        }
+        let (dir, own_zone) = match placement {
+            Placement::Pod { key, allow_privileged } => {
+                let (dir, pod) = Pods { store: self.store, supervisor: self.supervisor }.find(&key)?;
+                if privileged && !allow_privileged {
+                    return Err(RuntimeError::PrivilegedInPod(pod.name));
+                }
+                if privileged {
+                    warnings.push(format!("the privileged container {name} shares pod {} with its other containers: they are within its reach", pod.name));
+                }
+                if pod.effective_state() != moat_zone::lifecycle::ZoneState::Running {
+                    return Err(RuntimeError::PodNotRunning { pod: pod.name, state: pod.effective_state().name().into() });
+                }
+                apply_zone_limits(&mut config.spec, pod.config.memory_mib, moat_spec::resources::Cpus::whole(pod.config.cpus))?;
+                if config.spec.hostname().as_ref().is_some_and(|h| *h != pod.name) {
+                    return Err(RuntimeError::PodSetting("--hostname"));
+                }
+                set_hostname(&mut config.spec, &pod.name);
+                (dir, false)
+            }
+            Placement::OwnZone(mut sandbox) => {
+                self.check_name_free(&name)?;
+                apply_zone_limits(&mut config.spec, sandbox.resources.memory_mib(), sandbox.resources.cpus())?;
+                // Docker's default: the container's short id.
+                if config.spec.hostname().is_none() {
+                    set_hostname(&mut config.spec, &id);
+                }
+                sandbox.id = Some(id.clone());
+                sandbox.name = Some(name.clone());
+                sandbox.pod = false;
+                let zone = Pods { store: self.store, supervisor: self.supervisor }.create(sandbox)?;
+                (self.store.dir(&zone.id), true)
+            }
+        };
+        let created = self.create_in(&dir, &id, &name, privileged, &config);
+        if created.is_err() && own_zone {
+            let _ = ops::remove(self.store, &id, true);
+        }
+        created.map(|found| (found, warnings))
+    }
+
+    fn create_in(&self, dir: &ZoneDir, id: &str, name: &str, privileged: bool, config: &ContainerConfig) -> Result<Found> {
+        let memory_limit = config.spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).and_then(|l| u64::try_from(l).ok());
+        let record = ContainerRecord {
+            id: id.to_string(),
+            name: name.to_string(),
+            image: config.image.clone(),
+            command: config.spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default(),
+            privileged,
+            created_unix: unix_now(),
+            started_unix: None,
+            exit: None,
+            auto_remove: config.auto_remove,
+            memory_limit,
+        };
+        {
+            // Names are unique over every zone; the store's lock orders concurrent creates.
+            let _lock = FileLock::acquire(&self.store.lock_path())?;
+            self.check_name_free(name)?;
+            dir.update(|zone| {
+                if zone.containers.len() >= MAX_CONTAINERS {
+                    return Err(RuntimeError::PodFull { pod: zone.name.clone(), max: MAX_CONTAINERS });
+                }
+                zone.containers.push(record.clone());
+                Ok(())
+            })??;
+        }
+        std::fs::create_dir_all(dir.container_dir(id)).map_err(|err| RuntimeError::Io { what: "creating the container's directory".into(), err })?;
+        let request = CreateContainer { container: id.to_string(), spec_json: moat_spec::to_json(&config.spec)?, image: config.image_file.clone(), tty: config.tty, stdin: config.stdin };
+        let answer = api::call(&dir.api_socket(), &ApiRequest::CreateContainer(Box::new(request)), REQUEST_TIMEOUT);
+        done(answer)?;
+        Ok(Found { dir: dir.clone(), zone: dir.read()?, container: record })
+    }
+
+    fn check_name_free(&self, name: &str) -> Result<()> {
+        let zones = self.store.list()?;
+        if zones.iter().any(|z| z.name == name || z.containers.iter().any(|c| c.name == name)) {
+            return Err(RuntimeError::NameInUse(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Start a created container; the returned connection hears its output and exit, and
+    /// carries its stdin, signals and terminal size.
+    pub fn start(&self, found: &Found) -> Result<Connection> {
+        self.connect(found, ApiRequest::StartContainer { container: found.container.id.clone() })
+    }
+
+    /// Attach to a running container's process, as `start` does.
+    pub fn attach(&self, found: &Found) -> Result<Connection> {
+        self.connect(found, ApiRequest::Attach { container: found.container.id.clone() })
+    }
+
+    /// Start a process in a running container.
+    pub fn exec(&self, found: &Found, exec: ExecRequest) -> Result<Connection> {
+        if !is_running(found) {
+            return Err(RuntimeError::NotRunning(found.container.name.clone()));
+        }
+        self.connect(found, ApiRequest::Exec { container: found.container.id.clone(), exec: Box::new(exec) })
+    }
+
+    fn connect(&self, found: &Found, request: ApiRequest) -> Result<Connection> {
+        let mut conn = Connection::open(&found.dir.api_socket())?;
+        conn.send(&request)?;
+        done(conn.receive())?;
+        Ok(conn)
+    }
+
+    pub fn kill(&self, found: &Found, signal: i32) -> Result<()> {
+        match api::call(&found.dir.api_socket(), &ApiRequest::Kill { container: found.container.id.clone(), signal }, REQUEST_TIMEOUT) {
+            // The signal ended a one-container zone's process, and the zone went with it.
+            Err(api::ApiError::Closed) => Ok(()),
+            other => done(other),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout`, as `docker stop`; a one-container zone then stops.
+    pub fn stop(&self, found: &Found, timeout: Duration) -> Result<()> {
+        if is_running(found) {
+            if self.kill(found, libc::SIGTERM).is_ok() && self.wait(found, Some(timeout))?.is_none() {
+                let _ = self.kill(found, libc::SIGKILL);
+                self.wait(found, Some(Duration::from_secs(10)))?;
+            }
+        }
+        if !found.zone.config.pod {
+            let _ = ops::stop(&found.dir, Duration::from_secs(10));
+        }
+        Ok(())
+    }
+
+    /// Wait for the container's exit status; `Some(None)` when its zone ended without one, and
+    /// `None` once `timeout` passed (never, without one).
+    pub fn wait(&self, found: &Found, timeout: Option<Duration>) -> Result<Option<Option<ExitStatus>>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let Ok(zone) = found.dir.read() else { return Ok(Some(None)) };
+            match zone.container(&found.container.id) {
+                Some(c) if c.exit.is_some() => return Ok(Some(c.exit)),
+                None => return Ok(Some(None)),
+                Some(_) if zone.effective_state().is_terminal() => return Ok(Some(None)),
+                Some(_) => {}
+            }
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Remove a container; a running one needs `force`. A one-container zone goes with it.
+    pub fn remove(&self, found: &Found, force: bool) -> Result<()> {
+        if is_running(found) && !force {
+            return Err(RuntimeError::Running(found.container.name.clone()));
+        }
+        if !found.zone.config.pod || found.zone.effective_state().is_terminal() {
+            if found.zone.config.pod {
+                found.dir.update(|z| z.containers.retain(|c| c.id != found.container.id))?;
+                let _ = std::fs::remove_dir_all(found.dir.container_dir(&found.container.id));
+            } else {
+                ops::remove(self.store, &found.zone.id, true)?;
+            }
+            return Ok(());
+        }
+        let answer = api::call(&found.dir.api_socket(), &ApiRequest::RemoveContainer { container: found.container.id.clone(), force }, REQUEST_TIMEOUT);
+        done(answer)
+    }
+
+    /// Every container with its zone, oldest zone first.
+    pub fn list(&self) -> Result<Vec<Found>> {
+        let mut all = Vec::new();
+        for zone in self.store.list()? {
+            let dir = self.store.dir(&zone.id);
+            for container in &zone.containers {
+                all.push(Found { dir: dir.clone(), zone: zone.clone(), container: container.clone() });
+            }
+        }
+        Ok(all)
+    }
+
+    /// The container named `key`: its name, its id, or a unique prefix of its id.
+    pub fn find(&self, key: &str) -> Result<Found> {
+        let all = self.list()?;
+        let exact = all.iter().position(|f| f.container.name == key || f.container.id == key);
+        let index = exact.or_else(|| {
+            let mut prefixed = all.iter().enumerate().filter(|(_, f)| !key.is_empty() && f.container.id.starts_with(key));
+            match (prefixed.next(), prefixed.next()) {
+                (Some((i, _)), None) => Some(i),
+                _ => None,
+            }
+        });
+        index.map(|i| all.into_iter().nth(i)).flatten().ok_or_else(|| RuntimeError::NoSuchContainer(key.to_string()))
+    }
+
+    /// The spec the container was created from, which an exec'd process starts from.
+    pub fn spec(&self, found: &Found) -> Result<Spec> {
+        let path = found.dir.container_spec(&found.container.id);
+        let text = read_bounded(&path, moat_spec::MAX_SPEC_JSON_BYTES as u64).map_err(|err| RuntimeError::Io { what: format!("reading the container's spec {}", path.display()), err })?;
+        Ok(moat_spec::from_json(&text)?)
+    }
+}
+
+/// Whether the container's process still runs: started, not exited, its zone live.
+pub fn is_running(found: &Found) -> bool {
+    found.container.is_running() && !found.zone.effective_state().is_terminal()
+}
+
+/// How an attached process ended, as an exit code and, for an OOM kill or a zone that ended
+/// first, one line saying so. `what` names the process ("container", "process").
+pub fn exit_report(outcome: Option<ExitStatus>, found: &Found, what: &str) -> ExitReport {
+    match outcome {
+        Some(status) => {
+            let message = (status == ExitStatus::OomKilled).then(|| {
+                let limit = found.container.memory_limit.map_or(String::new(), |bytes| format!(" of {} MiB", bytes >> 20));
+                format!("the {what} was OOM-killed: it reached its memory limit{limit} (the zone has {} MiB)", found.zone.config.memory_mib)
+            });
+            ExitReport { code: u8::try_from(status.shell_code() & 0xff).unwrap_or(125), message }
+        }
+        None => {
+            let reason = found.dir.read().ok().and_then(|r| r.effective_state().reason().map(String::from));
+            ExitReport { code: 125, message: Some(format!("the zone ended before the {what} did: {}", reason.unwrap_or_else(|| "unknown reason".into()))) }
+        }
+    }
+}
+
+/// The exit code for a process that did not start: Docker's 127 and 126 where they apply.
+pub fn start_failure_code(err: &RuntimeError, default: u8) -> u8 {
+    err.kind().start_exit_code().unwrap_or(default)
+}
+
+fn done(answer: std::result::Result<ApiResponse, api::ApiError>) -> Result<()> {
+    match answer? {
+        ApiResponse::Done => Ok(()),
+        ApiResponse::Error { kind, message } => Err(RuntimeError::Zone { kind, message }),
+        other => Err(RuntimeError::Zone { kind: FailureKind::Internal, message: format!("unexpected answer from the zone: {other:?}") }),
+    }
+}
+
+/// The container's cgroup limits, from its zone's size.
+fn apply_zone_limits(spec: &mut Spec, zone_mib: u32, cpus: moat_spec::resources::Cpus) -> Result<()> {
+    let memory = moat_spec::resources::memory(zone_mib)?;
+    if let Some(linux) = spec.linux_mut() {
+        let mut resources = linux.resources().clone().unwrap_or_default();
+        resources.set_memory(Some(memory)).set_cpu(moat_spec::resources::cpu(cpus));
+        linux.set_resources(Some(resources));
+    }
+    Ok(())
+}
+
+/// The hostname of the container (its pod's, in a pod), and `HOSTNAME` in its environment
+/// unless the environment sets it.
+fn set_hostname(spec: &mut Spec, hostname: &str) {
+    spec.set_hostname(Some(hostname.to_string()));
+    if let Some(process) = spec.process_mut() {
+        let mut env = process.env().clone().unwrap_or_default();
+        // moat-spec writes an empty HOSTNAME when the front-end gave none.
+        env.retain(|e| e != "HOSTNAME=");
+        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+            env.push(format!("HOSTNAME={hostname}"));
+        }
+        process.set_env(Some(env));
+    }
+}
+
+/// Bind a path of the zone read-only into the container, at the same path.
+fn add_read_only_bind(spec: &mut Spec, path: &str) -> Result<()> {
+    let mount = MountBuilder::default()
+        .destination(path)
+        .source(path)
+        .typ("bind")
+        .options(vec!["rbind".to_string(), "ro".to_string(), "nosuid".to_string(), "nodev".to_string()])
+        .build()
+        .map_err(|e| moat_spec::SpecError::Oci(e.to_string()))?;
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.push(mount);
+    spec.set_mounts(Some(mounts));
+    Ok(())
+}
+
+fn read_bounded(path: &std::path::Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(limit + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
+    }
+    Ok(text)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

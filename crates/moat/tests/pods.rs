@@ -1,0 +1,103 @@
+//! Pods: one zone, several containers created after its boot, sharing the pod's network and
+//! each with its own PID 1; the seed's placement rule for privileged containers.
+
+mod common;
+
+use common::{stderr, stdout, Moat, BUSYBOX};
+
+/// Mounts on the host that belong to this test's state root.
+fn mounts_under(moat: &Moat) -> Vec<String> {
+    let root = moat.root().to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(&root)).map(str::to_string).collect()
+}
+
+#[test]
+fn a_pod_holds_containers_that_share_its_loopback_and_keep_their_own_pid_1() {
+    let moat = Moat::with_busybox();
+    assert_eq!(moat.ok(&["pod", "create", "--name", "p", "--memory", "384m"]).trim(), "p");
+    // Bad input: one line, nothing changed.
+    for (args, expected) in [
+        (vec!["pod", "create", "--name", "p"], "already in use"),
+        (vec!["run", "-d", "--pod", "nosuchpod", BUSYBOX, "true"], "no such pod: nosuchpod"),
+        (vec!["run", "-d", "--pod", "p", "--memory", "256m", BUSYBOX, "true"], "--memory is set on the pod"),
+        (vec!["run", "-d", "--pod", "p", "--privileged", BUSYBOX, "true"], "--allow-privileged-in-pod"),
+    ] {
+        let out = moat.run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    assert!(!moat.ok(&["ps", "-a"]).contains("nosuchpod"));
+
+    // A serves on the pod's loopback; B reaches it over 127.0.0.1.
+    let serve = "mkdir -p /www && echo served-by-a > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www";
+    moat.ok(&["run", "-d", "--pod", "p", "--name", "a", BUSYBOX, "sh", "-c", serve]);
+    moat.ok(&["run", "-d", "--pod", "p", "--name", "b", BUSYBOX, "sleep", "600"]);
+    let fetched = moat.ok(&["exec", "b", "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 0.5; done; exit 1"]);
+    assert_eq!(fetched.trim(), "served-by-a");
+
+    // Each container has its own PID 1, and exec reaches each.
+    let pid1_a = moat.ok(&["exec", "a", "cat", "/proc/1/comm"]);
+    let pid1_b = moat.ok(&["exec", "b", "cat", "/proc/1/comm"]);
+    assert_eq!((pid1_a.trim(), pid1_b.trim()), ("httpd", "sleep"));
+    // One hostname for the pod.
+    assert_eq!(moat.ok(&["exec", "a", "hostname"]).trim(), "p");
+
+    // ps shows the pod of each container.
+    let ps = moat.ok(&["ps"]);
+    for name in ["a", "b"] {
+        assert!(ps.lines().any(|l| l.ends_with(&format!(" {name}")) && l.contains(" p ")), "{ps}");
+    }
+
+    // Killing one leaves the other running.
+    moat.ok(&["kill", "a"]);
+    assert_eq!(moat.ok(&["wait", "a"]).trim(), "137");
+    assert_eq!(moat.ok(&["exec", "b", "echo", "still here"]).trim(), "still here");
+    let ls = moat.ok(&["pod", "ls"]);
+    assert!(ls.lines().any(|l| l.contains(" p ") && l.contains("running")), "{ls}");
+
+    // An image imported after the pod booted runs in it.
+    let layout = tempfile::tempdir().unwrap();
+    let built = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/busybox-image.sh")).arg(layout.path().join("img")).status().unwrap();
+    assert!(built.success());
+    moat.ok(&["image", "import", layout.path().join("img").to_str().unwrap(), "--name", "late:1"]);
+    assert_eq!(moat.ok(&["run", "--rm", "--pod", "p", "late:1", "echo", "late image"]).trim(), "late image");
+    assert!(!moat.ok(&["ps", "-a"]).contains("late:1"), "--rm removed it from the pod");
+
+    // A privileged container enters a shared pod only when asked, with a warning.
+    let out = moat.run(&["run", "--rm", "--pod", "p", "--privileged", "--allow-privileged-in-pod", BUSYBOX, "sh", "-c", "grep ^CapEff /proc/self/status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("000001ffffffffff"), "{}", stdout(&out));
+    assert!(stderr(&out).starts_with("moat: warning:") && stderr(&out).contains("within its reach"), "{}", stderr(&out));
+
+    // A removed container is gone from the zone and the record; the pod goes with rm -f.
+    moat.ok(&["rm", "a"]);
+    assert!(!moat.ok(&["ps", "-a"]).lines().any(|l| l.ends_with(" a")));
+    let inspect: serde_json::Value = serde_json::from_str(&moat.ok(&["pod", "inspect", "p"])).unwrap();
+    assert_eq!(inspect[0]["Containers"].as_array().map(Vec::len), Some(1), "{inspect}");
+    let refused = moat.run(&["pod", "rm", "p"]);
+    assert!(stderr(&refused).contains("still has containers"), "{}", stderr(&refused));
+    moat.ok(&["pod", "rm", "-f", "p"]);
+    moat.assert_nothing_running();
+    assert!(moat.zone_files().is_empty(), "{:?}", moat.zone_files());
+    assert_eq!(mounts_under(&moat), Vec::<String>::new(), "no mount is left behind");
+}
+
+#[test]
+fn a_pod_refuses_containers_past_its_bound() {
+    let moat = Moat::with_busybox();
+    moat.ok(&["pod", "create", "--name", "full"]);
+    for n in 0..moat_proto::MAX_CONTAINERS {
+        // Created and stopped containers count until removed; `true` exits at once.
+        moat.ok(&["run", "--pod", "full", "--name", &format!("c{n}"), BUSYBOX, "true"]);
+    }
+    let out = moat.run(&["run", "--pod", "full", "--name", "one-too-many", BUSYBOX, "true"]);
+    assert!(!out.status.success());
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("already holds {}", moat_proto::MAX_CONTAINERS)), "{}", stderr(&out));
+    moat.ok(&["rm", "c0"]);
+    moat.ok(&["run", "--rm", "--pod", "full", BUSYBOX, "true"]);
+    moat.ok(&["pod", "rm", "-f", "full"]);
+    moat.assert_nothing_running();
+}
