@@ -2,3 +2,5 @@
 //! front-ends (the `moat` CLI, the containerd shim, `moat-oci`) translate their own inputs
 //! into the typed requests here and act on the typed results.
 
+pub mod size;
+pub mod volumes;
