@@ -67,6 +67,9 @@ enum Command {
     /// Manage the image store: pull, import, list, inspect, remove.
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
+    /// Manage volumes: named host directories that containers mount.
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCommand),
     /// Run the isolation checker on this host.
     Check(commands::check::CheckArgs),
     /// Internal: the per-zone supervisor process, started by `zone create`.
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Wait { containers } => commands::container::wait(&cli.root, &containers),
         Command::Zone(cmd) => commands::zone::run(&cli.root, cmd),
         Command::Image(cmd) => commands::image::run(&cli.root, cmd),
+        Command::Volume(cmd) => commands::volume::run(&cli.root, cmd),
         Command::Check(args) => commands::check::run(args),
         Command::Supervise(args) => commands::zone::supervise(&cli.root, args),
     };
