@@ -6,6 +6,8 @@ pub mod containers;
 pub mod error;
 pub mod pods;
 pub mod resources;
+pub mod size;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 

@@ -70,6 +70,9 @@ enum Command {
     /// Manage the image store: pull, import, list, inspect, remove.
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
+    /// Manage volumes: named host directories that containers mount.
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCommand),
     /// Run the isolation checker on this host.
     Check(commands::check::CheckArgs),
     /// Internal: the per-zone supervisor process, started by `zone create`.
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Pod(cmd) => commands::pod::run(&cli.root, cmd),
         Command::Zone(cmd) => commands::zone::run(&cli.root, cmd),
         Command::Image(cmd) => commands::image::run(&cli.root, cmd),
+        Command::Volume(cmd) => commands::volume::run(&cli.root, cmd),
         Command::Check(args) => commands::check::run(args),
         Command::Supervise(args) => commands::zone::supervise(&cli.root, args),
     };

@@ -8,6 +8,7 @@ pub mod image;
 pub mod images;
 pub mod pod;
 pub mod run;
+pub mod volume;
 pub mod zone;
 
 /// Turn an error chain into the single line a user sees: `outer: cause: root cause`.

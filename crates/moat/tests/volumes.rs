@@ -1,0 +1,106 @@
+//! `moat volume …` end to end, through the real binary. No zone boots: volumes are host state.
+
+mod common;
+
+use common::{stderr_raw, stdout, Moat};
+
+fn one_error_line(moat: &Moat, args: &[&str]) -> String {
+    let out = moat.run(args);
+    assert!(!out.status.success(), "moat {args:?} succeeded");
+    let err = stderr_raw(&out);
+    assert_eq!(err.lines().count(), 1, "moat {args:?} printed more than one line: {err}");
+    assert!(err.starts_with("moat: "), "{err}");
+    err
+}
+
+#[test]
+fn create_list_inspect_remove() {
+    let moat = Moat::new();
+    assert_eq!(moat.ok(&["volume", "create", "v1"]), "v1\n");
+    assert_eq!(moat.ok(&["volume", "create", "v1"]), "v1\n", "creating an existing volume returns it");
+    let generated = moat.ok(&["volume", "create"]);
+    let generated = generated.trim();
+    assert!(generated.len() == 64 && generated.bytes().all(|b| b.is_ascii_hexdigit()), "{generated}");
+
+    let table = moat.ok(&["volume", "ls"]);
+    let mut lines = table.lines();
+    assert_eq!(lines.next(), Some("DRIVER    VOLUME NAME"));
+    let rows: Vec<_> = lines.map(|l| l.split_whitespace().collect::<Vec<_>>()).collect();
+    assert!(rows.contains(&vec!["local", "v1"]) && rows.contains(&vec!["local", generated]), "{table}");
+    let mut names = vec!["v1", generated];
+    names.sort_unstable();
+    assert_eq!(moat.ok(&["volume", "ls", "-q"]).lines().collect::<Vec<_>>(), names);
+
+    let inspected: serde_json::Value = serde_json::from_str(&moat.ok(&["volume", "inspect", "v1"])).unwrap();
+    let v1 = &inspected[0];
+    assert_eq!(inspected.as_array().map(Vec::len), Some(1));
+    assert_eq!(v1["Name"], "v1");
+    assert_eq!(v1["Driver"], "local");
+    assert_eq!(v1["Scope"], "local");
+    assert_eq!(v1["Labels"], serde_json::json!({}));
+    assert_eq!(v1["Options"], serde_json::json!({}));
+    let created = v1["CreatedAt"].as_str().unwrap();
+    assert!(created.len() == 20 && created.ends_with('Z') && &created[10..11] == "T", "{created}");
+    let mountpoint = std::path::PathBuf::from(v1["Mountpoint"].as_str().unwrap());
+    assert_eq!(mountpoint, moat.root().canonicalize().unwrap().join("volumes/v1/_data"));
+    assert!(mountpoint.is_dir());
+
+    let both: serde_json::Value = serde_json::from_str(&moat.ok(&["volume", "inspect", "v1", generated])).unwrap();
+    assert_eq!(both[1]["Name"], generated);
+
+    assert_eq!(moat.ok(&["volume", "rm", "v1", generated]), format!("v1\n{generated}\n"));
+    assert!(!mountpoint.exists());
+    assert_eq!(moat.ok(&["volume", "ls", "-q"]), "");
+    let err = one_error_line(&moat, &["volume", "inspect", "v1"]);
+    assert!(err.contains("no such volume: v1"), "{err}");
+}
+
+#[test]
+fn bad_input_is_one_line_and_changes_nothing() {
+    let moat = Moat::new();
+    for bad in ["../escape", ".hidden", "a/b", "x:y"] {
+        let err = one_error_line(&moat, &["volume", "create", bad]);
+        assert!(err.contains("is invalid"), "{err}");
+    }
+    assert_eq!(moat.ok(&["volume", "ls", "-q"]), "");
+    assert!(!moat.root().join("escape").exists());
+
+    moat.ok(&["volume", "create", "keep"]);
+    let err = one_error_line(&moat, &["volume", "rm", "keep", "missing"]);
+    assert!(err.contains("no such volume: missing"), "{err}");
+    let err = one_error_line(&moat, &["volume", "inspect", "keep", "missing"]);
+    assert!(err.contains("no such volume: missing"), "{err}");
+    assert_eq!(moat.ok(&["volume", "ls", "-q"]), "keep\n", "a failed rm removed nothing");
+
+    assert_eq!(moat.ok(&["volume", "rm", "-f", "missing", "keep"]), "keep\n");
+}
+
+#[test]
+fn a_volume_in_use_is_not_removed() {
+    let moat = Moat::new();
+    moat.ok(&["volume", "create", "data"]);
+    // What the runtime leaves while container c1, in zone c1, uses the volume.
+    let users = moat.root().join("volumes/data/users");
+    std::fs::create_dir_all(&users).unwrap();
+    std::fs::write(users.join("c1"), "").unwrap();
+    std::fs::create_dir_all(moat.root().join("zones/c1")).unwrap();
+
+    let err = one_error_line(&moat, &["volume", "rm", "-f", "data"]);
+    assert!(err.contains("in use by c1"), "{err}");
+    assert_eq!(moat.ok(&["volume", "ls", "-q"]), "data\n");
+
+    // The zone is gone, so the marker is stale.
+    std::fs::remove_dir(moat.root().join("zones/c1")).unwrap();
+    assert_eq!(moat.ok(&["volume", "rm", "data"]), "data\n");
+    assert_eq!(stdout(&moat.run(&["volume", "ls", "-q"])), "");
+}
+
+#[test]
+fn list_as_json() {
+    let moat = Moat::new();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&moat.ok(&["volume", "ls", "--format", "json"])).unwrap(), serde_json::json!([]));
+    moat.ok(&["volume", "create", "j"]);
+    let listed: serde_json::Value = serde_json::from_str(&moat.ok(&["volume", "ls", "--format", "json"])).unwrap();
+    assert_eq!(listed[0]["Name"], "j");
+    assert_eq!(listed[0]["Driver"], "local");
+}
