@@ -29,6 +29,12 @@ pub const CHECK_PATH: &str = "/usr/lib/moat/tools/moat-check";
 /// The checker's name at the root of the tools disk.
 pub const CHECK_FILE: &str = "moat-check";
 
+/// The virtio-fs tag of the zone's share: the one directory the host can put files into after
+/// boot (container images, volumes), since a microvm has no hotplug.
+pub const SHARE_TAG: &str = "moat-share";
+/// Where init mounts the share (`nosuid,nodev`). The host names what it exposes relative to it.
+pub const SHARE_DIR: &str = "/run/moat/share";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,5 +11,5 @@ pub mod message;
 pub mod session;
 
 pub use frame::{encode, FrameDecoder, FrameError, MAX_FRAME_LEN};
-pub use message::{DebugRequest, ExecRequest, ExitStatus, GuestMessage, HostMessage, Request, Response, RunRequest, Stream, MAX_EXEC_PROCESSES, PROTOCOL_VERSION, WORKLOAD};
+pub use message::{DebugRequest, ExecRequest, ExitStatus, GuestMessage, HostMessage, Request, Response, RunRequest, Stream, MAX_EXEC_PROCESSES, MAX_PROBE_READ, PROTOCOL_VERSION, WORKLOAD};
 pub use session::{HostSession, SessionError, SessionEvent};

@@ -121,6 +121,7 @@ impl HostSession {
                 }
                 let response = match response {
                     Response::Failed { message } => Response::Failed { message: clip(message) },
+                    Response::Probed { read, write } => Response::Probed { read: read.map(clip).map_err(clip), write: write.map_err(clip) },
                     other => other,
                 };
                 Ok(SessionEvent::Answered { id, request, response })

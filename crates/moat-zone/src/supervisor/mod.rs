@@ -26,7 +26,9 @@ use crate::lifecycle::ZoneState;
 use crate::logs::WorkloadLog;
 use crate::qemu::{Disk, Sockets, VmConfig, QEMU_BINARY};
 use crate::qmp::{Qmp, QmpCommand};
+use crate::share::{self, Share, ShareError};
 use crate::state::{ProcessId, StateError, ZoneDir};
+use crate::virtiofsd::{self, Virtiofsd, VirtiofsdError};
 
 /// How long QEMU may take to connect its sockets after starting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,6 +59,10 @@ pub enum SupervisorError {
     Transition(#[from] crate::lifecycle::TransitionError),
     #[error("building a guest disk: {0}")]
     GuestDisk(#[from] crate::guest_disks::GuestDiskError),
+    #[error("preparing the zone's share: {0}")]
+    Share(#[from] ShareError),
+    #[error(transparent)]
+    Virtiofsd(#[from] VirtiofsdError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SupervisorError {
@@ -76,6 +82,10 @@ pub fn supervise(dir: ZoneDir, assets_dir: &Path) -> Result<(), SupervisorError>
     for socket in dir.sockets() {
         let _ = std::fs::remove_file(socket);
     }
+    let unshared = share::cleanup(&dir);
+    if let Err(err) = &unshared {
+        tracing::error!(%err, "the zone's share is still mounted; the zone directory is kept");
+    }
     let record = dir.update(|record| {
         if let Ok(next) = record.state.transition(final_state.clone()) {
             record.state = next;
@@ -83,7 +93,7 @@ pub fn supervise(dir: ZoneDir, assets_dir: &Path) -> Result<(), SupervisorError>
         record.clone()
     })?;
     // `--rm`: the container's zone goes once the container has exited.
-    if record.workload.as_ref().is_some_and(|w| w.auto_remove && w.exit.is_some()) {
+    if unshared.is_ok() && record.workload.as_ref().is_some_and(|w| w.auto_remove && w.exit.is_some()) {
         let _ = std::fs::remove_dir_all(&dir.path);
     }
     result.map(|_| ())
@@ -114,10 +124,25 @@ fn kernel_cmdline(id: &str, release: &str, accel: Accel, debug: bool) -> String 
     cmdline
 }
 
+/// Start the zone's file server, run the VM, and end the file server with it.
 async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorError> {
-    let record = dir.read()?;
     let supervisor = ProcessId::of(std::process::id());
     dir.update(|r| r.supervisor = supervisor)?;
+    let share = Share::new(dir);
+    share.prepare()?;
+    let config = virtiofsd::Config { socket: dir.share_socket(), source: share.root().to_path_buf() };
+    let virtiofsd = Virtiofsd::start(&config, &dir.virtiofsd_log()).await?;
+    let virtiofsd_id = virtiofsd.id().and_then(ProcessId::of);
+    let result = match dir.update(|r| r.virtiofsd = virtiofsd_id) {
+        Ok(()) => run_vm(dir, assets_dir).await,
+        Err(err) => Err(err.into()),
+    };
+    virtiofsd.stop().await;
+    result
+}
+
+async fn run_vm(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorError> {
+    let record = dir.read()?;
 
     let assets = Assets::locate(assets_dir)?;
     // Resolved once (it runs ldd on runc): the initramfs links to these files, and a workload's
@@ -137,7 +162,7 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
         kernel: assets.kernel.clone(),
         initrd,
         kernel_cmdline: kernel_cmdline(&record.id, &assets.kernel_release, record.config.accel, record.config.debug),
-        sockets: Sockets { console: dir.console_socket(), control: dir.control_socket(), qmp: dir.qmp_socket() },
+        sockets: Sockets { console: dir.console_socket(), control: dir.control_socket(), qmp: dir.qmp_socket(), share: dir.share_socket() },
         disks: workload_disks(dir, &record.config, &assets, &tools)?,
     };
 

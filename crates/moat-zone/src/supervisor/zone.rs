@@ -144,6 +144,7 @@ impl<'a> Zone<'a> {
                     Response::Pong => ApiResponse::Pong { round_trip_us: u64::try_from(waiter.sent.elapsed().as_micros()).unwrap_or(u64::MAX) },
                     Response::Done => ApiResponse::Done,
                     Response::Failed { message } => ApiResponse::Error { message },
+                    Response::Probed { read, write } => ApiResponse::Probed { read, write },
                 };
                 match request {
                     Request::Run(run) if done => {

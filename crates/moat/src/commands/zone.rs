@@ -55,6 +55,9 @@ pub enum ZoneCommand {
         zone: String,
         #[arg(value_enum)]
         action: DebugAction,
+        /// For probe-share: the path below the zone's share mount.
+        #[arg(long, default_value = "")]
+        path: String,
     },
 }
 
@@ -87,6 +90,8 @@ pub enum Format {
 pub enum DebugAction {
     KernelPanic,
     WriteGarbage,
+    /// Read, and try to open for writing, --path in the zone's share; prints JSON.
+    ProbeShare,
 }
 
 #[derive(Args)]
@@ -132,14 +137,17 @@ pub fn run(root: &Path, command: ZoneCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
-        ZoneCommand::Debug { zone, action } => {
+        ZoneCommand::Debug { zone, action, path } => {
             let (dir, _) = store.find(&zone)?;
             let request = match action {
                 DebugAction::KernelPanic => DebugRequest::KernelPanic,
                 DebugAction::WriteGarbage => DebugRequest::WriteRaw { bytes: b"\xff\xff\xff\xffnot a frame".to_vec() },
+                DebugAction::ProbeShare => DebugRequest::ProbeShare { path },
             };
-            let answer = api::call(&dir.api_socket(), &ApiRequest::Debug(request), Duration::from_secs(10));
-            println!("{answer:?}");
+            match api::call(&dir.api_socket(), &ApiRequest::Debug(request), Duration::from_secs(10)) {
+                Ok(answer) => println!("{}", serde_json::to_string(&answer)?),
+                Err(err) => println!("{err:?}"),
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -219,12 +227,15 @@ fn inspect_json(dir: &Path, r: &ZoneRecord) -> serde_json::Value {
         "pids": {
             "supervisor": r.supervisor.filter(|p| p.is_alive()).map(|p| p.pid),
             "qemu": r.qemu.filter(|p| p.is_alive()).map(|p| p.pid),
+            "virtiofsd": r.virtiofsd.filter(|p| p.is_alive()).map(|p| p.pid),
         },
         "paths": {
             "dir": dir,
             "console_log": dir.join("console.log"),
             "supervisor_log": dir.join("supervisor.log"),
             "qemu_log": dir.join("qemu.log"),
+            "virtiofsd_log": dir.join("virtiofsd.log"),
+            "share": dir.join("share"),
         },
     })
 }
@@ -279,6 +290,7 @@ mod tests {
             state: ZoneState::Stopped { reason: "the workload exited".into() },
             supervisor: None,
             qemu: None,
+            virtiofsd: None,
             kernel_release: None,
             boot_ms: None,
             workload: Some(workload),
