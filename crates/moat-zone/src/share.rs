@@ -416,6 +416,66 @@ mod tests {
         assert_eq!(unescape_octal(b"\\04"), b"\\04", "a short escape is kept as it is");
     }
 
+    /// Mount lines (options included) of process `pid` under `dir`.
+    fn mounts_of(pid: &str, dir: &Path) -> Vec<String> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+        text.lines().filter(|l| l.split(' ').nth(4).is_some_and(|m| Path::new(m).starts_with(dir))).map(String::from).collect()
+    }
+
+    #[test]
+    fn exposures_reach_a_slave_namespace_read_only_and_cleanup_removes_all() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("needs root (mounts); skipped");
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = ZoneDir { path: std::fs::canonicalize(tmp.path()).expect("canonical").join("zone") };
+        std::fs::create_dir(&dir.path).expect("zone dir");
+        let host = tmp.path().join("host");
+        std::fs::create_dir_all(host.join("vol")).expect("host dir");
+        std::fs::write(host.join("image"), "IMAGE").expect("host file");
+        std::os::unix::fs::symlink(host.join("image"), host.join("link")).expect("symlink");
+
+        let share = Share::new(&dir);
+        share.prepare().expect("prepare");
+        // A namespace made like virtiofsd's sandbox: its copy of the share is a slave.
+        let mut sandbox = std::process::Command::new("unshare").args(["--mount", "--propagation", "slave", "sleep", "30"]).spawn().expect("unshare");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let pid = sandbox.id().to_string();
+
+        assert_eq!(share.expose(&host.join("link"), "c/image", true).expect("expose file"), Path::new(SHARE_DIR).join("c/image"));
+        share.expose(&host.join("vol"), "vol", false).expect("expose dir");
+        std::fs::write(dir.share_dir().join("vol/new"), "x").expect("a writable exposure takes writes");
+        assert!(host.join("vol/new").is_file());
+        let err = std::fs::OpenOptions::new().write(true).open(dir.share_dir().join("c/image")).expect_err("read-only");
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+        assert!(std::fs::write(dir.share_dir().join("planted"), "x").is_err(), "the share's root is read-only");
+
+        let seen = mounts_of(&pid, &dir.share_dir());
+        let image = seen.iter().find(|l| l.contains("/share/c/image ")).unwrap_or_else(|| panic!("propagated: {seen:?}"));
+        assert!(image.split(' ').nth(5).is_some_and(|o| o.split(',').any(|f| f == "ro")), "read-only in the slave too: {image}");
+        assert!(seen.iter().all(|l| l.split(' ').nth(5).is_some_and(|o| o.contains("nosuid") && o.contains("nodev"))), "{seen:?}");
+
+        // The target of the symlink was resolved once: swapping it changes nothing.
+        std::fs::remove_file(host.join("link")).expect("unlink");
+        std::os::unix::fs::symlink("/etc", host.join("link")).expect("relink");
+        assert_eq!(std::fs::read_to_string(dir.share_dir().join("c/image")).expect("read"), "IMAGE");
+
+        assert!(matches!(share.expose(&host.join("vol"), "vol/x", true), Err(ShareError::Taken { .. })));
+        assert!(matches!(share.expose(Path::new("/dev/null"), "null", true), Err(ShareError::Unsupported { .. })));
+        share.withdraw("c/image").expect("withdraw");
+        assert!(!dir.share_base().join("c").exists(), "emptied parents are pruned");
+        assert!(mounts_of(&pid, &dir.share_dir()).iter().all(|l| !l.contains("/share/c/image ")), "the unmount propagated");
+
+        cleanup(&dir).expect("cleanup");
+        cleanup(&dir).expect("cleanup is idempotent");
+        assert!(mounts_of("self", &dir.path).is_empty());
+        assert!(!dir.share_dir().exists() && !dir.share_base().exists());
+        assert_eq!(std::fs::read_to_string(host.join("vol/new")).expect("host file kept"), "x");
+        let _ = sandbox.kill();
+        let _ = sandbox.wait();
+    }
+
     #[test]
     fn split_gives_parents_and_leaf() {
         assert_eq!(split_name("a/b/c"), (vec!["a", "b"], "c"));

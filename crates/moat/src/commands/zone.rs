@@ -11,7 +11,9 @@ use moat_proto::DebugRequest;
 use moat_zone::accel::{self, AccelChoice, HostFacts};
 use moat_zone::api::{self, ApiRequest, ApiResponse};
 use moat_zone::assets::Assets;
+use moat_zone::lifecycle::ZoneState;
 use moat_zone::ops::{self, CreateRequest};
+use moat_zone::share::Share;
 use moat_zone::state::{ZoneRecord, ZoneStore};
 
 #[derive(Subcommand)]
@@ -49,6 +51,21 @@ pub enum ZoneCommand {
         #[arg(required = true)]
         zones: Vec<String>,
     },
+    /// Bind a host file or directory into a running zone's share; prints the path the zone
+    /// sees it at. (Containers' images and volumes will arrive this way.)
+    #[command(hide = true)]
+    Expose {
+        zone: String,
+        source: PathBuf,
+        /// Relative path below the share: letters, digits, '.', '_', '-' and '/'.
+        name: String,
+        /// Read-only, enforced by the host's mount.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Take an exposure away from a zone's share.
+    #[command(hide = true)]
+    Withdraw { zone: String, name: String },
     /// Test hooks: make a zone created with --debug-hooks misbehave.
     #[command(hide = true)]
     Debug {
@@ -137,6 +154,15 @@ pub fn run(root: &Path, command: ZoneCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
+        ZoneCommand::Expose { zone, source, name, read_only } => {
+            let share = running_share(&store, &zone)?;
+            println!("{}", share.expose(&source, &name, read_only)?.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ZoneCommand::Withdraw { zone, name } => {
+            running_share(&store, &zone)?.withdraw(&name)?;
+            Ok(ExitCode::SUCCESS)
+        }
         ZoneCommand::Debug { zone, action, path } => {
             let (dir, _) = store.find(&zone)?;
             let request = match action {
@@ -167,6 +193,14 @@ fn create(root: &Path, store: &ZoneStore, args: CreateArgs) -> anyhow::Result<Ex
     let record = ops::create(store, request, &supervisor)?;
     println!("{}", record.name);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The share of a zone that runs (a zone's share exists only while its supervisor does).
+fn running_share(store: &ZoneStore, zone: &str) -> anyhow::Result<Share> {
+    let (dir, record) = store.find(zone)?;
+    let state = record.effective_state();
+    anyhow::ensure!(state == ZoneState::Running, "zone {zone} is {}, not running", state.name());
+    Ok(Share::new(&dir))
 }
 
 fn describe(record: &ZoneRecord) -> String {
