@@ -34,6 +34,8 @@ pub enum VirtiofsdError {
     EarlyExit { status: String, log: String },
     #[error("virtiofsd did not create its socket within {0:?}")]
     Timeout(Duration),
+    #[error("the zone's file server (virtiofsd) exited while the zone ran ({status}): {log}")]
+    Died { status: String, log: String },
 }
 
 /// virtiofsd's command line for one zone.
@@ -151,6 +153,12 @@ impl Virtiofsd {
 
     pub fn id(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Wait until virtiofsd exits, and say how and why.
+    pub async fn exited(&mut self, log: &Path) -> VirtiofsdError {
+        let status = self.child.wait().await.map_or_else(|e| e.to_string(), |s| s.to_string());
+        VirtiofsdError::Died { status, log: log_tail(log) }
     }
 
     /// End virtiofsd once QEMU is gone: it normally exits when QEMU disconnects; it is killed

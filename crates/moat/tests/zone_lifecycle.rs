@@ -112,8 +112,16 @@ fn killed_qemu_and_killed_supervisor() {
     let reason = moat.wait_state("s", "failed", Duration::from_secs(20));
     assert_eq!(reason, "stale: the zone's supervisor is gone");
 
+    // A zone whose file server dies fails, rather than run on with a share that never answers.
+    moat.ok(&["zone", "create", "--name", "v"]);
+    let virtiofsd = moat.pid("v", "virtiofsd").expect("virtiofsd pid");
+    // SAFETY: as above.
+    unsafe { libc::kill(virtiofsd, libc::SIGKILL) };
+    let reason = moat.wait_state("v", "failed", Duration::from_secs(20));
+    assert!(reason.starts_with("the zone's file server (virtiofsd) exited while the zone ran (signal: 9"), "{reason}");
+
     moat.assert_nothing_running();
-    moat.ok(&["zone", "rm", "q", "s"]);
+    moat.ok(&["zone", "rm", "q", "s", "v"]);
     assert_eq!(moat.zone_files(), Vec::<std::path::PathBuf>::new());
 }
 

@@ -38,6 +38,9 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Guest messages queued between the channel reader and the main loop.
 const CHANNEL_QUEUE: usize = 64;
+/// How long the VM's end may follow virtiofsd's: QEMU's exit also ends virtiofsd, and the VM's
+/// result then follows within [`DRAIN_TIMEOUT`].
+const VM_AFTER_VIRTIOFSD: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -124,18 +127,27 @@ fn kernel_cmdline(id: &str, release: &str, accel: Accel, debug: bool) -> String 
     cmdline
 }
 
-/// Start the zone's file server, run the VM, and end the file server with it.
+/// Start the zone's file server, run the VM, and end the file server with it. A file server
+/// that dies first fails the zone: QEMU would run on with a share that never answers.
 async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorError> {
     let supervisor = ProcessId::of(std::process::id());
     dir.update(|r| r.supervisor = supervisor)?;
     let share = Share::new(dir);
     share.prepare()?;
     let config = virtiofsd::Config { socket: dir.share_socket(), source: share.root().to_path_buf() };
-    let virtiofsd = Virtiofsd::start(&config, &dir.virtiofsd_log()).await?;
+    let log = dir.virtiofsd_log();
+    let mut virtiofsd = Virtiofsd::start(&config, &log).await?;
     let virtiofsd_id = virtiofsd.id().and_then(ProcessId::of);
-    let result = match dir.update(|r| r.virtiofsd = virtiofsd_id) {
-        Ok(()) => run_vm(dir, assets_dir).await,
-        Err(err) => Err(err.into()),
+    dir.update(|r| r.virtiofsd = virtiofsd_id)?;
+    let vm = run_vm(dir, assets_dir);
+    tokio::pin!(vm);
+    let result = tokio::select! {
+        result = &mut vm => result,
+        died = virtiofsd.exited(&log) => match tokio::time::timeout(VM_AFTER_VIRTIOFSD, &mut vm).await {
+            Ok(result) => result,
+            // Dropping the VM's future kills QEMU.
+            Err(_) => Err(died.into()),
+        },
     };
     virtiofsd.stop().await;
     result
