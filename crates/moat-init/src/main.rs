@@ -43,6 +43,7 @@ fn boot(channel: &mut Option<channel::Channel>) -> Result<std::convert::Infallib
     modules::load_modules(moat_proto::layout::BOOT_MODULES_FILE)?;
     let opened = channel.insert(channel::Channel::open()?);
     log::info(&format!("channel open at {}", opened.path().display()));
+    mounts::mount_share()?;
     serve::serve(opened, serve::Options::from_cmdline(&cmdline))
 }
 

@@ -1,5 +1,6 @@
 //! The filesystems init needs before anything else.
 
+use moat_proto::layout::{SHARE_DIR, SHARE_TAG};
 use nix::mount::{mount, MsFlags};
 
 use crate::Error;
@@ -29,4 +30,11 @@ pub fn mount_early() -> Result<(), Error> {
             .map_err(|err| Error::Mount { target: m.target, err })?;
     }
     Ok(())
+}
+
+/// The zone's share (virtio-fs), through which the host hands over files after boot.
+pub fn mount_share() -> Result<(), Error> {
+    std::fs::create_dir_all(SHARE_DIR).map_err(|e| Error::Io(SHARE_DIR, e))?;
+    mount(Some(SHARE_TAG), SHARE_DIR, Some("virtiofs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, None::<&str>)
+        .map_err(|err| Error::Mount { target: SHARE_DIR, err })
 }

@@ -148,6 +148,23 @@ fn handle_message(channel: &mut Channel, options: &Options, containers: &mut Con
             channel.write_raw(&bytes)?;
             return Ok(());
         }
+        Request::Debug(DebugRequest::ProbeShare { path }) => probe_share(&path),
     };
     channel.send(&GuestMessage::Response { id, response })
+}
+
+/// Read and try to write a path in the share, as root: the check behind the host's tests of
+/// what a zone can do to exposed files.
+fn probe_share(path: &str) -> Response {
+    use std::io::Read;
+    let path = std::path::Path::new(moat_proto::layout::SHARE_DIR).join(path);
+    let read = std::fs::File::open(&path)
+        .and_then(|file| {
+            let mut data = Vec::new();
+            file.take(moat_proto::MAX_PROBE_READ as u64).read_to_end(&mut data)?;
+            Ok(String::from_utf8_lossy(&data).into_owned())
+        })
+        .map_err(|e| e.to_string());
+    let write = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&path).map(drop).map_err(|e| e.to_string());
+    Response::Probed { read, write }
 }

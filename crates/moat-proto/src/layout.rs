@@ -9,12 +9,6 @@ pub const MODULES_SERIAL: &str = "moat-modules";
 /// They stay off the initramfs, which every zone boot must load and copy.
 pub const TOOLS_SERIAL: &str = "moat-tools";
 
-/// The virtio-fs tag of the zone's share: files (container images, volumes) that reach the zone
-/// after boot.
-pub const SHARE_TAG: &str = "moat-share";
-/// Where init mounts the share.
-pub const SHARE_DIR: &str = "/run/moat/share";
-
 /// In the initramfs: the modules init loads before it opens the channel, one path per line,
 /// dependencies first.
 pub const BOOT_MODULES_FILE: &str = "/etc/moat/modules";
@@ -32,6 +26,12 @@ pub const TOOLS_DIR: &str = "/usr/lib/moat/tools";
 pub const CHECK_PATH: &str = "/usr/lib/moat/tools/moat-check";
 /// The checker's name at the root of the tools disk.
 pub const CHECK_FILE: &str = "moat-check";
+
+/// The virtio-fs tag of the zone's share: the one directory the host can put files into after
+/// boot (container images, volumes), since a microvm has no hotplug.
+pub const SHARE_TAG: &str = "moat-share";
+/// Where init mounts the share (`nosuid,nodev`). The host names what it exposes relative to it.
+pub const SHARE_DIR: &str = "/run/moat/share";
 
 #[cfg(test)]
 mod tests {

@@ -110,7 +110,13 @@ pub enum DebugRequest {
     KernelPanic,
     /// Write these bytes to the channel verbatim, outside any frame.
     WriteRaw { bytes: Vec<u8> },
+    /// As root in init's namespaces, read `path` (relative to the share's mount) and try to
+    /// open it for writing (creating it if absent, writing nothing). Answered with `Probed`.
+    ProbeShare { path: String },
 }
+
+/// Most bytes a share probe reads.
+pub const MAX_PROBE_READ: usize = 256;
 
 /// Guest to host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +167,9 @@ pub enum Response {
     Pong,
     Done,
     Failed { kind: FailureKind, message: String },
+    /// What a [`DebugRequest::ProbeShare`] saw: the bytes read (at most [`MAX_PROBE_READ`], as
+    /// lossy UTF-8) or the error, and whether the path could be opened for writing.
+    Probed { read: Result<String, String>, write: Result<(), String> },
 }
 
 /// Why a request failed, as a kind the host can act on; the message is for people only.

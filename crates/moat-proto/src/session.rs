@@ -165,6 +165,7 @@ impl HostSession {
                 }
                 let response = match response {
                     Response::Failed { kind, message } => Response::Failed { kind, message: clip(message) },
+                    Response::Probed { read, write } => Response::Probed { read: read.map(clip).map_err(clip), write: write.map_err(clip) },
                     other => other,
                 };
                 Ok(SessionEvent::Answered { id, request, response })

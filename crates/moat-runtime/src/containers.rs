@@ -85,10 +85,11 @@ impl Containers<'_> {
                 if privileged {
                     warnings.push(format!("the privileged container {name} shares pod {} with its other containers: they are within its reach", pod.name));
                 }
-                if pod.effective_state() != moat_zone::lifecycle::ZoneState::Running {
-                    return Err(RuntimeError::PodNotRunning { pod: pod.name, state: pod.effective_state().name().into() });
+                let state = pod.effective_state();
+                if state != moat_zone::lifecycle::ZoneState::Running {
+                    return Err(RuntimeError::PodNotRunning { pod: pod.name, state: state.name().into() });
                 }
-                apply_zone_limits(&mut config.spec, pod.config.memory_mib, moat_spec::resources::Cpus::whole(pod.config.cpus))?;
+                moat_spec::resources::apply_zone_limits(&mut config.spec, pod.config.memory_mib, moat_spec::resources::Cpus::whole(pod.config.cpus))?;
                 if config.spec.hostname().as_ref().is_some_and(|h| *h != pod.name) {
                     return Err(RuntimeError::PodSetting("--hostname"));
                 }
@@ -97,7 +98,7 @@ impl Containers<'_> {
             }
             Placement::OwnZone(mut sandbox) => {
                 self.check_name_free(&name)?;
-                apply_zone_limits(&mut config.spec, sandbox.resources.memory_mib(), sandbox.resources.cpus())?;
+                moat_spec::resources::apply_zone_limits(&mut config.spec, sandbox.resources.memory_mib(), sandbox.resources.cpus())?;
                 // Docker's default: the container's short id.
                 if config.spec.hostname().is_none() {
                     set_hostname(&mut config.spec, &id);
@@ -193,11 +194,9 @@ impl Containers<'_> {
 
     /// SIGTERM, then SIGKILL after `timeout`, as `docker stop`; a one-container zone then stops.
     pub fn stop(&self, found: &Found, timeout: Duration) -> Result<()> {
-        if is_running(found) {
-            if self.kill(found, libc::SIGTERM).is_ok() && self.wait(found, Some(timeout))?.is_none() {
-                let _ = self.kill(found, libc::SIGKILL);
-                self.wait(found, Some(Duration::from_secs(10)))?;
-            }
+        if is_running(found) && self.kill(found, libc::SIGTERM).is_ok() && self.wait(found, Some(timeout))?.is_none() {
+            let _ = self.kill(found, libc::SIGKILL);
+            self.wait(found, Some(Duration::from_secs(10)))?;
         }
         if !found.zone.config.pod {
             let _ = ops::stop(&found.dir, Duration::from_secs(10));
@@ -265,7 +264,7 @@ impl Containers<'_> {
                 _ => None,
             }
         });
-        index.map(|i| all.into_iter().nth(i)).flatten().ok_or_else(|| RuntimeError::NoSuchContainer(key.to_string()))
+        index.and_then(|i| all.into_iter().nth(i)).ok_or_else(|| RuntimeError::NoSuchContainer(key.to_string()))
     }
 
     /// The spec the container was created from, which an exec'd process starts from.
@@ -310,17 +309,6 @@ fn done(answer: std::result::Result<ApiResponse, api::ApiError>) -> Result<()> {
         ApiResponse::Error { kind, message } => Err(RuntimeError::Zone { kind, message }),
         other => Err(RuntimeError::Zone { kind: FailureKind::Internal, message: format!("unexpected answer from the zone: {other:?}") }),
     }
-}
-
-/// The container's cgroup limits, from its zone's size.
-fn apply_zone_limits(spec: &mut Spec, zone_mib: u32, cpus: moat_spec::resources::Cpus) -> Result<()> {
-    let memory = moat_spec::resources::memory(zone_mib)?;
-    if let Some(linux) = spec.linux_mut() {
-        let mut resources = linux.resources().clone().unwrap_or_default();
-        resources.set_memory(Some(memory)).set_cpu(moat_spec::resources::cpu(cpus));
-        linux.set_resources(Some(resources));
-    }
-    Ok(())
 }
 
 /// The hostname of the container (its pod's, in a pod), and `HOSTNAME` in its environment

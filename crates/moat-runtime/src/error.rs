@@ -40,6 +40,8 @@ pub enum RuntimeError {
     #[error(transparent)]
     Spec(#[from] moat_spec::SpecError),
     #[error(transparent)]
+    Resource(#[from] moat_spec::resources::ResourceError),
+    #[error(transparent)]
     Ops(#[from] OpsError),
     #[error(transparent)]
     State(#[from] StateError),
@@ -56,7 +58,7 @@ impl RuntimeError {
             RuntimeError::NoSuchPod(_) | RuntimeError::NotAPod(_) => FailureKind::NoSuchContainer,
             RuntimeError::NameInUse(_) => FailureKind::AlreadyExists,
             RuntimeError::NotRunning(_) | RuntimeError::Running(_) | RuntimeError::PodNotRunning { .. } | RuntimeError::PodNotEmpty(_) => FailureKind::WrongState,
-            RuntimeError::PrivilegedInPod(_) | RuntimeError::PodSetting(_) | RuntimeError::Resources(_) | RuntimeError::Spec(_) => FailureKind::BadRequest,
+            RuntimeError::PrivilegedInPod(_) | RuntimeError::PodSetting(_) | RuntimeError::Resources(_) | RuntimeError::Resource(_) | RuntimeError::Spec(_) => FailureKind::BadRequest,
             RuntimeError::PodFull { .. } => FailureKind::Limit,
             RuntimeError::Zone { kind, .. } => *kind,
             RuntimeError::Api(_) => FailureKind::ZoneGone,

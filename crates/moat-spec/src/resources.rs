@@ -100,6 +100,18 @@ impl Cpus {
     }
 }
 
+/// Set the container's cgroup limits for a zone of `zone_mib` MiB and `cpus`: the runtime
+/// calls this once it knows the zone a container lands in.
+pub fn apply_zone_limits(spec: &mut oci_spec::runtime::Spec, zone_mib: u32, cpus: Cpus) -> Result<(), ResourceError> {
+    let memory = memory(zone_mib)?;
+    if let Some(linux) = spec.linux_mut() {
+        let mut resources = linux.resources().clone().unwrap_or_default();
+        resources.set_memory(Some(memory)).set_cpu(cpu(cpus));
+        linux.set_resources(Some(resources));
+    }
+    Ok(())
+}
+
 /// The cgroup memory settings of a container in a zone of `zone_mib` MiB.
 pub(crate) fn memory(zone_mib: u32) -> Result<LinuxMemory, ResourceError> {
     let limit = i64::try_from(container_memory_limit(zone_mib)?).unwrap_or(i64::MAX);

@@ -58,6 +58,8 @@ pub enum ApiResponse {
     Error { kind: FailureKind, message: String },
     Output { stream: Stream, #[serde(with = "moat_proto::bytes")] data: Vec<u8> },
     Exited { status: ExitStatus },
+    /// A share probe's result (debug zones only); see [`DebugRequest::ProbeShare`].
+    Probed { read: Result<String, String>, write: Result<(), String> },
 }
 
 #[derive(Debug, thiserror::Error)]

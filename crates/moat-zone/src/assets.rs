@@ -13,10 +13,12 @@ use crate::kmods::{KmodError, ModuleDeps};
 /// Where `scripts/provision-kernel.sh` puts the kernel, unless `MOAT_ASSETS` says otherwise.
 pub const DEFAULT_ASSETS_DIR: &str = "/var/lib/moat/assets";
 
-/// Modules init loads before it opens the channel to the host.
-pub const BOOT_MODULES: &[&str] = &["virtio_mmio", "virtio_console"];
-/// Modules init loads when a workload starts: its disks and its overlay root.
-pub const WORKLOAD_MODULES: &[&str] = &["virtio_blk", "erofs", "overlay"];
+/// Modules init loads before it opens the channel to the host: the channel, and the share
+/// (virtio-fs), which init mounts during boot.
+pub const BOOT_MODULES: &[&str] = &["virtio_mmio", "virtio_console", "virtiofs"];
+/// Modules init loads when a workload starts: its disks, its overlay root, and loop devices
+/// for container images (EROFS files) that arrive through the share.
+pub const WORKLOAD_MODULES: &[&str] = &["virtio_blk", "erofs", "overlay", "loop"];
 /// Modules init loads, from the modules disk, for a privileged container before its devices
 /// are listed: a Docker host has loop devices.
 pub const PRIVILEGED_MODULES: &[&str] = &["loop"];
@@ -112,8 +114,8 @@ impl Assets {
     pub fn initramfs(&self, tools: &[ToolFile]) -> Result<PathBuf, AssetError> {
         let deps = ModuleDeps::parse(&read_text(&self.modules_dir.join("modules.dep"))?)?;
         let boot = deps.load_order(BOOT_MODULES)?;
-        let workload = deps.load_order(WORKLOAD_MODULES)?.into_iter().filter(|m| !boot.contains(m)).collect();
-        let privileged = deps.load_order(PRIVILEGED_MODULES)?;
+        let workload: Vec<String> = deps.load_order(WORKLOAD_MODULES)?.into_iter().filter(|m| !boot.contains(m)).collect();
+        let privileged = deps.load_order(PRIVILEGED_MODULES)?.into_iter().filter(|m| !boot.contains(m) && !workload.contains(m)).collect();
         let lists = [
             ModuleList { file: BOOT_MODULES_FILE, modules: boot, carried: true },
             ModuleList { file: WORKLOAD_MODULES_FILE, modules: workload, carried: true },

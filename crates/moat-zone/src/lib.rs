@@ -14,5 +14,7 @@ pub mod logs;
 pub mod ops;
 pub mod qemu;
 pub mod qmp;
+pub mod share;
 pub mod state;
 pub mod supervisor;
+pub mod virtiofsd;

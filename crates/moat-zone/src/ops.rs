@@ -38,6 +38,8 @@ pub enum OpsError {
     Running(String),
     #[error(transparent)]
     Api(#[from] api::ApiError),
+    #[error("removing the zone's share: {0}")]
+    Share(#[from] crate::share::ShareError),
 }
 
 /// Parse a Docker-style memory size (`512m`, `1g`, `268435456`) into MiB, within bounds.
@@ -109,6 +111,7 @@ pub fn create(store: &ZoneStore, request: CreateRequest, supervisor: &Supervisor
         state: ZoneState::Creating,
         supervisor: None,
         qemu: None,
+        virtiofsd: None,
         kernel_release: None,
         boot_ms: None,
         containers: Vec::new(),
@@ -186,6 +189,8 @@ pub fn remove(store: &ZoneStore, key: &str, force: bool) -> Result<ZoneRecord, O
         let _ = stop(&dir, Duration::from_secs(10));
     }
     kill_leftovers(&dir.read()?);
+    // Never delete the directory while a host directory is still mounted in its share.
+    crate::share::cleanup(&dir)?;
     store.remove(&dir)?;
     Ok(record)
 }
@@ -193,7 +198,8 @@ pub fn remove(store: &ZoneStore, key: &str, force: bool) -> Result<ZoneRecord, O
 /// Kill the zone's recorded processes if they still run (checked by start time, so a recycled
 /// pid is never hit).
 fn kill_leftovers(record: &ZoneRecord) {
-    for process in [record.supervisor, record.qemu].into_iter().flatten() {
+    let processes = [record.supervisor, record.qemu, record.virtiofsd];
+    for process in processes.into_iter().flatten() {
         if process.is_alive() {
             if let Ok(pid) = i32::try_from(process.pid) {
                 // SAFETY: kill(2) has no memory effects; the pid was verified by its start time.
@@ -202,7 +208,7 @@ fn kill_leftovers(record: &ZoneRecord) {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while [record.supervisor, record.qemu].into_iter().flatten().any(|p| p.is_alive()) && Instant::now() < deadline {
+    while processes.into_iter().flatten().any(|p| p.is_alive()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -4,6 +4,8 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use moat_proto::layout::SHARE_TAG;
+
 use crate::accel::Accel;
 
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -24,6 +26,8 @@ pub struct Sockets {
     pub console: PathBuf,
     pub control: PathBuf,
     pub qmp: PathBuf,
+    /// virtiofsd's vhost-user socket, serving the zone's share under [`SHARE_TAG`].
+    pub share: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -41,18 +45,27 @@ pub struct VmConfig {
 /// The virtio-serial port name the guest looks for.
 pub const CONTROL_PORT_NAME: &str = "moat.ctl";
 
+/// The id of the guest RAM backend: vhost-user (virtiofsd) maps guest memory, so it must be
+/// a shareable memfd rather than QEMU's private anonymous memory.
+const MEMORY_BACKEND: &str = "mem";
+
 enum QemuArg {
     Flag(&'static str),
     Opt(&'static str, String),
     Path(&'static str, PathBuf),
     Chardev { id: &'static str, path: PathBuf },
     Device(Device),
+    /// `-object memory-backend-memfd,share=on`: guest RAM that a vhost-user process can map.
+    SharedMemory { id: &'static str, size_mib: u32 },
+    /// `-global driver.property=value`.
+    Global { driver: &'static str, property: &'static str, value: &'static str },
 }
 
 enum Device {
     VirtioSerial,
     SerialPort { chardev: &'static str, name: &'static str },
     VirtioBlk { drive: String, serial: String },
+    VhostUserFs { chardev: &'static str, tag: &'static str },
 }
 
 impl Device {
@@ -61,6 +74,7 @@ impl Device {
             Device::VirtioSerial => "virtio-serial-device,max_ports=2".into(),
             Device::SerialPort { chardev, name } => format!("virtserialport,chardev={chardev},name={name}"),
             Device::VirtioBlk { drive, serial } => format!("virtio-blk-device,drive={drive},serial={serial}"),
+            Device::VhostUserFs { chardev, tag } => format!("vhost-user-fs-device,chardev={chardev},tag={tag}"),
         }
     }
 }
@@ -77,11 +91,15 @@ impl VmConfig {
             QemuArg::Flag("-no-user-config"),
             QemuArg::Flag("-no-reboot"),
             QemuArg::Opt("-display", "none".into()),
-            QemuArg::Opt("-M", "microvm,acpi=on,x-option-roms=off".into()),
+            QemuArg::Opt("-M", format!("microvm,acpi=on,x-option-roms=off,memory-backend={MEMORY_BACKEND}")),
+            // libvhost-user (virtiofsd) refuses legacy virtio; this switches every virtio-mmio
+            // device of the zone to virtio 1.0.
+            QemuArg::Global { driver: "virtio-mmio", property: "force-legacy", value: "false" },
             QemuArg::Opt("-accel", self.accel.qemu_option(self.cpus)),
             QemuArg::Opt("-cpu", self.accel.cpu_model().into()),
             QemuArg::Opt("-smp", self.cpus.to_string()),
             QemuArg::Opt("-m", format!("{}M", self.memory_mib)),
+            QemuArg::SharedMemory { id: MEMORY_BACKEND, size_mib: self.memory_mib },
             QemuArg::Path("-kernel", self.kernel.clone()),
             QemuArg::Path("-initrd", self.initrd.clone()),
             QemuArg::Opt("-append", self.kernel_cmdline.clone()),
@@ -92,6 +110,8 @@ impl VmConfig {
             QemuArg::Device(Device::VirtioSerial),
             QemuArg::Chardev { id: "ctl", path: self.sockets.control.clone() },
             QemuArg::Device(Device::SerialPort { chardev: "ctl", name: CONTROL_PORT_NAME }),
+            QemuArg::Chardev { id: "share", path: self.sockets.share.clone() },
+            QemuArg::Device(Device::VhostUserFs { chardev: "share", tag: SHARE_TAG }),
         ];
         for disk in &self.disks {
             let ro = if disk.read_only { "on" } else { "off" };
@@ -112,6 +132,10 @@ fn render(arg: QemuArg) -> Vec<OsString> {
         QemuArg::Path(name, path) => vec![name.into(), path.into()],
         QemuArg::Chardev { id, path } => vec!["-chardev".into(), format!("socket,id={id},path={}", escape(&path)).into()],
         QemuArg::Device(device) => vec!["-device".into(), device.render().into()],
+        QemuArg::SharedMemory { id, size_mib } => {
+            vec!["-object".into(), format!("memory-backend-memfd,id={id},size={size_mib}M,share=on").into()]
+        }
+        QemuArg::Global { driver, property, value } => vec!["-global".into(), format!("{driver}.{property}={value}").into()],
     }
 }
 
@@ -127,7 +151,12 @@ mod tests {
             kernel: "/k/vmlinuz".into(),
             initrd: "/k/init.cpio".into(),
             kernel_cmdline: "console=ttyS0".into(),
-            sockets: Sockets { console: "/z/console.sock".into(), control: "/z/a,b/ctl.sock".into(), qmp: "/z/qmp.sock".into() },
+            sockets: Sockets {
+                console: "/z/console.sock".into(),
+                control: "/z/a,b/ctl.sock".into(),
+                qmp: "/z/qmp.sock".into(),
+                share: "/z/vfs.sock".into(),
+            },
             disks: vec![Disk { id: "rootfs".into(), path: "/i/x.erofs".into(), read_only: true, serial: "moat-rootfs".into() }],
         }
     }
@@ -144,5 +173,16 @@ mod tests {
         assert!(joined.contains("virtio-blk-device,drive=rootfs,serial=moat-rootfs"));
         let append = args.iter().position(|a| a == "-append").unwrap();
         assert_eq!(args[append + 1], "console=ttyS0", "the kernel command line is one argument");
+    }
+
+    #[test]
+    fn every_zone_has_the_share_on_shared_memory() {
+        let args: Vec<String> = config().args().into_iter().map(|a| a.into_string().unwrap()).collect();
+        let value_of = |flag: &str, prefix: &str| args.windows(2).find(|w| w[0] == flag && w[1].starts_with(prefix)).map(|w| w[1].clone());
+        assert_eq!(value_of("-M", "microvm").unwrap(), "microvm,acpi=on,x-option-roms=off,memory-backend=mem");
+        assert_eq!(value_of("-object", "memory-backend-memfd").unwrap(), "memory-backend-memfd,id=mem,size=256M,share=on", "as large as -m");
+        assert_eq!(value_of("-global", "virtio-mmio").unwrap(), "virtio-mmio.force-legacy=false");
+        assert_eq!(value_of("-chardev", "socket,id=share").unwrap(), "socket,id=share,path=/z/vfs.sock");
+        assert_eq!(value_of("-device", "vhost-user-fs").unwrap(), "vhost-user-fs-device,chardev=share,tag=moat-share");
     }
 }

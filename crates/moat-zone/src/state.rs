@@ -113,6 +113,9 @@ pub struct ZoneRecord {
     pub state: ZoneState,
     pub supervisor: Option<ProcessId>,
     pub qemu: Option<ProcessId>,
+    /// The zone's file server (the outer virtiofsd process; its sandboxed child dies with it).
+    #[serde(default)]
+    pub virtiofsd: Option<ProcessId>,
     pub kernel_release: Option<String>,
     /// Milliseconds from QEMU's start to the guest's hello.
     pub boot_ms: Option<u64>,
@@ -197,8 +200,25 @@ impl ZoneDir {
     pub fn qmp_socket(&self) -> PathBuf {
         self.path.join("qmp.sock")
     }
-    pub fn sockets(&self) -> [PathBuf; 4] {
-        [self.api_socket(), self.console_socket(), self.control_socket(), self.qmp_socket()]
+    /// virtiofsd's vhost-user socket (virtiofsd listens, QEMU connects).
+    pub fn share_socket(&self) -> PathBuf {
+        self.path.join("vfs.sock")
+    }
+    pub fn sockets(&self) -> [PathBuf; 5] {
+        [self.api_socket(), self.console_socket(), self.control_socket(), self.qmp_socket(), self.share_socket()]
+    }
+    /// The zone's share as virtiofsd serves it: a read-only mount of [`Self::share_base`],
+    /// with each exposed file or directory mounted below it (see [`crate::share`]).
+    pub fn share_dir(&self) -> PathBuf {
+        self.path.join("share")
+    }
+    /// The directory under the share's mount, reached only by this path, where the host makes
+    /// the mount points: the guest sees it through the read-only share and cannot change it.
+    pub fn share_base(&self) -> PathBuf {
+        self.path.join("share-base")
+    }
+    pub fn virtiofsd_log(&self) -> PathBuf {
+        self.path.join("virtiofsd.log")
     }
 
     pub fn read(&self) -> Result<ZoneRecord, StateError> {
@@ -358,6 +378,7 @@ mod tests {
             state: ZoneState::Creating,
             supervisor: None,
             qemu: None,
+            virtiofsd: None,
             kernel_release: None,
             boot_ms: None,
             containers: Vec::new(),

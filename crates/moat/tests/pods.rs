@@ -8,7 +8,7 @@ use common::{stderr, stdout, Moat, BUSYBOX};
 /// Mounts on the host that belong to this test's state root.
 fn mounts_under(moat: &Moat) -> Vec<String> {
     let root = moat.root().to_string_lossy().into_owned();
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(&root)).map(str::to_string).collect()
+    std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo").lines().filter(|l| l.contains(&root)).map(str::to_string).collect()
 }
 
 #[test]

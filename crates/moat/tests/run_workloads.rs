@@ -206,13 +206,14 @@ fn bad_input_is_one_clear_error_and_leaves_no_zone() {
 fn cpus_and_memory_limit_the_containers_cgroup() {
     let moat = Moat::with_busybox();
     // 1.5 CPUs: a zone of 2 vCPUs and a quota of 1.5 CPUs; the default 512m zone leaves the
-    // container the limit moat-spec computes for it. Unprivileged, the zone loads no loop module
-    // and the container has no loop device (those are for privileged containers).
+    // container the limit moat-spec computes for it. Every zone that runs a container loads the
+    // loop module (images arrive through the share as EROFS files), but an unprivileged
+    // container has no loop device (those are for privileged containers).
     let script = "nproc; cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/memory.max /proc/self/oom_score_adj; \
                   echo loop: $(ls /dev | grep -c loop) $(grep -c '^loop ' /proc/modules)";
     let out = moat.ok(&["run", "--rm", "--cpus", "1.5", BUSYBOX, "sh", "-c", script]);
     let limit = moat_spec::resources::container_memory_limit(512).unwrap();
-    assert_eq!(out, format!("2\n150000 100000\n{limit}\n0\nloop: 0 0\n"));
+    assert_eq!(out, format!("2\n150000 100000\n{limit}\n0\nloop: 0 1\n"));
     assert_eq!(limit, 384 << 20);
     assert!(moat.zone_files().is_empty());
 }

@@ -41,6 +41,7 @@ fn boot_ping_inspect_stop_and_remove_leave_nothing() {
     let stopped = moat.ok(&["zone", "stop", "web"]);
     assert_eq!(stopped.trim(), "web: stopped (stopped on request)");
     moat.assert_nothing_running();
+    assert_eq!(mounts_under(moat.root()), Vec::<String>::new(), "the share is unmounted when the zone stops");
     moat.ok(&["zone", "rm", "web"]);
 
     // A running zone removed with -f goes just as cleanly.
@@ -111,8 +112,16 @@ fn killed_qemu_and_killed_supervisor() {
     let reason = moat.wait_state("s", "failed", Duration::from_secs(20));
     assert_eq!(reason, "stale: the zone's supervisor is gone");
 
+    // A zone whose file server dies fails, rather than run on with a share that never answers.
+    moat.ok(&["zone", "create", "--name", "v"]);
+    let virtiofsd = moat.pid("v", "virtiofsd").expect("virtiofsd pid");
+    // SAFETY: as above.
+    unsafe { libc::kill(virtiofsd, libc::SIGKILL) };
+    let reason = moat.wait_state("v", "failed", Duration::from_secs(20));
+    assert!(reason.starts_with("the zone's file server (virtiofsd) exited while the zone ran (signal: 9"), "{reason}");
+
     moat.assert_nothing_running();
-    moat.ok(&["zone", "rm", "q", "s"]);
+    moat.ok(&["zone", "rm", "q", "s", "v"]);
     assert_eq!(moat.zone_files(), Vec::<std::path::PathBuf>::new());
 }
 
@@ -163,4 +172,96 @@ fn accel_kvm_fails_fast_where_kvm_cannot_run_the_guest() {
     assert!(started.elapsed() < BOOT);
     moat.ok(&["zone", "rm", "-f", "auto"]);
     moat.assert_nothing_running();
+}
+
+/// Mount points in this process's namespace (the host's) that lie under `root`.
+fn mounts_under(root: &std::path::Path) -> Vec<String> {
+    let root = root.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo").expect("reading mountinfo").lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&root)).map(String::from).collect()
+}
+
+/// What init read at `path` in the share, and whether it could open it for writing.
+fn probe(moat: &Moat, zone: &str, path: &str) -> (Result<String, String>, Result<(), String>) {
+    let answer: serde_json::Value = serde_json::from_str(moat.ok(&["zone", "debug", zone, "probe-share", "--path", path]).trim()).expect("probe prints JSON");
+    let probed = &answer["probed"];
+    assert!(probed.is_object(), "{answer}");
+    let read = match &probed["read"] {
+        v if v.get("Ok").is_some() => Ok(v["Ok"].as_str().unwrap_or_default().to_string()),
+        v => Err(v["Err"].as_str().unwrap_or_default().to_string()),
+    };
+    let write = match &probed["write"] {
+        v if v.get("Ok").is_some() => Ok(()),
+        v => Err(v["Err"].as_str().unwrap_or_default().to_string()),
+    };
+    (read, write)
+}
+
+#[test]
+fn the_share_brings_host_files_into_a_running_zone_and_leaves_no_mount() {
+    use moat_zone::share::{Share, ShareError};
+    use moat_zone::state::ZoneDir;
+
+    let moat = Moat::new();
+    let host = moat.root().join("host");
+    std::fs::create_dir_all(host.join("vol")).unwrap();
+    std::fs::write(host.join("image.erofs"), "IMAGE-BYTES").unwrap();
+    std::fs::write(host.join("vol/data.txt"), "VOLUME").unwrap();
+    std::fs::write(host.join("secret"), "HOST-SECRET").unwrap();
+    std::os::unix::fs::symlink(host.join("secret"), host.join("vol/absolute")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../../../../..".to_string() + &host.join("secret").to_string_lossy(), host.join("vol/relative")).unwrap();
+
+    moat.ok(&["zone", "create", "--name", "s", "--debug-hooks"]);
+    let info = moat.inspect("s");
+    let virtiofsd = moat.pid("s", "virtiofsd").expect("every zone has a virtiofsd");
+    let share = Share::new(&ZoneDir { path: info["paths"]["dir"].as_str().unwrap().into() });
+
+    // Exposed after boot, read-only on the host's side: root in the zone reads, cannot write.
+    let seen = share.expose(&host.join("image.erofs"), "c1/rootfs.erofs", true).unwrap();
+    assert_eq!(seen, std::path::Path::new("/run/moat/share/c1/rootfs.erofs"));
+    let (read, write) = probe(&moat, "s", "c1/rootfs.erofs");
+    assert_eq!(read.as_deref(), Ok("IMAGE-BYTES"));
+    assert!(write.as_ref().is_err_and(|e| e.contains("Read-only file system")), "{write:?}");
+
+    // A writable volume, and the same directory read-only under a second name.
+    share.expose(&host.join("vol"), "vol", false).unwrap();
+    share.expose(&host.join("vol"), "vol-ro", true).unwrap();
+    assert_eq!(probe(&moat, "s", "vol/data.txt"), (Ok("VOLUME".into()), Ok(())));
+    assert_eq!(probe(&moat, "s", "vol/made-in-zone").1, Ok(()));
+    assert!(host.join("vol/made-in-zone").is_file(), "the guest's write reached the host directory");
+    let (read, write) = probe(&moat, "s", "vol-ro/planted");
+    assert!(read.is_err() && write.is_err_and(|e| e.contains("Read-only file system")));
+    assert!(!host.join("vol/planted").exists());
+    // The skeleton is read-only to the guest: nothing can be planted where mount points go.
+    assert!(probe(&moat, "s", "c2").1.is_err_and(|e| e.contains("Read-only file system")));
+
+    // Symlinks in a shared directory resolve in the guest, never to the host's files.
+    for link in ["vol/absolute", "vol/relative"] {
+        let (read, _) = probe(&moat, "s", link);
+        assert!(!read.as_ref().is_ok_and(|r| r.contains("HOST-SECRET")), "{link}: {read:?}");
+    }
+
+    // Names are checked, and exposures do not nest.
+    assert!(matches!(share.expose(&host.join("vol"), "../x", false), Err(ShareError::BadName { .. })));
+    assert!(matches!(share.expose(&host.join("vol"), "vol/inner", false), Err(ShareError::Taken { .. })));
+    assert!(matches!(share.expose(&host.join("vol"), "vol", false), Err(ShareError::Taken { .. })));
+
+    // Withdrawn: gone from the guest once its 1 s cache of the name runs out.
+    share.withdraw("vol-ro").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(probe(&moat, "s", "vol-ro/data.txt").0.is_err());
+    assert!(matches!(share.withdraw("vol-ro"), Err(ShareError::NotExposed { .. })));
+
+    // A supervisor that dies leaves its mounts; `rm` takes them off before deleting anything.
+    assert!(!mounts_under(moat.root()).is_empty());
+    let supervisor = moat.pid("s", "supervisor").expect("supervisor pid");
+    // SAFETY: a pid moat reported for this test's zone.
+    unsafe { libc::kill(supervisor, libc::SIGKILL) };
+    moat.wait_state("s", "failed", Duration::from_secs(20));
+    moat.ok(&["zone", "rm", "s"]);
+    assert_eq!(mounts_under(moat.root()), Vec::<String>::new());
+    moat.assert_nothing_running();
+    let state = std::fs::read_to_string(format!("/proc/{virtiofsd}/stat")).unwrap_or_default();
+    assert!(state.is_empty() || state.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')), "virtiofsd ended with its zone: {state}");
+    assert_eq!(std::fs::read_to_string(host.join("vol/data.txt")).unwrap(), "VOLUME", "removing the zone left the volume alone");
+    assert!(host.join("image.erofs").is_file());
 }

@@ -25,7 +25,9 @@ use crate::guest_disks::{self, ToolFile};
 use crate::lifecycle::ZoneState;
 use crate::qemu::{Disk, Sockets, VmConfig, QEMU_BINARY};
 use crate::qmp::{Qmp, QmpCommand};
+use crate::share::{self, Share, ShareError};
 use crate::state::{ProcessId, StateError, ZoneDir};
+use crate::virtiofsd::{self, Virtiofsd, VirtiofsdError};
 
 /// How long QEMU may take to connect its sockets after starting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,6 +37,9 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Guest messages queued between the channel reader and the main loop.
 const CHANNEL_QUEUE: usize = 64;
+/// How long the VM's end may follow virtiofsd's: QEMU's exit also ends virtiofsd, and the VM's
+/// result then follows within [`DRAIN_TIMEOUT`].
+const VM_AFTER_VIRTIOFSD: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -56,6 +61,10 @@ pub enum SupervisorError {
     Transition(#[from] crate::lifecycle::TransitionError),
     #[error("building a guest disk: {0}")]
     GuestDisk(#[from] crate::guest_disks::GuestDiskError),
+    #[error("preparing the zone's share: {0}")]
+    Share(#[from] ShareError),
+    #[error(transparent)]
+    Virtiofsd(#[from] VirtiofsdError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SupervisorError {
@@ -75,6 +84,10 @@ pub fn supervise(dir: ZoneDir, assets_dir: &Path) -> Result<(), SupervisorError>
     for socket in dir.sockets() {
         let _ = std::fs::remove_file(socket);
     }
+    let unshared = share::cleanup(&dir);
+    if let Err(err) = &unshared {
+        tracing::error!(%err, "the zone's share is still mounted; the zone directory is kept");
+    }
     let record = dir.update(|record| {
         if let Ok(next) = record.state.transition(final_state.clone()) {
             record.state = next;
@@ -83,7 +96,7 @@ pub fn supervise(dir: ZoneDir, assets_dir: &Path) -> Result<(), SupervisorError>
     })?;
     // `--rm`: a one-container zone goes once its container has exited.
     let removable = |c: &crate::state::ContainerRecord| c.auto_remove && c.exit.is_some();
-    if !record.config.pod && !record.containers.is_empty() && record.containers.iter().all(removable) {
+    if unshared.is_ok() && !record.config.pod && !record.containers.is_empty() && record.containers.iter().all(removable) {
         let _ = std::fs::remove_dir_all(&dir.path);
     }
     result.map(|_| ())
@@ -114,10 +127,34 @@ fn kernel_cmdline(id: &str, release: &str, accel: Accel, debug: bool) -> String 
     cmdline
 }
 
+/// Start the zone's file server, run the VM, and end the file server with it. A file server
+/// that dies first fails the zone: QEMU would run on with a share that never answers.
 async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorError> {
-    let record = dir.read()?;
     let supervisor = ProcessId::of(std::process::id());
     dir.update(|r| r.supervisor = supervisor)?;
+    let share = Share::new(dir);
+    share.prepare()?;
+    let config = virtiofsd::Config { socket: dir.share_socket(), source: share.root().to_path_buf() };
+    let log = dir.virtiofsd_log();
+    let mut virtiofsd = Virtiofsd::start(&config, &log).await?;
+    let virtiofsd_id = virtiofsd.id().and_then(ProcessId::of);
+    dir.update(|r| r.virtiofsd = virtiofsd_id)?;
+    let vm = run_vm(dir, &share, assets_dir);
+    tokio::pin!(vm);
+    let result = tokio::select! {
+        result = &mut vm => result,
+        died = virtiofsd.exited(&log) => match tokio::time::timeout(VM_AFTER_VIRTIOFSD, &mut vm).await {
+            Ok(result) => result,
+            // Dropping the VM's future kills QEMU.
+            Err(_) => Err(died.into()),
+        },
+    };
+    virtiofsd.stop().await;
+    result
+}
+
+async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path) -> Result<ZoneState, SupervisorError> {
+    let record = dir.read()?;
 
     let assets = Assets::locate(assets_dir)?;
     // Resolved once (it runs ldd on runc): the initramfs links to these files, and a workload's
@@ -137,7 +174,7 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
         kernel: assets.kernel.clone(),
         initrd,
         kernel_cmdline: kernel_cmdline(&record.id, &assets.kernel_release, record.config.accel, record.config.debug),
-        sockets: Sockets { console: dir.console_socket(), control: dir.control_socket(), qmp: dir.qmp_socket() },
+        sockets: Sockets { console: dir.console_socket(), control: dir.control_socket(), qmp: dir.qmp_socket(), share: dir.share_socket() },
         disks: zone_disks(dir, &record.config, &assets, &tools)?,
     };
 
@@ -168,7 +205,7 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
     let (to_guest, to_guest_rx) = mpsc::channel(CHANNEL_QUEUE);
     tokio::spawn(write_guest(write, to_guest_rx));
 
-    let mut zone = Zone::new(dir, &share, started, to_guest);
+    let mut zone = Zone::new(dir, share, started, to_guest);
     let status = zone.serve(&mut qemu, listeners.api, guest_rx, qmp_events).await;
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, console_task).await;
     Ok(zone.outcome().final_state(status, &tail, &dir.path.join("qemu.log")))

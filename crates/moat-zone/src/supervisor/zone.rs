@@ -204,6 +204,7 @@ impl<'a> Zone<'a> {
             Response::Pong => ApiResponse::Pong { round_trip_us: u64::try_from(waiter.sent.elapsed().as_micros()).unwrap_or(u64::MAX) },
             Response::Done => ApiResponse::Done,
             Response::Failed { kind, message } => ApiResponse::Error { kind, message },
+            Response::Probed { read, write } => ApiResponse::Probed { read, write },
         };
         match request {
             Request::CreateContainer(create) if done => {
@@ -280,9 +281,9 @@ impl<'a> Zone<'a> {
                 self.stop(Duration::from_secs(timeout_secs));
                 let _ = reply.send(ApiResponse::Done).await;
             }
-            ApiRequest::Stdin { data } => self.to_bound(client, &reply, |process| HostMessage::Stdin { process, data }).await,
-            ApiRequest::Signal { signal } => self.to_bound(client, &reply, |process| HostMessage::Signal { process, signal }).await,
-            ApiRequest::Resize { rows, cols } => self.to_bound(client, &reply, |process| HostMessage::Resize { process, rows, cols }).await,
+            ApiRequest::Stdin { data } => self.pass_to_bound(client, &reply, |process| HostMessage::Stdin { process, data }).await,
+            ApiRequest::Signal { signal } => self.pass_to_bound(client, &reply, |process| HostMessage::Signal { process, signal }).await,
+            ApiRequest::Resize { rows, cols } => self.pass_to_bound(client, &reply, |process| HostMessage::Resize { process, rows, cols }).await,
         }
     }
 
@@ -343,7 +344,7 @@ impl<'a> Zone<'a> {
     }
 
     /// Pass a stream message to the process `client` talks to; only errors are answered.
-    async fn to_bound(&mut self, client: ClientId, reply: &Reply, msg: impl FnOnce(u32) -> HostMessage) {
+    async fn pass_to_bound(&mut self, client: ClientId, reply: &Reply, msg: impl FnOnce(u32) -> HostMessage) {
         let sent = match self.routes.target(client) {
             Some(process) => self.notify(msg(process), process).await,
             None => Err(error(FailureKind::WrongState, "this connection is attached to no process")),

@@ -52,7 +52,7 @@ pub fn attach(mut conn: Connection, stdin: bool, tty: bool) -> anyhow::Result<Op
                     let _ = done_tx.send(Some(status));
                     return;
                 }
-                Ok(ApiResponse::Error { message }) => eprintln!("moat: {message}"),
+                Ok(ApiResponse::Error { message, .. }) => eprintln!("moat: {message}"),
                 Ok(_) => {}
                 Err(_) => {
                     let _ = done_tx.send(None);

@@ -11,7 +11,9 @@ use moat_proto::DebugRequest;
 use moat_zone::accel::{self, AccelChoice, HostFacts};
 use moat_zone::api::{self, ApiRequest, ApiResponse};
 use moat_zone::assets::Assets;
+use moat_zone::lifecycle::ZoneState;
 use moat_zone::ops::{self, CreateRequest};
+use moat_zone::share::Share;
 use moat_zone::state::{ZoneRecord, ZoneStore};
 
 #[derive(Subcommand)]
@@ -49,12 +51,30 @@ pub enum ZoneCommand {
         #[arg(required = true)]
         zones: Vec<String>,
     },
+    /// Bind a host file or directory into a running zone's share; prints the path the zone
+    /// sees it at. (Containers' images and volumes will arrive this way.)
+    #[command(hide = true)]
+    Expose {
+        zone: String,
+        source: PathBuf,
+        /// Relative path below the share: letters, digits, '.', '_', '-' and '/'.
+        name: String,
+        /// Read-only, enforced by the host's mount.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Take an exposure away from a zone's share.
+    #[command(hide = true)]
+    Withdraw { zone: String, name: String },
     /// Test hooks: make a zone created with --debug-hooks misbehave.
     #[command(hide = true)]
     Debug {
         zone: String,
         #[arg(value_enum)]
         action: DebugAction,
+        /// For probe-share: the path below the zone's share mount.
+        #[arg(long, default_value = "")]
+        path: String,
     },
 }
 
@@ -87,6 +107,8 @@ pub enum Format {
 pub enum DebugAction {
     KernelPanic,
     WriteGarbage,
+    /// Read, and try to open for writing, --path in the zone's share; prints JSON.
+    ProbeShare,
 }
 
 #[derive(Args)]
@@ -132,14 +154,26 @@ pub fn run(root: &Path, command: ZoneCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
-        ZoneCommand::Debug { zone, action } => {
+        ZoneCommand::Expose { zone, source, name, read_only } => {
+            let share = running_share(&store, &zone)?;
+            println!("{}", share.expose(&source, &name, read_only)?.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ZoneCommand::Withdraw { zone, name } => {
+            running_share(&store, &zone)?.withdraw(&name)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ZoneCommand::Debug { zone, action, path } => {
             let (dir, _) = store.find(&zone)?;
             let request = match action {
                 DebugAction::KernelPanic => DebugRequest::KernelPanic,
                 DebugAction::WriteGarbage => DebugRequest::WriteRaw { bytes: b"\xff\xff\xff\xffnot a frame".to_vec() },
+                DebugAction::ProbeShare => DebugRequest::ProbeShare { path },
             };
-            let answer = api::call(&dir.api_socket(), &ApiRequest::Debug(request), Duration::from_secs(10));
-            println!("{answer:?}");
+            match api::call(&dir.api_socket(), &ApiRequest::Debug(request), Duration::from_secs(10)) {
+                Ok(answer) => println!("{}", serde_json::to_string(&answer)?),
+                Err(err) => println!("{err:?}"),
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -159,6 +193,14 @@ fn create(root: &Path, store: &ZoneStore, args: CreateArgs) -> anyhow::Result<Ex
     let record = ops::create(store, request, &supervisor)?;
     println!("{}", record.name);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The share of a zone that runs (a zone's share exists only while its supervisor does).
+fn running_share(store: &ZoneStore, zone: &str) -> anyhow::Result<Share> {
+    let (dir, record) = store.find(zone)?;
+    let state = record.effective_state();
+    anyhow::ensure!(state == ZoneState::Running, "zone {zone} is {}, not running", state.name());
+    Ok(Share::new(&dir))
 }
 
 fn describe(record: &ZoneRecord) -> String {
@@ -222,12 +264,15 @@ fn inspect_json(dir: &Path, r: &ZoneRecord) -> serde_json::Value {
         "pids": {
             "supervisor": r.supervisor.filter(|p| p.is_alive()).map(|p| p.pid),
             "qemu": r.qemu.filter(|p| p.is_alive()).map(|p| p.pid),
+            "virtiofsd": r.virtiofsd.filter(|p| p.is_alive()).map(|p| p.pid),
         },
         "paths": {
             "dir": dir,
             "console_log": dir.join("console.log"),
             "supervisor_log": dir.join("supervisor.log"),
             "qemu_log": dir.join("qemu.log"),
+            "virtiofsd_log": dir.join("virtiofsd.log"),
+            "share": dir.join("share"),
         },
     })
 }
@@ -293,6 +338,7 @@ mod tests {
             state: ZoneState::Stopped { reason: "the container exited".into() },
             supervisor: None,
             qemu: None,
+            virtiofsd: None,
             kernel_release: None,
             boot_ms: None,
             containers: vec![container],
