@@ -109,7 +109,8 @@ impl Containers {
         if self.exec_count() >= MAX_EXEC_PROCESSES {
             return failed(FailureKind::Limit, format!("{MAX_EXEC_PROCESSES} exec'd processes already run in this zone; wait for one to end"));
         }
-        match runner::exec(&entry.container, process, request) {
+        let Some(pod) = &self.pod else { return failed(FailureKind::Internal, "the pod's namespaces are gone") };
+        match runner::exec(&entry.container, process, request, pod) {
             Ok(workload) => {
                 log::info(&format!("process {process} of container {id} runs as pid {}", workload.pid()));
                 self.processes.insert(process, workload);

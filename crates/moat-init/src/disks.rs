@@ -132,13 +132,16 @@ pub fn remove_container_rootfs(container: &str) {
 
 /// Mount the scratch disk once, for every container's writable layer.
 fn mount_scratch() -> Result<(), DiskError> {
-    let target = Path::new(SCRATCH_DIR);
+    // No nodev or nosuid: the overlay reaches device nodes and setuid files through this mount.
+    mount_disk_once(SCRATCH_SERIAL, Path::new(SCRATCH_DIR), "ext4", MsFlags::empty())
+}
+
+/// Mount the disk with `serial` at `target` unless the first container already did.
+fn mount_disk_once(serial: &'static str, target: &Path, fstype: &'static str, flags: MsFlags) -> Result<(), DiskError> {
     if is_mount_point(target) {
         return Ok(());
     }
-    let scratch = wait_for_disk(SCRATCH_SERIAL)?;
-    // No nodev or nosuid: the overlay reaches device nodes and setuid files through this mount.
-    mount_disk(&scratch, target, "ext4", MsFlags::empty())
+    mount_disk(&wait_for_disk(serial)?, target, fstype, flags)
 }
 
 fn is_mount_point(path: &Path) -> bool {
@@ -157,16 +160,14 @@ fn bind(source: &Path, target: &Path) -> Result<(), DiskError> {
 /// the zone (and in a privileged container, which gets a bind of it) finds every module the
 /// kernel ships. The host attaches it with every workload.
 pub fn mount_modules() -> Result<(), DiskError> {
-    let disk = wait_for_disk(MODULES_SERIAL)?;
     let release = nix::sys::utsname::uname().map_err(DiskError::Uname)?.release().to_os_string();
     let target = Path::new(MODULES_ROOT).join(release);
-    mount_disk(&disk, &target, "erofs", MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)
+    mount_disk_once(MODULES_SERIAL, &target, "erofs", MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)
 }
 
 /// Mount the tools disk, where the initramfs's links to runc and its libraries point.
 pub fn mount_tools() -> Result<(), DiskError> {
-    let disk = wait_for_disk(TOOLS_SERIAL)?;
-    mount_disk(&disk, Path::new(TOOLS_DIR), "erofs", MsFlags::MS_RDONLY | MsFlags::MS_NODEV)
+    mount_disk_once(TOOLS_SERIAL, Path::new(TOOLS_DIR), "erofs", MsFlags::MS_RDONLY | MsFlags::MS_NODEV)
 }
 
 fn mount_disk(device: &Path, target: &Path, fstype: &'static str, flags: MsFlags) -> Result<(), DiskError> {

@@ -3,13 +3,16 @@
 //! share a hostname. Each keeps its own mount, PID and cgroup namespaces (and user namespace
 //! when unprivileged).
 //!
-//! Init makes the namespaces once, held open by bind mounts of their nsfs files, and changes
-//! each container's spec to join them. What the kernel lets only a namespace's owner do (bring
+//! Init makes the namespaces once, held open by bind mounts of their nsfs files, and starts runc
+//! inside them (see [`Pod::entry`]); a container's spec then lists none of the three, so the
+//! container and every process exec'd into it inherit them. (Listing them by path would not do:
+//! runc 1.1's `exec` joins the container's user namespace first, and from there may not enter
+//! namespaces that the zone's user namespace owns.) What the kernel lets only a namespace's owner do (bring
 //! `lo` up, set `net.*` sysctls and the hostname, mount `mqueue` for the IPC namespace and
 //! `sysfs` for the network namespace) init does itself, since an unprivileged container's root
 //! owns none of them: such a container gets binds of the pod's mqueue and sysfs instead.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
@@ -47,6 +50,8 @@ pub enum PodError {
 /// The pod's namespaces, made at the first container.
 pub struct Pod {
     hostname_set: bool,
+    /// The pod's namespaces, open, in [`SHARED`]'s order.
+    namespaces: Vec<OwnedFd>,
 }
 
 impl Pod {
@@ -62,10 +67,23 @@ impl Pod {
             setns(fd.as_fd(), flag).map_err(|err| PodError::Sys { what: "returning to the zone's namespaces", err })?;
         }
         up?;
-        Ok(Self { hostname_set: false })
+        let namespaces = SHARED
+            .iter()
+            .map(|(_, name, _)| {
+                let path = Path::new(POD_DIR).join(name);
+                std::fs::File::open(&path).map(OwnedFd::from).map_err(|err| PodError::Io { what: "opening", path, err })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { hostname_set: false, namespaces })
     }
 
-    /// Make `spec` join the pod: its network, IPC and UTS namespaces become the pod's; its
+    /// What a process must `setns` into to be in the pod: descriptors and their kinds. They
+    /// stay open as long as the pod, so a forked child may use the raw numbers.
+    pub fn entry(&self) -> Vec<(RawFd, CloneFlags)> {
+        self.namespaces.iter().zip(SHARED).map(|(fd, (_, _, flag))| (fd.as_raw_fd(), flag)).collect()
+    }
+
+    /// Make `spec` join the pod: it leaves its network, IPC and UTS namespaces to the pod's; its
     /// `net.*` sysctls are set on the pod's network namespace, and its hostname becomes the
     /// pod's when the pod has none yet (a container cannot set the hostname of a namespace it
     /// joins, so both leave the spec). A user-namespaced container binds the pod's mqueue and
@@ -75,14 +93,11 @@ impl Pod {
         spec.set_hostname(None);
         let mut linux = spec.linux().clone().unwrap_or_default();
         let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-        for ns in &mut namespaces {
-            if let Some((_, name, _)) = SHARED.iter().find(|(typ, _, _)| *typ == ns.typ()) {
-                if ns.path().is_some() {
-                    return Err(PodError::ForeignNamespace(ns.typ()));
-                }
-                ns.set_path(Some(Path::new(POD_DIR).join(name)));
-            }
+        let shared = |typ: LinuxNamespaceType| SHARED.iter().any(|(t, _, _)| *t == typ);
+        if let Some(foreign) = namespaces.iter().find(|ns| shared(ns.typ()) && ns.path().is_some()) {
+            return Err(PodError::ForeignNamespace(foreign.typ()));
         }
+        namespaces.retain(|ns| !shared(ns.typ()));
         let user_namespaced = namespaces.iter().any(|ns| ns.typ() == LinuxNamespaceType::User);
         linux.set_namespaces(Some(namespaces));
         let mut net_sysctls = Vec::new();

@@ -3,13 +3,14 @@
 
 use std::ffi::OsStr;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use moat_proto::FailureKind;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
 
 pub const RUNC: &str = "/usr/sbin/runc";
 /// runc's state directory (its default for root).
@@ -65,30 +66,34 @@ impl ContainerStdio {
     }
 }
 
+/// Namespaces runc is started in, so that what it creates or execs inherits them: open
+/// descriptors and their kinds (see `Pod::entry`).
+pub type Enter = [(RawFd, CloneFlags)];
+
 /// `runc create`: the container's process exists, stopped before exec, when this returns.
-pub fn create(id: &str, bundle: &Path, pid_file: &Path, console_socket: Option<&Path>, stdio: ContainerStdio) -> Result<(), RuncError> {
+pub fn create(id: &str, bundle: &Path, pid_file: &Path, console_socket: Option<&Path>, stdio: ContainerStdio, enter: &Enter) -> Result<(), RuncError> {
     let mut args: Vec<&OsStr> = vec!["create".as_ref(), "--bundle".as_ref(), bundle.as_os_str(), "--pid-file".as_ref(), pid_file.as_os_str()];
     if let Some(socket) = console_socket {
         args.extend(["--console-socket".as_ref(), socket.as_os_str()]);
     }
     args.push(id.as_ref());
-    run("create", &args, stdio)
+    run("create", &args, stdio, enter)
 }
 
 /// `runc start`: the container's process execs its command.
 pub fn start(id: &str) -> Result<(), RuncError> {
-    run("start", &["start".as_ref(), id.as_ref()], ContainerStdio::null())
+    run("start", &["start".as_ref(), id.as_ref()], ContainerStdio::null(), &[])
 }
 
 /// `runc exec --detach`: start the process described by the `process` file in the running
 /// container. runc exits once it runs, so the process becomes init's child, as the workload is.
-pub fn exec(id: &str, process: &Path, pid_file: &Path, console_socket: Option<&Path>, stdio: ContainerStdio) -> Result<(), RuncError> {
+pub fn exec(id: &str, process: &Path, pid_file: &Path, console_socket: Option<&Path>, stdio: ContainerStdio, enter: &Enter) -> Result<(), RuncError> {
     let mut args: Vec<&OsStr> = vec!["exec".as_ref(), "--detach".as_ref(), "--pid-file".as_ref(), pid_file.as_os_str(), "--process".as_ref(), process.as_os_str()];
     if let Some(socket) = console_socket {
         args.extend(["--console-socket".as_ref(), socket.as_os_str()]);
     }
     args.push(id.as_ref());
-    run("exec", &args, stdio)
+    run("exec", &args, stdio, enter)
 }
 
 /// `runc delete`: remove the container's state and cgroup; with `force`, kill what is left
@@ -99,7 +104,7 @@ pub fn delete(id: &str, force: bool) -> Result<(), RuncError> {
         args.push("--force".as_ref());
     }
     args.push(id.as_ref());
-    run("delete", &args, ContainerStdio::null())
+    run("delete", &args, ContainerStdio::null(), &[])
 }
 
 /// The kind of a runc failure. runc reports why a process could not start only as text (Go's
@@ -116,7 +121,7 @@ pub fn failure_kind(reason: &str) -> FailureKind {
     }
 }
 
-fn run(command: &'static str, args: &[&OsStr], stdio: ContainerStdio) -> Result<(), RuncError> {
+fn run(command: &'static str, args: &[&OsStr], stdio: ContainerStdio, enter: &Enter) -> Result<(), RuncError> {
     let _ = std::fs::remove_file(LOG_FILE);
     let mut runc = Command::new(RUNC);
     runc
@@ -128,9 +133,14 @@ fn run(command: &'static str, args: &[&OsStr], stdio: ContainerStdio) -> Result<
     // Init blocks the signals it reads through its signalfd, and a blocked mask survives exec:
     // without this the container's process would start with SIGTERM, SIGUSR1 and the rest
     // blocked, and a signal forwarded to it would never arrive.
-    // SAFETY: sigprocmask is async-signal-safe and only changes the child's own mask.
+    let enter = enter.to_vec();
+    // SAFETY: sigprocmask and setns are async-signal-safe and change only the child's own mask
+    // and namespaces; the descriptors stay open in init for as long as the pod.
     unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut runc, || {
+        std::os::unix::process::CommandExt::pre_exec(&mut runc, move || {
+            for (fd, kind) in &enter {
+                nix::sched::setns(BorrowedFd::borrow_raw(*fd), *kind).map_err(std::io::Error::from)?;
+            }
             nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from)
         });
     }

@@ -101,7 +101,7 @@ fn create_mounted(request: &CreateContainer, spec: &mut Spec, pod: &mut Pod) -> 
     let bundle_dir = bundle::write(spec, id)?;
     let cgroup = bundle::cgroup_dir(spec);
     let pid_file = bundle::pid_file(id, None);
-    let stdio = launch(request.tty, request.stdin, |socket, stdio| runc::create(id, &bundle_dir, &pid_file, socket, stdio))?;
+    let stdio = launch(request.tty, request.stdin, |socket, stdio| runc::create(id, &bundle_dir, &pid_file, socket, stdio, &pod.entry()))?;
     let pid = match read_pid(&pid_file) {
         Ok(pid) => pid,
         Err(err) => {
@@ -127,7 +127,7 @@ pub fn remove(container: &Container, force: bool) -> Result<(), RunError> {
 }
 
 /// Start the process `request` describes in the running container, numbered `process`.
-pub fn exec(container: &Container, process: u32, request: &ExecRequest) -> Result<Workload, RunError> {
+pub fn exec(container: &Container, process: u32, request: &ExecRequest, pod: &Pod) -> Result<Workload, RunError> {
     let mut spec_process = moat_spec::exec::process_from_json(&request.process_json)?;
     spec_process.set_terminal(Some(request.tty));
     if let Some(user) = &request.user {
@@ -135,7 +135,7 @@ pub fn exec(container: &Container, process: u32, request: &ExecRequest) -> Resul
     }
     let process_file = bundle::write_exec_process(&spec_process, &container.id, process)?;
     let pid_file = bundle::pid_file(&container.id, Some(process));
-    let started = launch(request.tty, request.stdin, |socket, stdio| runc::exec(&container.id, &process_file, &pid_file, socket, stdio)).and_then(|stdio| Ok((stdio, read_pid(&pid_file)?)));
+    let started = launch(request.tty, request.stdin, |socket, stdio| runc::exec(&container.id, &process_file, &pid_file, socket, stdio, &pod.entry())).and_then(|stdio| Ok((stdio, read_pid(&pid_file)?)));
     let _ = std::fs::remove_file(&process_file);
     let _ = std::fs::remove_file(&pid_file);
     let (stdio, pid) = started?;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{stderr, stdout, Moat, BUSYBOX};
+use common::{stderr, stderr_raw, stdout, Moat, BUSYBOX};
 
 /// Mounts on the host that belong to this test's state root.
 fn mounts_under(moat: &Moat) -> Vec<String> {
@@ -67,9 +67,11 @@ fn a_pod_holds_containers_that_share_its_loopback_and_keep_their_own_pid_1() {
 
     // A privileged container enters a shared pod only when asked, with a warning.
     let out = moat.run(&["run", "--rm", "--pod", "p", "--privileged", "--allow-privileged-in-pod", BUSYBOX, "sh", "-c", "grep ^CapEff /proc/self/status"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}: {}{}", out.status, stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("000001ffffffffff"), "{}", stdout(&out));
-    assert!(stderr(&out).starts_with("moat: warning:") && stderr(&out).contains("within its reach"), "{}", stderr(&out));
+    let warnings: Vec<String> = stderr_raw(&out).lines().map(str::to_string).collect();
+    assert_eq!(warnings.iter().filter(|l| l.contains("within its reach")).count(), 1, "one warning line: {warnings:?}");
+    assert!(warnings.iter().all(|l| l.starts_with("moat: warning:")), "{warnings:?}");
 
     // A removed container is gone from the zone and the record; the pod goes with rm -f.
     moat.ok(&["rm", "a"]);
