@@ -12,7 +12,9 @@ use moat_zone::state::{new_zone_id, ContainerRecord, FileLock, ZoneDir, ZoneReco
 use oci_spec::runtime::{MountBuilder, Spec};
 
 use crate::error::{Result, RuntimeError};
+use crate::mounts;
 use crate::pods::{Pods, SandboxConfig};
+use crate::volumes::{VolumeMount, VolumeStore};
 
 /// Where the zone mounts its kernel modules disk; a privileged container gets it read-only, so
 /// `modprobe` in it loads what the zone kernel ships.
@@ -41,6 +43,8 @@ pub struct ContainerConfig {
     pub stdin: bool,
     /// Remove the container once it exited (`--rm`).
     pub auto_remove: bool,
+    /// Volumes, binds and tmpfs mounts (`-v`, `--mount`, `--tmpfs`).
+    pub mounts: Vec<VolumeMount>,
 }
 
 /// A container and its zone, as found by name or id.
@@ -97,7 +101,7 @@ impl Containers<'_> {
                 (dir, false)
             }
             Placement::OwnZone(mut sandbox) => {
-                self.check_name_free(&name)?;
+                self.check_name_free(&name, None)?;
                 moat_spec::resources::apply_zone_limits(&mut config.spec, sandbox.resources.memory_mib(), sandbox.resources.cpus())?;
                 // Docker's default: the container's short id.
                 if config.spec.hostname().is_none() {
@@ -134,7 +138,7 @@ impl Containers<'_> {
         {
             // Names are unique over every zone; the store's lock orders concurrent creates.
             let _lock = FileLock::acquire(&self.store.lock_path())?;
-            self.check_name_free(name)?;
+            self.check_name_free(name, Some(dir))?;
             dir.update(|zone| {
                 if zone.containers.len() >= MAX_CONTAINERS {
                     return Err(RuntimeError::PodFull { pod: zone.name.clone(), max: MAX_CONTAINERS });
@@ -144,15 +148,31 @@ impl Containers<'_> {
             })??;
         }
         std::fs::create_dir_all(dir.container_dir(id)).map_err(|err| RuntimeError::Io { what: "creating the container's directory".into(), err })?;
-        let request = CreateContainer { container: id.to_string(), spec_json: moat_spec::to_json(&config.spec)?, image: config.image_file.clone(), tty: config.tty, stdin: config.stdin };
-        let answer = api::call(&dir.api_socket(), &ApiRequest::CreateContainer(Box::new(request)), REQUEST_TIMEOUT);
-        done(answer)?;
+        let volumes = self.volumes()?;
+        let sent = mounts::plan(&volumes, id, &config.mounts, container_root(&config.spec)).and_then(|(exposures, extra)| {
+            let mut spec = config.spec.clone();
+            let mut all = spec.mounts().clone().unwrap_or_default();
+            all.extend(extra);
+            spec.set_mounts(Some(all));
+            let request = CreateContainer { container: id.to_string(), spec_json: moat_spec::to_json(&spec)?, image: config.image_file.clone(), tty: config.tty, stdin: config.stdin, volumes: exposures };
+            done(api::call(&dir.api_socket(), &ApiRequest::CreateContainer(Box::new(request)), REQUEST_TIMEOUT))
+        });
+        if let Err(err) = sent {
+            mounts::release(&volumes, id, &config.mounts);
+            return Err(err);
+        }
         Ok(Found { dir: dir.clone(), zone: dir.read()?, container: record })
     }
 
-    fn check_name_free(&self, name: &str) -> Result<()> {
+    fn volumes(&self) -> Result<VolumeStore> {
+        Ok(VolumeStore::open(self.store.root())?)
+    }
+
+    /// No zone and no container has the name `name`; a container's own zone (`own`) may.
+    fn check_name_free(&self, name: &str, own: Option<&ZoneDir>) -> Result<()> {
         let zones = self.store.list()?;
-        if zones.iter().any(|z| z.name == name || z.containers.iter().any(|c| c.name == name)) {
+        let taken_by = |z: &ZoneRecord| (z.name == name && own.is_none_or(|d| d.path != self.store.dir(&z.id).path)) || z.containers.iter().any(|c| c.name == name);
+        if zones.iter().any(taken_by) {
             return Err(RuntimeError::NameInUse(name.to_string()));
         }
         Ok(())
@@ -228,6 +248,7 @@ impl Containers<'_> {
         if is_running(found) && !force {
             return Err(RuntimeError::Running(found.container.name.clone()));
         }
+        self.release_volumes(&found.container.id)?;
         if !found.zone.config.pod || found.zone.effective_state().is_terminal() {
             if found.zone.config.pod {
                 found.dir.update(|z| z.containers.retain(|c| c.id != found.container.id))?;
@@ -239,6 +260,15 @@ impl Containers<'_> {
         }
         let answer = api::call(&found.dir.api_socket(), &ApiRequest::RemoveContainer { container: found.container.id.clone(), force }, REQUEST_TIMEOUT);
         done(answer)
+    }
+
+    /// Take `container`'s marks off every named volume.
+    fn release_volumes(&self, container: &str) -> Result<()> {
+        let volumes = self.volumes()?;
+        for volume in volumes.list()? {
+            volumes.release(&volume.name, container)?;
+        }
+        Ok(())
     }
 
     /// Every container with its zone, oldest zone first.
@@ -273,6 +303,13 @@ impl Containers<'_> {
         let text = read_bounded(&path, moat_spec::MAX_SPEC_JSON_BYTES as u64).map_err(|err| RuntimeError::Io { what: format!("reading the container's spec {}", path.display()), err })?;
         Ok(moat_spec::from_json(&text)?)
     }
+}
+
+/// The zone's uid and gid for a user-namespaced container's root.
+fn container_root(spec: &Spec) -> Option<(u32, u32)> {
+    let linux = spec.linux().as_ref()?;
+    let root = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| maps.as_ref()?.iter().find(|m| m.container_id() == 0).map(|m| m.host_id());
+    Some((root(linux.uid_mappings())?, root(linux.gid_mappings())?))
 }
 
 /// Whether the container's process still runs: started, not exited, its zone live.

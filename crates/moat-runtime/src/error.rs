@@ -38,6 +38,8 @@ pub enum RuntimeError {
     #[error(transparent)]
     Resources(#[from] ResourcesError),
     #[error(transparent)]
+    Volume(#[from] crate::volumes::VolumeError),
+    #[error(transparent)]
     Spec(#[from] moat_spec::SpecError),
     #[error(transparent)]
     Resource(#[from] moat_spec::resources::ResourceError),
@@ -58,7 +60,7 @@ impl RuntimeError {
             RuntimeError::NoSuchPod(_) | RuntimeError::NotAPod(_) => FailureKind::NoSuchContainer,
             RuntimeError::NameInUse(_) => FailureKind::AlreadyExists,
             RuntimeError::NotRunning(_) | RuntimeError::Running(_) | RuntimeError::PodNotRunning { .. } | RuntimeError::PodNotEmpty(_) => FailureKind::WrongState,
-            RuntimeError::PrivilegedInPod(_) | RuntimeError::PodSetting(_) | RuntimeError::Resources(_) | RuntimeError::Resource(_) | RuntimeError::Spec(_) => FailureKind::BadRequest,
+            RuntimeError::PrivilegedInPod(_) | RuntimeError::PodSetting(_) | RuntimeError::Resources(_) | RuntimeError::Volume(_) | RuntimeError::Resource(_) | RuntimeError::Spec(_) => FailureKind::BadRequest,
             RuntimeError::PodFull { .. } => FailureKind::Limit,
             RuntimeError::Zone { kind, .. } => *kind,
             RuntimeError::Api(_) => FailureKind::ZoneGone,

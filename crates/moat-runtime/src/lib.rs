@@ -4,6 +4,7 @@
 
 pub mod containers;
 pub mod error;
+pub mod mounts;
 pub mod pods;
 pub mod resources;
 pub mod size;

@@ -223,18 +223,19 @@ impl VolumeStore {
     /// name, the volume gets a generated one.
     pub fn create(&self, name: Option<&str>) -> Result<VolumeRecord, VolumeError> {
         match name {
-            Some(name) => self.get_or_create(name),
-            None => self.get_or_create(&new_volume_name()?),
+            Some(name) => self.get_or_create(name).map(|(record, _)| record),
+            None => self.get_or_create(&new_volume_name()?).map(|(record, _)| record),
         }
     }
 
     /// The volume for `-v NAME:/path`, created on first use.
-    pub fn get_or_create(&self, name: &str) -> Result<VolumeRecord, VolumeError> {
+    /// The volume `name`, created when missing; true when this call created it.
+    pub fn get_or_create(&self, name: &str) -> Result<(VolumeRecord, bool), VolumeError> {
         validate_volume_name(name)?;
         let _lock = self.lock()?;
         match self.read_record(name) {
-            Err(VolumeError::NotFound(_)) => self.create_locked(name),
-            found => found,
+            Err(VolumeError::NotFound(_)) => self.create_locked(name).map(|record| (record, true)),
+            found => found.map(|record| (record, false)),
         }
     }
 
@@ -475,7 +476,7 @@ mod tests {
         assert!(v1.mountpoint.ends_with("volumes/v1/_data"));
         std::fs::write(v1.mountpoint.join("keep"), "x").unwrap();
         assert_eq!(store.create(Some("v1")).unwrap(), v1);
-        assert_eq!(store.get_or_create("v1").unwrap(), v1);
+        assert_eq!(store.get_or_create("v1").unwrap(), (v1.clone(), false));
         assert!(v1.mountpoint.join("keep").exists());
 
         let anonymous = store.create(None).unwrap();
@@ -512,7 +513,7 @@ mod tests {
     fn concurrent_creates_agree() {
         let (_root, store) = store();
         let records: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| store.get_or_create("shared").unwrap())).collect();
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| store.get_or_create("shared").unwrap().0)).collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert!(records.iter().all(|r| *r == records[0]));

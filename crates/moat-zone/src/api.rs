@@ -48,6 +48,17 @@ pub struct CreateContainer {
     pub image: std::path::PathBuf,
     pub tty: bool,
     pub stdin: bool,
+    /// Host directories the container's spec binds from the share.
+    pub volumes: Vec<Exposure>,
+}
+
+/// A host file or directory to put on the zone's share under `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exposure {
+    pub source: std::path::PathBuf,
+    pub name: String,
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

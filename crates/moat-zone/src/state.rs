@@ -152,6 +152,7 @@ impl ZoneRecord {
 /// The state root's zone area.
 #[derive(Debug, Clone)]
 pub struct ZoneStore {
+    root: PathBuf,
     zones: PathBuf,
 }
 
@@ -291,7 +292,12 @@ impl ZoneStore {
     pub fn open(root: &Path) -> Result<Self, StateError> {
         let zones = root.join("zones");
         std::fs::create_dir_all(&zones).map_err(io_err(&zones))?;
-        Ok(Self { zones })
+        Ok(Self { root: root.to_path_buf(), zones })
+    }
+
+    /// The state root the zones live under.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The store's lock: held while a zone or a container takes a name.

@@ -30,10 +30,14 @@ fn a_pod_holds_containers_that_share_its_loopback_and_keep_their_own_pid_1() {
     }
     assert!(!moat.ok(&["ps", "-a"]).contains("nosuchpod"));
 
-    // A serves on the pod's loopback; B reaches it over 127.0.0.1.
-    let serve = "mkdir -p /www && echo served-by-a > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www";
-    moat.ok(&["run", "-d", "--pod", "p", "--name", "a", BUSYBOX, "sh", "-c", serve]);
-    moat.ok(&["run", "-d", "--pod", "p", "--name", "b", BUSYBOX, "sleep", "600"]);
+    // A writes into a named volume and serves on the pod's loopback; B reads the file and
+    // reaches A over 127.0.0.1.
+    let serve = "echo from-a > /data/note && mkdir -p /www && echo served-by-a > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www";
+    moat.ok(&["run", "-d", "--pod", "p", "--name", "a", "-v", "shared:/data", BUSYBOX, "sh", "-c", serve]);
+    moat.ok(&["run", "-d", "--pod", "p", "--name", "b", "-v", "shared:/data", BUSYBOX, "sleep", "600"]);
+    assert_eq!(moat.ok(&["exec", "b", "cat", "/data/note"]).trim(), "from-a");
+    let in_use = moat.run(&["volume", "rm", "shared"]);
+    assert!(stderr(&in_use).contains("in use"), "{}", stderr(&in_use));
     let fetched = moat.ok(&["exec", "b", "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://127.0.0.1:8080/ && exit 0; sleep 0.5; done; exit 1"]);
     assert_eq!(fetched.trim(), "served-by-a");
 
@@ -84,6 +88,10 @@ fn a_pod_holds_containers_that_share_its_loopback_and_keep_their_own_pid_1() {
     moat.assert_nothing_running();
     assert!(moat.zone_files().is_empty(), "{:?}", moat.zone_files());
     assert_eq!(mounts_under(&moat), Vec::<String>::new(), "no mount is left behind");
+    // The volume outlives the pod, with what A wrote; no container uses it any more.
+    let data = moat.root().join("volumes/shared/_data/note");
+    assert_eq!(std::fs::read_to_string(&data).unwrap().trim(), "from-a");
+    moat.ok(&["volume", "rm", "shared"]);
 }
 
 #[test]

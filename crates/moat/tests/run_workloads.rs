@@ -227,7 +227,7 @@ fn oom_kill_is_reported_and_the_zone_goes() {
     let out = moat.run(&["run", "--rm", "--memory", "256m", BUSYBOX, "sh", "-c", "echo allocating; dd if=/dev/zero of=/dev/null bs=200M count=1"]);
     assert_eq!(stdout(&out), "allocating\n");
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
-    assert_eq!(stderr(&out), "moat: the container was OOM-killed: it reached its memory limit of 144 MiB (--memory 256m)\n");
+    assert_eq!(stderr(&out), "moat: the container was OOM-killed: it reached its memory limit of 144 MiB (the zone has 256 MiB)\n");
     assert!(moat.zone_files().is_empty(), "--rm removes the zone: {:?}", moat.zone_files());
     moat.assert_nothing_running();
 }

@@ -75,22 +75,43 @@ fn bad_input_is_one_line_and_changes_nothing() {
     assert_eq!(moat.ok(&["volume", "rm", "-f", "missing", "keep"]), "keep\n");
 }
 
+fn zone_with_container(zone: &str, container: &str) -> moat_zone::state::ZoneRecord {
+    use moat_zone::state::{ContainerRecord, ZoneConfig, ZoneRecord};
+    let c = ContainerRecord { id: container.into(), name: container.into(), image: "i".into(), command: vec![], privileged: false, created_unix: 1, started_unix: None, exit: None, auto_remove: false, memory_limit: None };
+    ZoneRecord {
+        id: zone.into(),
+        name: zone.into(),
+        created_unix: 1,
+        config: ZoneConfig { cpus: 1, memory_mib: 256, accel: moat_zone::accel::Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: true },
+        state: moat_zone::lifecycle::ZoneState::Stopped { reason: "test".into() },
+        supervisor: None,
+        qemu: None,
+        virtiofsd: None,
+        kernel_release: None,
+        boot_ms: None,
+        containers: vec![c],
+    }
+}
+
 #[test]
 fn a_volume_in_use_is_not_removed() {
     let moat = Moat::new();
     moat.ok(&["volume", "create", "data"]);
-    // What the runtime leaves while container c1, in zone c1, uses the volume.
+    // What the runtime leaves while container c1 (of a stopped zone z1) uses the volume. Real
+    // containers in real zones are in tests/pods.rs; this is the record alone.
     let users = moat.root().join("volumes/data/users");
     std::fs::create_dir_all(&users).unwrap();
     std::fs::write(users.join("c1"), "").unwrap();
-    std::fs::create_dir_all(moat.root().join("zones/c1")).unwrap();
+    let zone = zone_with_container("z1", "c1");
+    let store = moat_zone::state::ZoneStore::open(moat.root()).unwrap();
+    let dir = store.create(&zone).unwrap();
 
     let err = one_error_line(&moat, &["volume", "rm", "-f", "data"]);
     assert!(err.contains("in use by c1"), "{err}");
     assert_eq!(moat.ok(&["volume", "ls", "-q"]), "data\n");
 
-    // The zone is gone, so the marker is stale.
-    std::fs::remove_dir(moat.root().join("zones/c1")).unwrap();
+    // The container is gone, so the marker is stale.
+    store.remove(&dir).unwrap();
     assert_eq!(moat.ok(&["volume", "rm", "data"]), "data\n");
     assert_eq!(stdout(&moat.run(&["volume", "ls", "-q"])), "");
 }

@@ -46,6 +46,8 @@ pub struct Zone<'a> {
     logs: BTreeMap<u32, WorkloadLog>,
     /// Images on the share, by their name there: one exposure serves every container of it.
     images: HashSet<String>,
+    /// Each container's volumes on the share, by their names there.
+    volumes: HashMap<String, Vec<String>>,
 }
 
 impl<'a> Zone<'a> {
@@ -62,6 +64,7 @@ impl<'a> Zone<'a> {
             routes: Routes::default(),
             logs: BTreeMap::new(),
             images: HashSet::new(),
+            volumes: HashMap::new(),
         }
     }
 
@@ -238,8 +241,14 @@ impl<'a> Zone<'a> {
         let _ = waiter.reply.send(reply).await;
     }
 
-    /// Drop a container's record and files: it is gone from the zone, or never got there.
+    /// Drop a container's record, files and volumes: it is gone from the zone, or never got
+    /// there.
     fn forget_container(&mut self, container: &str) {
+        for name in self.volumes.remove(container).unwrap_or_default() {
+            if let Err(err) = self.share.withdraw(&name) {
+                tracing::warn!(%err, "withdrawing a volume from the share");
+            }
+        }
         let _ = self.dir.update(|r| r.containers.retain(|c| c.id != container));
         let _ = std::fs::remove_dir_all(self.dir.container_dir(container));
         self.routes.forget_container(container);
@@ -311,6 +320,14 @@ impl<'a> Zone<'a> {
                 return;
             }
             self.images.insert(image.clone());
+        }
+        for volume in &create.volumes {
+            if let Err(err) = self.share.expose(&volume.source, &volume.name, volume.read_only) {
+                self.forget_container(&create.container);
+                let _ = reply.send(error(FailureKind::BadRequest, format!("sharing {} with the zone: {err}", volume.source.display()))).await;
+                return;
+            }
+            self.volumes.entry(create.container.clone()).or_default().push(volume.name.clone());
         }
         self.routes.own(process, create.container.clone());
         let request = moat_proto::CreateContainer { container: create.container, process, spec_json: create.spec_json, image, tty: create.tty, stdin: create.stdin };

@@ -13,7 +13,7 @@ use moat_runtime::{exit_report, start_failure_code, ContainerConfig, Found, Plac
 use moat_zone::accel::{self, AccelChoice, HostFacts};
 use moat_zone::assets::Assets;
 
-use super::{attach, images};
+use super::{attach, images, volume};
 
 /// Where the isolation checker appears inside the container (read-only, outside the image).
 pub const CHECKER_PATH: &str = "/.moat/check";
@@ -63,6 +63,15 @@ pub struct RunArgs {
     /// seccomp=unconfined|PROFILE.json, no-new-privileges.
     #[arg(long)]
     pub security_opt: Vec<String>,
+    /// Bind a host directory or a named volume: `[SOURCE:]TARGET[:ro]`.
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    /// Docker's `--mount type=bind|volume|tmpfs,source=…,target=…[,readonly]`.
+    #[arg(long = "mount")]
+    pub mounts: Vec<String>,
+    /// A tmpfs at `PATH[:size=…,mode=…]`.
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
     /// Mount the container's root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
@@ -112,6 +121,7 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let options = spec_options(&args)?;
+    let mounts = volume::mounts_from_flags(&args.volumes, &args.mounts, &args.tmpfs)?;
     Assets::locate(&Assets::default_dir())?;
 
     let image = images::get_or_pull(root, &args.image, &args.pull)?;
@@ -125,7 +135,7 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Placement::OwnZone(SandboxConfig { accel_note: Some(note), .. }) = &placement {
         eprintln!("moat: warning: {note}");
     }
-    let config = ContainerConfig { name: args.name.clone(), image: image.reference.clone(), image_file, spec, tty: args.tty, stdin: args.interactive, auto_remove: args.rm };
+    let config = ContainerConfig { name: args.name.clone(), image: image.reference.clone(), image_file, spec, tty: args.tty, stdin: args.interactive, auto_remove: args.rm, mounts };
     let containers = runtime.containers();
     let (found, warnings) = match containers.create(placement, config) {
         Ok(created) => created,

@@ -11,7 +11,6 @@ use moat_runtime::volumes::{
     check_unique_targets, new_volume_name, resolve_bind_source, validate_volume_name, ContainerPath, MountSource,
     VolumeError, VolumeMount, VolumeRecord, VolumeStore,
 };
-use moat_zone::state::ZoneStore;
 
 use super::image::Format;
 
@@ -114,8 +113,9 @@ fn rfc3339_utc(unix: u64) -> String {
 /// Check every name before removing any, so that bad input changes nothing. As in Docker, `-f`
 /// skips missing volumes but never removes one in use.
 fn remove(root: &Path, store: &VolumeStore, names: &[String], force: bool) -> anyhow::Result<ExitCode> {
-    let zones = ZoneStore::open(root).with_context(|| format!("cannot open the zone store under {}", root.display()))?;
-    let exists = |id: &str| zones.dir(id).path.is_dir();
+    let runtime = moat_runtime::Runtime::open(root, moat_runtime::pods::default_supervisor(root)?)?;
+    let containers = runtime.containers();
+    let exists = |id: &str| containers.find(id).is_ok();
     let mut doomed = Vec::new();
     for name in names {
         match store.users(name, exists) {
@@ -140,7 +140,6 @@ fn remove(root: &Path, store: &VolumeStore, names: &[String], force: bool) -> an
 /// with bind sources resolved. It creates missing `-v` host directories, as Docker does, but
 /// only once every flag has parsed and every `--mount` source exists, so bad input creates
 /// nothing. Named volumes are not created here: that is the runtime's `get_or_create`.
-#[cfg_attr(not(test), expect(dead_code, reason = "`moat run` adopts it with the zone's virtio-fs share"))]
 pub fn mounts_from_flags(volumes: &[String], mounts: &[String], tmpfs: &[String]) -> anyhow::Result<Vec<VolumeMount>> {
     let mut from_volumes = volumes.iter().map(|spec| parse_volume_flag(spec)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut from_mounts = mounts.iter().map(|spec| parse_mount_flag(spec)).collect::<anyhow::Result<Vec<_>>>()?;
