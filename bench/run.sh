@@ -38,11 +38,14 @@ for _ in $(seq "$runs"); do
     start=$(now_ms); "$moat" --root "$root" run --rm moat-bench-busybox:latest true 2>/dev/null; moat_ms+=( $(( $(now_ms) - start )) )
 done
 
-# One idle zone: a container sleeping in its zone; sum the PSS of its QEMU and supervisor.
+# One idle zone: a container sleeping in its zone; sum the PSS of its QEMU, its supervisor and
+# its virtiofsd (with the sandboxed child it forks).
 "$moat" --root "$root" run -d --name idle moat-bench-busybox:latest sleep 3600 >/dev/null 2>&1
 sleep 2
 pss_kb=0
-for pid in $("$moat" --root "$root" zone inspect idle | python3 -c 'import json,sys; p=json.load(sys.stdin)["pids"]; print(p["qemu"], p["supervisor"])'); do
+pids=$("$moat" --root "$root" zone inspect idle | python3 -c 'import json,sys; p=json.load(sys.stdin)["pids"]; print(p["qemu"], p["supervisor"], p["virtiofsd"])')
+vfs_pid=${pids##* }
+for pid in $pids $(pgrep -P "$vfs_pid"); do
     kb=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup")
     pss_kb=$(( pss_kb + kb ))
 done
@@ -54,4 +57,4 @@ echo "runs:                     $runs"
 echo "podman+runc run --rm (ms): ${podman_ms[*]}  median $podman_med"
 echo "moat run --rm (ms):        ${moat_ms[*]}  median $moat_med"
 awk -v m="$moat_med" -v p="$podman_med" 'BEGIN { printf "ratio moat/podman:         %.2fx\n", m / p }'
-echo "idle zone PSS:             $(( pss_kb / 1024 )) MiB (QEMU + supervisor; guest memory ${memory_mib} MiB)"
+echo "idle zone PSS:             $(( pss_kb / 1024 )) MiB (QEMU + supervisor + virtiofsd; guest memory ${memory_mib} MiB)"

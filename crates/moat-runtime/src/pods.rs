@@ -49,6 +49,7 @@ impl Pods<'_> {
             accel_note: config.accel_note,
             debug: config.debug,
             pod: config.pod,
+            extra_disks: Vec::new(),
         };
         Ok(ops::create(self.store, request, self.supervisor)?)
     }

@@ -76,6 +76,8 @@ pub struct CreateRequest {
     pub debug: bool,
     /// See [`crate::state::ZoneConfig::pod`].
     pub pod: bool,
+    /// See [`crate::state::ZoneConfig::extra_disks`].
+    pub extra_disks: Vec<std::path::PathBuf>,
 }
 
 /// How to start a supervisor: the program, and the arguments before the zone id.
@@ -107,6 +109,7 @@ pub fn create(store: &ZoneStore, request: CreateRequest, supervisor: &Supervisor
             debug: request.debug,
             scratch_mib: DEFAULT_SCRATCH_MIB,
             pod: request.pod,
+            extra_disks: request.extra_disks,
         },
         state: ZoneState::Creating,
         supervisor: None,

@@ -45,6 +45,10 @@ pub struct ZoneConfig {
     /// A pod (`moat pod create`) outlives its containers; otherwise the zone holds one
     /// container (`moat run`) and powers off when that container's process ends.
     pub pod: bool,
+    /// Files attached read-only as virtio-blk disks with serials `moat-extra-N`; the benchmark
+    /// of the share compares against them.
+    #[serde(default)]
+    pub extra_disks: Vec<PathBuf>,
 }
 
 /// A container of a zone, as `moat ps` shows it.
@@ -380,7 +384,7 @@ mod tests {
             id: id.into(),
             name: name.into(),
             created_unix: 1,
-            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false },
+            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new() },
             state: ZoneState::Creating,
             supervisor: None,
             qemu: None,

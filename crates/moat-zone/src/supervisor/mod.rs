@@ -231,7 +231,10 @@ fn zone_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets,
         Disk { id: "scratch".into(), path: scratch, read_only: false, serial: layout::SCRATCH_SERIAL.into() },
         Disk { id: "modules".into(), path: modules, read_only: true, serial: layout::MODULES_SERIAL.into() },
         Disk { id: "tools".into(), path: tools, read_only: true, serial: layout::TOOLS_SERIAL.into() },
-    ])
+    ]
+    .into_iter()
+    .chain(config.extra_disks.iter().enumerate().map(|(n, path)| Disk { id: format!("extra{n}"), path: path.clone(), read_only: true, serial: format!("moat-extra-{n}") }))
+    .collect())
 }
 
 fn spawn_qemu(vm: &VmConfig, log: &Path) -> Result<tokio::process::Child, SupervisorError> {

@@ -95,6 +95,10 @@ pub struct CreateArgs {
     /// Enable test-only requests (kernel panic, raw channel writes).
     #[arg(long, hide = true)]
     pub debug_hooks: bool,
+    /// Attach a file as a read-only virtio-blk disk with serial `moat-extra-N` (for benchmarks
+    /// against the share).
+    #[arg(long = "attach-disk", hide = true)]
+    pub attach_disks: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -188,7 +192,7 @@ fn create(root: &Path, store: &ZoneStore, args: CreateArgs) -> anyhow::Result<Ex
     }
     // Fail on missing assets here, before a zone directory exists.
     Assets::locate(&Assets::default_dir())?;
-    let request = CreateRequest { id: None, name: args.name, cpus: args.cpus, memory_mib, accel, accel_note: note, debug: args.debug_hooks, pod: true };
+    let request = CreateRequest { id: None, name: args.name, cpus: args.cpus, memory_mib, accel, accel_note: note, debug: args.debug_hooks, pod: true, extra_disks: args.attach_disks };
     let supervisor = ops::default_supervisor(root).context("locating the moat binary")?;
     let record = ops::create(store, request, &supervisor)?;
     println!("{}", record.name);
@@ -334,7 +338,7 @@ mod tests {
             id: "abc".into(),
             name: "c".into(),
             created_unix: 1,
-            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false },
+            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new() },
             state: ZoneState::Stopped { reason: "the container exited".into() },
             supervisor: None,
             qemu: None,
