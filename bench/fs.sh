@@ -16,9 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
-target="${CARGO_TARGET_DIR:-target}"
-moat="$target/release/moat"
-[ -x "$moat" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
+. bench/lib.sh
+moat=$(moat_binary)
 
 work=$(mktemp -d /tmp/moat-bench-XXXXXX)
 root="$work/root"
@@ -80,7 +79,6 @@ mkdir -p "$work/go"
 "$moat" --root "$root" wait reader >/dev/null || { "$moat" --root "$root" logs reader >&2; exit 1; }
 
 results=$("$moat" --root "$root" logs reader | grep '^RESULT')
-. bench/lib.sh
 med() { echo "$results" | awk -v v="$1" -v m="$2" '$2 == v && $3 == m { print $4 }' | median; }
 echo "rounds: $rounds (ms, median; 10,000 x 1 KiB files, one 200 MB file; zone caches dropped)"
 printf '%-10s %8s %8s %8s\n' variant walk small big

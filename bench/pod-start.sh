@@ -6,9 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-5}"
-target="${CARGO_TARGET_DIR:-target}"
-moat="$target/release/moat"
-[ -x "$moat" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
+. bench/lib.sh
+moat=$(moat_binary)
 
 work=$(mktemp -d /tmp/moat-bench-XXXXXX)
 root="$work/root"
@@ -17,8 +16,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-. bench/lib.sh
 
 tests/fixtures/busybox-image.sh "$work/layout"
 "$moat" --root "$root" image import "$work/layout" --name moat-bench-busybox:latest >/dev/null
@@ -34,9 +31,7 @@ for _ in $(seq "$runs"); do
     start=$(now_ms); "$moat" --root "$root" run --rm --pod bench moat-bench-busybox:latest true 2>/dev/null; pod_ms+=( $(( $(now_ms) - start )) )
 done
 
-fresh_med=$(printf '%s\n' "${fresh_ms[@]}" | median)
-pod_med=$(printf '%s\n' "${pod_ms[@]}" | median)
-echo "runs:                          $runs"
-echo "moat run --rm, own zone (ms):  ${fresh_ms[*]}  median $fresh_med"
-echo "moat run --rm --pod (ms):      ${pod_ms[*]}  median $pod_med"
-awk -v p="$pod_med" -v f="$fresh_med" 'BEGIN { printf "ratio pod/fresh:               %.2fx\n", p / f }'
+echo "runs: $runs"
+series "moat run --rm, own zone" "${fresh_ms[@]}"; fresh_med=$last_median
+series "moat run --rm --pod" "${pod_ms[@]}"; pod_med=$last_median
+ratio "pod/fresh" "$pod_med" "$fresh_med" "target <= 0.50x"

@@ -6,9 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-5}"
-target="${CARGO_TARGET_DIR:-target}"
-moat="$target/release/moat"
-[ -x "$moat" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
+. bench/lib.sh
+moat=$(moat_binary)
 
 work=$(mktemp -d /tmp/moat-bench-XXXXXX)
 root="$work/root"
@@ -25,8 +24,6 @@ skopeo copy -q "oci:$work/layout:latest" containers-storage:localhost/moat-bench
 podman_flags=(--runtime runc --cgroup-manager cgroupfs)
 run_flags=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
 image_id=localhost/moat-bench-busybox:latest
-
-. bench/lib.sh
 
 # Warm both paths once (image conversion, podman storage).
 "$moat" --root "$root" run --rm moat-bench-busybox:latest true 2>/dev/null
@@ -51,10 +48,8 @@ for pid in $pids $(pgrep -P "$vfs_pid"); do
 done
 memory_mib=$("$moat" --root "$root" zone inspect idle | python3 -c 'import json,sys; print(json.load(sys.stdin)["memory_mib"])')
 
-podman_med=$(printf '%s\n' "${podman_ms[@]}" | median)
-moat_med=$(printf '%s\n' "${moat_ms[@]}" | median)
-echo "runs:                     $runs"
-echo "podman+runc run --rm (ms): ${podman_ms[*]}  median $podman_med"
-echo "moat run --rm (ms):        ${moat_ms[*]}  median $moat_med"
-awk -v m="$moat_med" -v p="$podman_med" 'BEGIN { printf "ratio moat/podman:         %.2fx\n", m / p }'
-echo "idle zone PSS:             $(( pss_kb / 1024 )) MiB (QEMU + supervisor + virtiofsd; guest memory ${memory_mib} MiB)"
+echo "runs: $runs"
+series "podman+runc run --rm" "${podman_ms[@]}"; podman_med=$last_median
+series "moat run --rm" "${moat_ms[@]}"; moat_med=$last_median
+ratio "moat/podman" "$moat_med" "$podman_med"
+echo "idle zone PSS:                 $(( pss_kb / 1024 )) MiB (QEMU + supervisor + virtiofsd; guest memory ${memory_mib} MiB)"

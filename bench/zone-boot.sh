@@ -9,11 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-5}"
-target="${CARGO_TARGET_DIR:-target}"
-moat="$target/release/moat"
+. bench/lib.sh
+moat=$(moat_binary)
 assets="${MOAT_ASSETS:-/var/lib/moat/assets}"
 kernel="$assets/kernel/current/vmlinuz"
-[ -x "$moat" ] && [ -f "$kernel" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
+[ -f "$kernel" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/moat-bench-XXXXXX)
 trap '"$moat" --root "$work/root" zone rm -f $("$moat" --root "$work/root" zone ls --format json | python3 -c "import json,sys; print(\" \".join(z[\"name\"] for z in json.load(sys.stdin)))") >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
@@ -34,7 +34,6 @@ PY
 
 tsc=$(awk -F: '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)
 cmdline="console=ttyS0 quiet panic=-1 tsc_early_khz=$tsc"
-. bench/lib.sh
 
 floor=() ; zone=()
 for i in $(seq "$runs"); do
@@ -50,9 +49,7 @@ for i in $(seq "$runs"); do
     "$moat" --root "$work/root" zone rm -f "bench$i" >/dev/null
 done
 
-floor_ms=$(printf '%s\n' "${floor[@]}" | median)
-zone_ms=$(printf '%s\n' "${zone[@]}" | median)
-echo "runs:                 $runs"
-echo "bare QEMU floor (ms): ${floor[*]}  median $floor_ms"
-echo "moat zone ready (ms): ${zone[*]}  median $zone_ms"
-awk -v z="$zone_ms" -v f="$floor_ms" 'BEGIN { printf "ratio zone/floor:     %.2fx (target <= 1.30x)\n", z / f }'
+echo "runs: $runs"
+series "bare QEMU floor" "${floor[@]}"; floor_ms=$last_median
+series "moat zone ready" "${zone[@]}"; zone_ms=$last_median
+ratio "zone/floor" "$zone_ms" "$floor_ms" "target <= 1.30x"
