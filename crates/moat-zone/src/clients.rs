@@ -165,7 +165,8 @@ mod tests {
         ApiResponse::Output { stream: moat_proto::Stream::Stdout, data: text.as_bytes().to_vec() }
     }
 
-    const WORKLOAD: u32 = 1;
+    /// A container's own process, in these tests.
+    const WORKLOAD: u32 = 7;
 
     #[test]
     fn process_numbers_are_fresh() {
