@@ -55,7 +55,7 @@ pub struct StdioEnds {
 }
 
 pub struct Workload {
-    /// The host's number for this process ([`moat_proto::WORKLOAD`] for the workload).
+    /// The host's number for this process (a container's own, or one exec'd into it).
     process: u32,
     id: String,
     pid: Pid,

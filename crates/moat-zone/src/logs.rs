@@ -1,5 +1,5 @@
-//! The workload log, `workload.log`: one JSON object per output chunk, like Docker's json-file
-//! driver, capped.
+//! A container's log (`containers/<id>/container.log` in its zone's directory): one JSON object
+//! per output chunk, like Docker's json-file driver, capped.
 
 use std::io::Write;
 use std::path::Path;
@@ -7,7 +7,7 @@ use std::path::Path;
 use moat_proto::Stream;
 use serde::{Deserialize, Serialize};
 
-/// Most workload output kept in `workload.log`.
+/// Most output of one container kept in its log.
 ///
 /// Threat: the workload writes as much as it likes; the host's disk must not pay for it.
 pub const MAX_WORKLOAD_LOG: u64 = 64 * 1024 * 1024;
@@ -20,7 +20,7 @@ pub struct LogLine {
     pub data: Vec<u8>,
 }
 
-/// The supervisor's writer of `workload.log`. It stops writing once [`MAX_WORKLOAD_LOG`] bytes
+/// The supervisor's writer of a container's log (`containers/<id>/container.log`). It stops writing once [`MAX_WORKLOAD_LOG`] bytes
 /// went in; output past the cap is still relayed to attached clients, just not kept.
 pub struct WorkloadLog {
     file: std::fs::File,
