@@ -20,7 +20,7 @@ pub struct LogLine {
     pub data: Vec<u8>,
 }
 
-/// The supervisor's writer of a container's log (`containers/<id>/container.log`). It stops writing once [`MAX_WORKLOAD_LOG`] bytes
+/// The supervisor's writer of a container's log. It stops writing once [`MAX_WORKLOAD_LOG`] bytes
 /// went in; output past the cap is still relayed to attached clients, just not kept.
 pub struct WorkloadLog {
     file: std::fs::File,
