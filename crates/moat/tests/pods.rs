@@ -15,6 +15,7 @@ fn mounts_under(moat: &Moat) -> Vec<String> {
 fn a_pod_holds_containers_that_share_its_loopback_and_keep_their_own_pid_1() {
     let moat = Moat::with_busybox();
     assert_eq!(moat.ok(&["pod", "create", "--name", "p", "--memory", "384m"]).trim(), "p");
+    let booted = std::time::Instant::now();
     // Bad input: one line, nothing changed.
     for (args, expected) in [
         (vec!["pod", "create", "--name", "p"], "already in use"),
@@ -61,11 +62,13 @@ fn a_pod_holds_containers_that_share_its_loopback_and_keep_their_own_pid_1() {
     let ls = moat.ok(&["pod", "ls"]);
     assert!(ls.lines().any(|l| l.contains(" p ") && l.contains("running")), "{ls}");
 
-    // An image imported after the pod booted runs in it.
+    // An image imported after the pod booted runs in it, in a container created 30 s after the
+    // boot.
     let layout = tempfile::tempdir().unwrap();
     let built = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/busybox-image.sh")).arg(layout.path().join("img")).status().unwrap();
     assert!(built.success());
     moat.ok(&["image", "import", layout.path().join("img").to_str().unwrap(), "--name", "late:1"]);
+    std::thread::sleep(std::time::Duration::from_secs(30).saturating_sub(booted.elapsed()));
     assert_eq!(moat.ok(&["run", "--rm", "--pod", "p", "late:1", "echo", "late image"]).trim(), "late image");
     assert!(!moat.ok(&["ps", "-a"]).contains("late:1"), "--rm removed it from the pod");
 
