@@ -134,6 +134,8 @@ impl Containers<'_> {
             exit: None,
             auto_remove: config.auto_remove,
             memory_limit,
+            tty: config.tty,
+            stdin: config.stdin,
         };
         {
             // Names are unique over every zone; the store's lock orders concurrent creates.

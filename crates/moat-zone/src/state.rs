@@ -68,6 +68,11 @@ pub struct ContainerRecord {
     pub auto_remove: bool,
     /// The container's memory limit in bytes, for the OOM report.
     pub memory_limit: Option<u64>,
+    /// Created with a terminal (`-t`) and with stdin kept open (`-i`): how to attach to it.
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 impl ContainerRecord {

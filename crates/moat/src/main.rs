@@ -21,8 +21,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a container in its own zone.
-    Run(Box<commands::run::RunArgs>),
+    /// Run a container in its own zone, or in a pod (--pod).
+    Run(Box<commands::run::RunCommand>),
+    /// Create a container without starting it; prints its name.
+    Create(Box<commands::run::RunArgs>),
+    /// Start created containers.
+    Start {
+        /// Attach to the container's output (and stdin, when created with -i) until it exits.
+        #[arg(short, long)]
+        attach: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Run a command in a running container.
     Exec(Box<commands::exec::ExecArgs>),
     /// List containers.
@@ -84,7 +94,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     commands::init_tracing();
     let result = match cli.command {
-        Command::Run(args) => commands::run::run(&cli.root, *args),
+        Command::Run(command) => commands::run::run(&cli.root, *command),
+        Command::Create(args) => commands::run::create(&cli.root, *args),
+        Command::Start { attach, containers } => commands::container::start(&cli.root, &containers, attach),
         Command::Exec(args) => commands::exec::exec(&cli.root, *args),
         Command::Ps { all } => commands::container::ps(&cli.root, all),
         Command::Logs { follow, container } => commands::container::logs(&cli.root, &container, follow),

@@ -410,3 +410,21 @@ fn logs_follow_until_exit_and_rm_force_of_a_running_container() {
     moat.assert_nothing_running();
     assert!(moat.zone_files().is_empty(), "{:?}", moat.zone_files());
 }
+
+#[test]
+fn create_then_start_follows_the_oci_lifecycle() {
+    let moat = Moat::with_busybox();
+    assert_eq!(moat.ok(&["create", "--name", "cs", BUSYBOX, "sh", "-c", "echo hi; exit 4"]).trim(), "cs");
+    assert!(moat.ok(&["ps", "-a"]).lines().any(|l| l.ends_with(" cs") && l.contains("Created")), "created, not running");
+    assert!(!moat.ok(&["ps"]).contains(" cs"), "ps without -a shows running containers only");
+    let out = moat.run(&["start", "-a", "cs"]);
+    assert_eq!(stdout(&out), "hi\n");
+    assert_eq!(out.status.code(), Some(4));
+    assert!(moat.ok(&["ps", "-a"]).lines().any(|l| l.ends_with(" cs") && l.contains("Exited (4)")));
+    let again = moat.run(&["start", "cs"]);
+    assert!(!again.status.success());
+    assert_eq!(stderr(&again).lines().count(), 1, "{}", stderr(&again));
+    moat.ok(&["rm", "cs"]);
+    moat.assert_nothing_running();
+    assert!(moat.zone_files().is_empty());
+}

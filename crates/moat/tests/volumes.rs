@@ -77,7 +77,7 @@ fn bad_input_is_one_line_and_changes_nothing() {
 
 fn zone_with_container(zone: &str, container: &str) -> moat_zone::state::ZoneRecord {
     use moat_zone::state::{ContainerRecord, ZoneConfig, ZoneRecord};
-    let c = ContainerRecord { id: container.into(), name: container.into(), image: "i".into(), command: vec![], privileged: false, created_unix: 1, started_unix: None, exit: None, auto_remove: false, memory_limit: None };
+    let c = ContainerRecord { id: container.into(), name: container.into(), image: "i".into(), command: vec![], privileged: false, created_unix: 1, started_unix: None, exit: None, auto_remove: false, memory_limit: None, tty: false, stdin: false };
     ZoneRecord {
         id: zone.into(),
         name: zone.into(),

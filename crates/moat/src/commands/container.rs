@@ -11,7 +11,7 @@ use moat_runtime::{is_running, pod_name, Found, Runtime};
 use moat_zone::lifecycle::ZoneState;
 use moat_zone::logs::LogLine;
 
-use super::run::write_output;
+use super::run::{self, write_output};
 
 fn open(root: &Path) -> anyhow::Result<Runtime> {
     Ok(Runtime::open(root, moat_runtime::pods::default_supervisor(root)?)?)
@@ -100,6 +100,27 @@ pub fn parse_signal(text: &str) -> anyhow::Result<i32> {
     let upper = text.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
     name.parse::<nix::sys::signal::Signal>().map(|s| s as i32).map_err(|_| anyhow::anyhow!("invalid signal: {text}"))
+}
+
+/// `moat start`: start created containers; with `attach`, one, and relay it until it exits.
+pub fn start(root: &Path, keys: &[String], attach: bool) -> anyhow::Result<ExitCode> {
+    if attach && keys.len() != 1 {
+        bail!("start --attach takes one container");
+    }
+    let runtime = open(root)?;
+    let containers = runtime.containers();
+    for key in keys {
+        let found = containers.find(key)?;
+        let conn = match containers.start(&found) {
+            Ok(conn) => conn,
+            Err(err) => return run::start_failed(&err, 125),
+        };
+        if attach {
+            return run::attach_until_exit(conn, &found);
+        }
+        println!("{}", found.container.name);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn kill(root: &Path, key: &str, signal: &str) -> anyhow::Result<ExitCode> {

@@ -20,14 +20,22 @@ pub const CHECKER_PATH: &str = "/.moat/check";
 const DEFAULT_MEMORY: &str = "512m";
 const DEFAULT_CPUS: &str = "1";
 
+/// `moat run`: create, start, and attach unless `-d`.
+#[derive(Args)]
+pub struct RunCommand {
+    /// Run in the background and print the container name.
+    #[arg(short, long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub args: RunArgs,
+}
+
+/// The flags `moat run` and `moat create` share: what the container is.
 #[derive(Args)]
 pub struct RunArgs {
     /// Remove the container and its zone when it exits.
     #[arg(long)]
     pub rm: bool,
-    /// Run in the background and print the container name.
-    #[arg(short, long)]
-    pub detach: bool,
     #[arg(long)]
     pub name: Option<String>,
     /// Keep stdin open.
@@ -101,12 +109,62 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(root: &Path, command: RunCommand) -> anyhow::Result<ExitCode> {
+    let RunCommand { detach, mut args } = command;
+    let runtime = Runtime::open(root, moat_runtime::pods::default_supervisor(root)?)?;
+    let found = match create_from_flags(root, &runtime, &mut args)? {
+        Ok(found) => found,
+        Err(err) => return start_failed(&err, 125),
+    };
+    let containers = runtime.containers();
+    let conn = match containers.start(&found) {
+        Ok(conn) => conn,
+        Err(err) => {
+            let _ = containers.remove(&found, true);
+            return start_failed(&err, 125);
+        }
+    };
+    if detach {
+        println!("{}", found.container.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let code = attach_until_exit(conn, &found)?;
+    if args.rm {
+        wait_removed(&runtime, &found);
+    }
+    Ok(code)
+}
+
+/// `moat create`: the container, ready to start, its name printed.
+pub fn create(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::open(root, moat_runtime::pods::default_supervisor(root)?)?;
+    match create_from_flags(root, &runtime, &mut args)? {
+        Ok(found) => {
+            println!("{}", found.container.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => start_failed(&err, 125),
+    }
+}
+
+/// Relay the terminal to a started container's process until it ends; its exit code, with one
+/// line on stderr when the code alone would mislead.
+pub fn attach_until_exit(conn: moat_zone::api::Connection, found: &Found) -> anyhow::Result<ExitCode> {
+    let outcome = attach::attach(conn, found.container.stdin, found.container.tty)?;
+    let report = exit_report(outcome, found, "container");
+    if let Some(message) = &report.message {
+        eprintln!("moat: {message}");
+    }
+    Ok(ExitCode::from(report.code))
+}
+
+/// Turn the flags into a created container. The outer error is the caller's input (flags, the
+/// image); the inner one is the runtime's, whose kind chooses the exit code.
+fn create_from_flags(root: &Path, runtime: &Runtime, args: &mut RunArgs) -> anyhow::Result<Result<Found, RuntimeError>> {
     if args.command.first().is_some_and(|c| c == "--check") {
         args.check = true;
         args.command.remove(0);
     }
-    let runtime = Runtime::open(root, moat_runtime::pods::default_supervisor(root)?)?;
     let placement = match &args.pod {
         Some(pod) => {
             if args.memory.is_some() || args.cpus.is_some() {
@@ -120,7 +178,7 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
             Placement::OwnZone(SandboxConfig { name: None, id: None, resources, accel, accel_note, pod: false, debug: false })
         }
     };
-    let options = spec_options(&args)?;
+    let options = spec_options(args)?;
     let mounts = volume::mounts_from_flags(&args.volumes, &args.mounts, &args.tmpfs)?;
     Assets::locate(&Assets::default_dir())?;
 
@@ -136,34 +194,12 @@ pub fn run(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("moat: warning: {note}");
     }
     let config = ContainerConfig { name: args.name.clone(), image: image.reference.clone(), image_file, spec, tty: args.tty, stdin: args.interactive, auto_remove: args.rm, mounts };
-    let containers = runtime.containers();
-    let (found, warnings) = match containers.create(placement, config) {
-        Ok(created) => created,
-        Err(err) => return start_failed(&err, 125),
-    };
-    for warning in warnings {
-        eprintln!("moat: warning: {warning}");
-    }
-    let conn = match containers.start(&found) {
-        Ok(conn) => conn,
-        Err(err) => {
-            let _ = containers.remove(&found, true);
-            return start_failed(&err, 125);
+    Ok(runtime.containers().create(placement, config).map(|(found, warnings)| {
+        for warning in warnings {
+            eprintln!("moat: warning: {warning}");
         }
-    };
-    if args.detach {
-        println!("{}", found.container.name);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let outcome = attach::attach(conn, args.interactive, args.tty)?;
-    let report = exit_report(outcome, &found, "container");
-    if let Some(message) = &report.message {
-        eprintln!("moat: {message}");
-    }
-    if args.rm {
-        wait_removed(&runtime, &found);
-    }
-    Ok(ExitCode::from(report.code))
+        found
+    }))
 }
 
 /// A container that did not start: one line, and Docker's code for why (127, 126, or `default`).

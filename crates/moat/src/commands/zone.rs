@@ -333,6 +333,8 @@ mod tests {
             exit: Some(ExitStatus::OomKilled),
             auto_remove: false,
             memory_limit: None,
+            tty: false,
+            stdin: false,
         };
         let mut record = ZoneRecord {
             id: "abc".into(),
