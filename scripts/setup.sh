@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian 12 machine to a running zone:
 # packages, build, guest kernel, then the main job: boot a zone and talk to it, then run a
-# container (unprivileged and privileged) from a test image built locally.
+# container (unprivileged and privileged) from a test image built locally, then a pod of two.
 # Pass --no-demo to stop after preparing everything (the test script does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,3 +40,11 @@ echo "\$ moat run --rm moat-demo/busybox grep ^Cap /proc/self/status"
 "$moat" run --rm moat-demo/busybox:latest grep ^Cap /proc/self/status
 echo "\$ moat run --rm --privileged moat-demo/busybox dmesg | head -1"
 "$moat" run --rm --privileged moat-demo/busybox:latest dmesg | head -1
+
+step "main job: a pod, two containers sharing its loopback"
+"$moat" pod rm -f demo-pod >/dev/null 2>&1 || true
+"$moat" pod create --name demo-pod
+"$moat" run -d --pod demo-pod --name demo-web moat-demo/busybox:latest sh -c 'mkdir /www; echo hello from the pod > /www/index.html; exec httpd -f -p 127.0.0.1:8080 -h /www'
+echo "\$ moat run --rm --pod demo-pod moat-demo/busybox wget -qO- http://127.0.0.1:8080/"
+"$moat" run --rm --pod demo-pod moat-demo/busybox:latest sh -c 'for i in 1 2 3 4 5; do wget -qO- http://127.0.0.1:8080/ && exit; sleep 0.5; done; exit 1'
+"$moat" pod rm -f demo-pod
