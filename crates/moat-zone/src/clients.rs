@@ -61,13 +61,12 @@ impl Routes {
         self.owners.get(&process).cloned()
     }
 
-    /// The container is gone: nothing of it is heard again.
-    pub fn forget_container(&mut self, container: &str) {
-        let gone: Vec<u32> = self.owners.iter().filter(|(_, c)| *c == container).map(|(p, _)| *p).collect();
-        for process in gone {
-            self.owners.remove(&process);
-            self.listeners.remove(&process);
-        }
+    /// The container is gone: nothing of it is heard again. Returns its own process's number.
+    pub fn forget_container(&mut self, container: &str) -> Option<u32> {
+        let process = self.owners.iter().find(|(_, c)| *c == container).map(|(p, _)| *p)?;
+        self.owners.remove(&process);
+        self.listeners.remove(&process);
+        Some(process)
     }
 
     /// `reply` hears `process` from now on.

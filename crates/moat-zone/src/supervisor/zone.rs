@@ -251,7 +251,9 @@ impl<'a> Zone<'a> {
         }
         let _ = self.dir.update(|r| r.containers.retain(|c| c.id != container));
         let _ = std::fs::remove_dir_all(self.dir.container_dir(container));
-        self.routes.forget_container(container);
+        if let Some(process) = self.routes.forget_container(container) {
+            self.logs.remove(&process);
+        }
     }
 
     fn on_qmp(&mut self, event: QmpEvent) {
