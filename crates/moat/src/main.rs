@@ -25,6 +25,8 @@ enum Command {
     Run(Box<commands::run::RunArgs>),
     /// Run a command in a running container.
     Exec(Box<commands::exec::ExecArgs>),
+    /// Copy files and directories between a container and the host.
+    Cp(commands::cp::CpArgs),
     /// List containers.
     Ps {
         /// Show exited containers too.
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => commands::run::run(&cli.root, *args),
         Command::Exec(args) => commands::exec::exec(&cli.root, *args),
+        Command::Cp(args) => commands::cp::cp(&cli.root, args),
         Command::Ps { all } => commands::container::ps(&cli.root, all),
         Command::Logs { follow, container } => commands::container::logs(&cli.root, &container, follow),
         Command::Kill { signal, container } => commands::container::kill(&cli.root, &container, &signal),
