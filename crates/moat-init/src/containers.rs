@@ -15,6 +15,7 @@ use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
 use crate::channel::Channel;
+use crate::copy;
 use crate::pod::Pod;
 use crate::runner::{self, Container};
 use crate::workload::{Watch, Workload};
@@ -138,6 +139,13 @@ impl Containers {
             }
             Err(err) => failed(err.kind(), err.to_string()),
         }
+    }
+
+    /// What a copy into or out of container `id` needs to know of it; it may be created,
+    /// running or stopped, since its root filesystem stays mounted until it is removed.
+    pub fn copy_target(&self, id: &str) -> Result<copy::Target, Response> {
+        let Some(entry) = self.entries.get(id) else { return Err(no_such(id)) };
+        copy::Target::of(&entry.container).map_err(|err| failed(FailureKind::Internal, err.to_string()))
     }
 
     fn exec_count(&self) -> usize {

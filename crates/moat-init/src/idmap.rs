@@ -62,17 +62,46 @@ pub struct ContainerIds {
 /// A user namespace holding the spec's id mappings, or `None` when the container has no user
 /// namespace (a privileged container sees the zone's ids as they are).
 pub fn spec_user_namespace(spec: &Spec) -> Result<Option<ContainerIds>, IdmapError> {
-    let Some(linux) = spec.linux() else { return Ok(None) };
-    let has_user_ns = linux.namespaces().as_ref().is_some_and(|n| n.iter().any(|ns| ns.typ() == LinuxNamespaceType::User));
-    if !has_user_ns {
-        return Ok(None);
-    }
+    let Some(linux) = spec.linux().as_ref().filter(|_| has_user_namespace(spec)) else { return Ok(None) };
     let uids = linux.uid_mappings().as_deref().unwrap_or_default();
     let gids = linux.gid_mappings().as_deref().unwrap_or_default();
     let (uid_map, gid_map) = (map_file(uids, "uid")?, map_file(gids, "gid")?);
     let (root_uid, root_gid) = (zone_id_of_root(uids, "uid")?, zone_id_of_root(gids, "gid")?);
     let userns = user_namespace(&uid_map, &gid_map)?;
     Ok(Some(ContainerIds { userns, root_uid, root_gid }))
+}
+
+fn has_user_namespace(spec: &Spec) -> bool {
+    spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|n| n.iter().any(|ns| ns.typ() == LinuxNamespaceType::User))
+}
+
+/// The zone's uid and gid for the container's root: the ids of what it creates. For a
+/// container without a user namespace (a privileged one), the zone's root.
+pub fn root_ids(spec: &Spec) -> Result<(u32, u32), IdmapError> {
+    let Some(linux) = spec.linux().as_ref().filter(|_| has_user_namespace(spec)) else { return Ok((0, 0)) };
+    let uids = linux.uid_mappings().as_deref().unwrap_or_default();
+    let gids = linux.gid_mappings().as_deref().unwrap_or_default();
+    Ok((zone_id_of_root(uids, "uid")?, zone_id_of_root(gids, "gid")?))
+}
+
+/// Take the filesystem ids `uid` and `gid`, keeping the effective capabilities that leaving
+/// fsuid 0 would otherwise drop. Only for a forked child: init's own credentials never change.
+/// What the child creates is then owned by those ids, which an idmapped layer requires (a file
+/// created as the zone's root has no id on it and is refused with EOVERFLOW).
+pub fn set_fs_ids(uid: u32, gid: u32) -> Result<(), nix::Error> {
+    // SAFETY: prctl, setfsgid and setfsuid take plain values and touch no memory of ours.
+    unsafe {
+        if libc::prctl(libc::PR_SET_SECUREBITS, libc::SECBIT_NO_SETUID_FIXUP) != 0 {
+            return Err(nix::Error::last());
+        }
+        libc::setfsgid(gid);
+        libc::setfsuid(uid);
+        // Each returns the previous id and never fails loudly: ask again (-1 changes nothing).
+        if libc::setfsuid(u32::MAX) != uid.cast_signed() || libc::setfsgid(u32::MAX) != gid.cast_signed() {
+            return Err(nix::Error::EPERM);
+        }
+    }
+    Ok(())
 }
 
 /// The zone id that container id 0 maps to.
@@ -174,20 +203,16 @@ pub fn mount_as(uid: u32, gid: u32, fstype: &'static str, target: &Path, data: &
     // SAFETY: init is single-threaded; the child only makes raw syscalls and _exits.
     let child = match unsafe { fork() }.map_err(|err| IdmapError::Sys { what: "forking to mount", err })? {
         ForkResult::Child => {
-            // SAFETY: prctl, setfsuid, setfsgid and mount take plain values and NUL-terminated
-            // strings that live until _exit; _exit never returns.
-            unsafe {
-                // Keep the effective capabilities that leaving fsuid 0 would otherwise drop.
-                let errno = if libc::prctl(libc::PR_SET_SECUREBITS, libc::SECBIT_NO_SETUID_FIXUP) != 0 {
-                    nix::Error::last() as i32
-                } else {
-                    libc::setfsgid(gid);
-                    libc::setfsuid(uid);
+            let errno = match set_fs_ids(uid, gid) {
+                Err(errno) => errno as i32,
+                // SAFETY: mount reads NUL-terminated strings that live until _exit.
+                Ok(()) => unsafe {
                     let data = c_data.as_ptr().cast::<libc::c_void>();
                     if libc::mount(c_fstype.as_ptr(), c_target.as_ptr(), c_fstype.as_ptr(), 0, data) == 0 { 0 } else { nix::Error::last() as i32 }
-                };
-                libc::_exit(errno)
-            }
+                },
+            };
+            // SAFETY: _exit ends the forked child at once, without the parent's exit handlers.
+            unsafe { libc::_exit(errno) }
         }
         ForkResult::Parent { child } => child,
     };

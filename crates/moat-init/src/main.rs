@@ -8,6 +8,7 @@
 mod bundle;
 mod channel;
 mod containers;
+mod copy;
 mod devscan;
 mod disks;
 mod idmap;

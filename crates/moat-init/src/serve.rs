@@ -12,6 +12,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use crate::channel::Channel;
 use crate::containers::Containers;
+use crate::copy::Copies;
 use crate::{log, power, Error};
 
 /// Signals PID 1 handles itself. SIGCHLD means reap; the rest are forwarded to the containers.
@@ -44,6 +45,7 @@ pub fn serve(channel: &mut Channel, options: Options) -> Result<Infallible, Erro
     log::info("hello sent");
 
     let mut containers = Containers::default();
+    let mut copies = Copies::default();
     loop {
         let (channel_ready, signal_ready, layout, process_ready) = {
             let (watches, layout) = containers.watches();
@@ -62,7 +64,7 @@ pub fn serve(channel: &mut Channel, options: Options) -> Result<Infallible, Erro
         };
         if signal_ready {
             if let Ok(Some(info)) = signal_fd.read_signal() {
-                handle_signal(info.ssi_signo, &mut containers);
+                handle_signal(info.ssi_signo, &mut containers, &mut copies);
             }
         }
         if process_ready.contains(&true) {
@@ -70,38 +72,39 @@ pub fn serve(channel: &mut Channel, options: Options) -> Result<Infallible, Erro
         }
         if channel_ready {
             for msg in channel.receive()? {
-                handle_message(channel, &options, &mut containers, msg)?;
+                handle_message(channel, &options, &mut containers, &mut copies, msg)?;
             }
         }
         containers.report_exits(channel)?;
+        copies.report(channel)?;
     }
 }
 
-fn handle_signal(signo: u32, containers: &mut Containers) {
+fn handle_signal(signo: u32, containers: &mut Containers, copies: &mut Copies) {
     let Some(signal) = i32::try_from(signo).ok().and_then(|n| Signal::try_from(n).ok()) else { return };
     if signal == Signal::SIGCHLD {
-        reap(containers);
+        reap(containers, copies);
     } else {
         containers.signal_all(signal);
     }
 }
 
-/// Collect every exited child, the container's processes or re-parented orphans, so none stays
-/// a zombie.
-fn reap(containers: &mut Containers) {
+/// Collect every exited child, the container's processes, copies or re-parented orphans, so
+/// none stays a zombie.
+fn reap(containers: &mut Containers, copies: &mut Copies) {
     loop {
         let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => return,
             Ok(status) => status,
         };
-        let ours = status.pid().is_some_and(|pid| containers.reaped(pid, status));
+        let ours = status.pid().is_some_and(|pid| containers.reaped(pid, status) || copies.reaped(pid, status));
         if !ours {
             log::info(&format!("reaped {status:?}"));
         }
     }
 }
 
-fn handle_message(channel: &mut Channel, options: &Options, containers: &mut Containers, msg: HostMessage) -> Result<(), Error> {
+fn handle_message(channel: &mut Channel, options: &Options, containers: &mut Containers, copies: &mut Copies, msg: HostMessage) -> Result<(), Error> {
     let (id, request) = match msg {
         HostMessage::Hello { version } if version == PROTOCOL_VERSION => return Ok(()),
         HostMessage::Hello { version } => return Err(Error::Protocol(format!("host speaks version {version}, init speaks {PROTOCOL_VERSION}"))),
@@ -133,6 +136,15 @@ fn handle_message(channel: &mut Channel, options: &Options, containers: &mut Con
         Request::StartContainer { container } => containers.start(&container),
         Request::Exec { container, process, exec } => containers.exec(&container, process, &exec),
         Request::RemoveContainer { container, force } => containers.remove(&container, force),
+        // A copy that starts is answered when its child ends (see `Copies::report`).
+        Request::CopyIn(copy) => match containers.copy_target(&copy.container).and_then(|target| copies.copy_in(id, &copy, target)) {
+            Ok(()) => return Ok(()),
+            Err(response) => response,
+        },
+        Request::CopyOut(copy) => match containers.copy_target(&copy.container).and_then(|target| copies.copy_out(id, &copy, target)) {
+            Ok(()) => return Ok(()),
+            Err(response) => response,
+        },
         Request::Shutdown => {
             channel.send(&GuestMessage::Response { id, response: Response::Done })?;
             log::info("shutdown requested");

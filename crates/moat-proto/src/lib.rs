@@ -5,11 +5,13 @@
 //! sizes before buffering, and [`session::HostSession`] rejects messages that arrive out of order.
 
 pub mod bytes;
+pub mod copy;
 pub mod frame;
 pub mod layout;
 pub mod message;
 pub mod session;
 
 pub use frame::{encode, FrameDecoder, FrameError, MAX_FRAME_LEN};
-pub use message::{valid_container_id, CreateContainer, DebugRequest, ExecRequest, ExitStatus, FailureKind, GuestMessage, HostMessage, Request, Response, Stream, MAX_CONTAINERS, MAX_CONTAINER_ID, MAX_EXEC_PROCESSES, MAX_PROBE_READ, PROTOCOL_VERSION};
+pub use copy::{CopyPath, CopyPathError};
+pub use message::{valid_container_id, CopyIn, CopyOut, CreateContainer, DebugRequest, ExecRequest, ExitStatus, FailureKind, GuestMessage, HostMessage, Request, Response, Stream, MAX_CONTAINERS, MAX_CONTAINER_ID, MAX_EXEC_PROCESSES, MAX_PROBE_READ, PROTOCOL_VERSION};
 pub use session::{HostSession, SessionError, SessionEvent};

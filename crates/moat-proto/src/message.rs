@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; both sides must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +80,37 @@ pub struct ExecRequest {
     pub stdin: bool,
 }
 
+/// A copy into a container (`moat cp HOST CTR:PATH`), written as the container's root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyIn {
+    pub container: String,
+    /// The source, relative to the zone's share: a file or directory the host exposed read-only.
+    pub from: String,
+    /// The source's own name, which a copy into an existing directory takes (its name on the
+    /// share is the host's choice).
+    pub name: String,
+    /// Where it goes: a container path as [`crate::CopyPath`] parses it, resolved in the
+    /// container's root, with Docker's rules (into an existing directory, or as a new name).
+    pub to: String,
+    /// Copy what the source directory holds rather than the directory (`SRC/.`).
+    pub contents: bool,
+}
+
+/// A copy out of a container (`moat cp CTR:PATH HOST`) into a staging directory on the share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyOut {
+    pub container: String,
+    /// A container path as [`crate::CopyPath`] parses it, resolved in the container's root. A
+    /// symlink at its end is copied as the link; with `/` or `/.` at its end it is followed,
+    /// inside the root, and must reach a directory.
+    pub from: String,
+    /// The staging directory, relative to the share (a writable exposure); the copy goes there
+    /// as [`crate::copy::STAGED_ITEM`].
+    pub to: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
@@ -96,6 +127,13 @@ pub enum Request {
     /// Remove a container: with `force` a running one is killed first; without, it must have
     /// stopped (or never started). Its root filesystem and writable layer go with it.
     RemoveContainer { container: String, force: bool },
+    /// Copy from the share into a container (created, running or stopped). Answered with Done
+    /// once the copy is complete, or Failed before anything was written where the input was
+    /// bad: NotFound for a missing path, BadRequest for a path or file it cannot take, Limit
+    /// past the bounds in [`crate::copy`]. Refused past [`crate::copy::MAX_COPIES`] in flight.
+    CopyIn(Box<CopyIn>),
+    /// Copy from a container into a staging directory on the share; answered as `CopyIn`.
+    CopyOut(Box<CopyOut>),
     /// Sync filesystems and power the zone off.
     Shutdown,
     /// Honoured only when the zone was booted with test hooks enabled.
@@ -176,7 +214,8 @@ pub enum Response {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
-    /// The process's executable, or another file it names, does not exist.
+    /// The process's executable, or another file it names (a copy's source, say), does not
+    /// exist.
     NotFound,
     /// The process's executable exists but may not be run.
     PermissionDenied,
@@ -186,7 +225,7 @@ pub enum FailureKind {
     NoSuchContainer,
     /// A container with that id already exists in the zone.
     AlreadyExists,
-    /// A bound was reached (containers, exec'd processes, process numbers).
+    /// A bound was reached (containers, exec'd processes, process numbers, a copy's size).
     Limit,
     /// The container is not in a state that allows this (not running, still running, ...).
     WrongState,
@@ -227,6 +266,17 @@ mod tests {
         let json = serde_json::to_string(&msg).unwrap();
         assert_eq!(json, r#"{"request":{"id":3,"request":{"exec":{"container":"c1","process":1,"exec":{"process_json":"{}","user":"app","tty":false,"stdin":true}}}}}"#);
         assert_eq!(serde_json::from_str::<HostMessage>(&json).unwrap(), msg);
+    }
+
+    #[test]
+    fn copy_wire_form() {
+        let copy = CopyIn { container: "c1".into(), from: "cp/1".into(), name: "notes".into(), to: "/tmp/".into(), contents: false };
+        let msg = HostMessage::Request { id: 4, request: Request::CopyIn(Box::new(copy)) };
+        let json = serde_json::to_string(&msg).unwrap();
+        assert_eq!(json, r#"{"request":{"id":4,"request":{"copy_in":{"container":"c1","from":"cp/1","name":"notes","to":"/tmp/","contents":false}}}}"#);
+        assert_eq!(serde_json::from_str::<HostMessage>(&json).unwrap(), msg);
+        let out = r#"{"request":{"id":5,"request":{"copy_out":{"container":"c1","from":"/etc","to":"cp/2","extra":1}}}}"#;
+        assert!(serde_json::from_str::<HostMessage>(out).is_err(), "unknown fields are refused");
     }
 
     #[test]

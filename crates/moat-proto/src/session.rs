@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::copy::MAX_COPIES;
 use crate::message::{ExitStatus, FailureKind, GuestMessage, HostMessage, Request, Response, Stream, MAX_CONTAINERS, MAX_EXEC_PROCESSES, PROTOCOL_VERSION};
 
 /// Longest guest-supplied text (kernel release, error message) the host keeps.
@@ -34,13 +35,15 @@ pub enum SessionError {
     TooManyContainers,
     #[error("a container named {0} already exists in this zone")]
     ContainerExists(String),
+    #[error("{MAX_COPIES} copies already run in this zone; wait for one to end")]
+    TooManyCopies,
 }
 
 impl SessionError {
     /// The kind a client hears when the host refuses a request for this reason.
     pub fn kind(&self) -> FailureKind {
         match self {
-            SessionError::TooManyPending | SessionError::TooManyExecs | SessionError::TooManyContainers => FailureKind::Limit,
+            SessionError::TooManyPending | SessionError::TooManyExecs | SessionError::TooManyContainers | SessionError::TooManyCopies => FailureKind::Limit,
             SessionError::ContainerExists(_) => FailureKind::AlreadyExists,
             SessionError::ProcessInUse { .. } => FailureKind::BadRequest,
             _ => FailureKind::ZoneGone,
@@ -117,6 +120,9 @@ impl HostSession {
                     return Err(SessionError::TooManyExecs);
                 }
                 self.last_process = *process;
+            }
+            Request::CopyIn(_) | Request::CopyOut(_) if self.pending.values().filter(|r| matches!(r, Request::CopyIn(_) | Request::CopyOut(_))).count() >= MAX_COPIES => {
+                return Err(SessionError::TooManyCopies);
             }
             _ => {}
         }
@@ -373,6 +379,21 @@ mod tests {
         done(&mut s, Request::RemoveContainer { container: "c".into(), force: true });
         assert!(!s.is_running(1) && !s.is_running(2));
         assert!(s.accept(GuestMessage::Exited { process: 2, status: ExitStatus::Code { code: 0 } }).is_err());
+    }
+
+    #[test]
+    fn copies_in_flight_are_bounded() {
+        let mut s = HostSession::new();
+        s.accept(hello()).unwrap();
+        let copy_out = || Request::CopyOut(Box::new(crate::CopyOut { container: "c".into(), from: "/etc".into(), to: "cp/1".into() }));
+        let mut ids = Vec::new();
+        for _ in 0..MAX_COPIES {
+            ids.push(s.request(copy_out()).unwrap().0);
+        }
+        assert_eq!(s.request(copy_out()).unwrap_err(), SessionError::TooManyCopies);
+        assert_eq!(SessionError::TooManyCopies.kind(), FailureKind::Limit);
+        s.accept(GuestMessage::Response { id: ids[0], response: Response::Done }).unwrap();
+        s.request(copy_out()).expect("room again once one is answered");
     }
 
     #[test]

@@ -342,7 +342,7 @@ pub fn start_failure_code(err: &RuntimeError, default: u8) -> u8 {
     err.kind().start_exit_code().unwrap_or(default)
 }
 
-fn done(answer: std::result::Result<ApiResponse, api::ApiError>) -> Result<()> {
+pub(crate) fn done(answer: std::result::Result<ApiResponse, api::ApiError>) -> Result<()> {
     match answer? {
         ApiResponse::Done => Ok(()),
         ApiResponse::Error { kind, message } => Err(RuntimeError::Zone { kind, message }),

@@ -40,6 +40,8 @@ pub enum RuntimeError {
     #[error(transparent)]
     Volume(#[from] crate::volumes::VolumeError),
     #[error(transparent)]
+    Copy(#[from] crate::copy::CopyError),
+    #[error(transparent)]
     Spec(#[from] moat_spec::SpecError),
     #[error(transparent)]
     Resource(#[from] moat_spec::resources::ResourceError),
@@ -63,6 +65,7 @@ impl RuntimeError {
             RuntimeError::PrivilegedInPod(_) | RuntimeError::PodSetting(_) | RuntimeError::Resources(_) | RuntimeError::Volume(_) | RuntimeError::Resource(_) | RuntimeError::Spec(_) => FailureKind::BadRequest,
             RuntimeError::PodFull { .. } => FailureKind::Limit,
             RuntimeError::Zone { kind, .. } => *kind,
+            RuntimeError::Copy(err) => err.kind(),
             RuntimeError::Api(_) => FailureKind::ZoneGone,
             RuntimeError::Ops(_) | RuntimeError::State(_) | RuntimeError::Io { .. } => FailureKind::Internal,
         }

@@ -3,6 +3,7 @@
 //! into the typed requests here and act on the typed results.
 
 pub mod containers;
+pub mod copy;
 pub mod error;
 pub mod mounts;
 pub mod pods;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use moat_zone::ops::SupervisorCommand;
 use moat_zone::state::ZoneStore;
 
+pub use copy::{CopyArg, CopyError};
 pub use containers::{exit_report, is_running, start_failure_code, ContainerConfig, Containers, ExitReport, Found, Placement};
 pub use error::{Result, RuntimeError};
 pub use pods::{pod_name, Pods, SandboxConfig};

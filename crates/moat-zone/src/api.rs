@@ -32,6 +32,13 @@ pub enum ApiRequest {
     Kill { container: String, signal: i32 },
     /// Remove a container from the zone (and its record); `force` kills it first.
     RemoveContainer { container: String, force: bool },
+    /// Copy a host file or directory into a container (`moat cp HOST CTR:PATH`): the
+    /// supervisor exposes it read-only on the share while init copies it. Answered with Done.
+    CopyIn(Box<CopyIn>),
+    /// Copy a file, directory or symlink out of a container (`moat cp CTR:PATH HOST`) into a
+    /// fresh staging directory on the host, answered with [`ApiResponse::Staged`]. `from` is a
+    /// container path as [`moat_proto::CopyPath`] parses it.
+    CopyOut { container: String, from: String },
     /// For the process this connection talks to.
     Stdin { #[serde(with = "moat_proto::bytes")] data: Vec<u8> },
     Signal { signal: i32 },
@@ -52,6 +59,21 @@ pub struct CreateContainer {
     pub volumes: Vec<Exposure>,
 }
 
+/// A copy into a container; host paths are the caller's, who is trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyIn {
+    pub container: String,
+    /// The host file or directory, absolute (a symlink is followed, once).
+    pub source: std::path::PathBuf,
+    /// The source's own name, which a copy into an existing directory takes.
+    pub name: String,
+    /// A container path as [`moat_proto::CopyPath`] parses it.
+    pub to: String,
+    /// Copy what the source directory holds rather than the directory (`SRC/.`).
+    pub contents: bool,
+}
+
 /// A host file or directory to put on the zone's share under `name`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +91,10 @@ pub enum ApiResponse {
     Error { kind: FailureKind, message: String },
     Output { stream: Stream, #[serde(with = "moat_proto::bytes")] data: Vec<u8> },
     Exited { status: ExitStatus },
+    /// A copy out of a container is staged in `dir`, withdrawn from the share: the copy is
+    /// `dir/`[`moat_proto::copy::STAGED_ITEM`], as the guest wrote it, so hostile. The caller
+    /// freezes, reads and removes it (see [`crate::staging`]).
+    Staged { dir: std::path::PathBuf },
     /// A share probe's result (debug zones only); see [`DebugRequest::ProbeShare`].
     Probed { read: Result<String, String>, write: Result<(), String> },
 }

@@ -196,19 +196,20 @@ mod tests {
         let (attached, mut attached_rx) = mpsc::channel(8);
         let (exec_client, mut exec_rx) = mpsc::channel(8);
         routes.listen(WORKLOAD, attached);
-        routes.listen(1, exec_client);
+        // The exec'd process has a number of its own, never the workload's.
+        routes.listen(WORKLOAD + 1, exec_client);
         block_on(async {
             routes.send(WORKLOAD, output("main")).await;
-            routes.send(1, output("exec")).await;
-            routes.send(2, output("nobody")).await;
+            routes.send(WORKLOAD + 1, output("exec")).await;
+            routes.send(WORKLOAD + 2, output("nobody")).await;
         });
         assert_eq!(attached_rx.try_recv().unwrap(), output("main"));
         assert!(attached_rx.try_recv().is_err());
         assert_eq!(exec_rx.try_recv().unwrap(), output("exec"));
         assert!(exec_rx.try_recv().is_err());
 
-        routes.ended(1);
-        block_on(routes.send(1, output("late")));
+        routes.ended(WORKLOAD + 1);
+        block_on(routes.send(WORKLOAD + 1, output("late")));
         assert!(exec_rx.try_recv().is_err(), "nothing after the end");
     }
 

@@ -15,6 +15,7 @@ pub mod ops;
 pub mod qemu;
 pub mod qmp;
 pub mod share;
+pub mod staging;
 pub mod state;
 pub mod supervisor;
 pub mod virtiofsd;

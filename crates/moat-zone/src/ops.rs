@@ -40,6 +40,8 @@ pub enum OpsError {
     Api(#[from] api::ApiError),
     #[error("removing the zone's share: {0}")]
     Share(#[from] crate::share::ShareError),
+    #[error("removing the zone's copies: {0}")]
+    Staging(#[from] crate::staging::StagingError),
 }
 
 /// Parse a Docker-style memory size (`512m`, `1g`, `268435456`) into MiB, within bounds.
@@ -194,6 +196,7 @@ pub fn remove(store: &ZoneStore, key: &str, force: bool) -> Result<ZoneRecord, O
     kill_leftovers(&dir.read()?);
     // Never delete the directory while a host directory is still mounted in its share.
     crate::share::cleanup(&dir)?;
+    crate::staging::cleanup(&dir)?;
     store.remove(&dir)?;
     Ok(record)
 }

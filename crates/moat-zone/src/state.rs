@@ -227,6 +227,10 @@ impl ZoneDir {
     pub fn share_base(&self) -> PathBuf {
         self.path.join("share-base")
     }
+    /// The staging directories of copies out of the zone (see [`crate::staging`]).
+    pub fn copies_dir(&self) -> PathBuf {
+        self.path.join("copies")
+    }
     pub fn virtiofsd_log(&self) -> PathBuf {
         self.path.join("virtiofsd.log")
     }

@@ -35,6 +35,8 @@ enum Command {
     },
     /// Run a command in a running container.
     Exec(Box<commands::exec::ExecArgs>),
+    /// Copy files and directories between a container and the host.
+    Cp(commands::cp::CpArgs),
     /// List containers.
     Ps {
         /// Show exited containers too.
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
         Command::Create(args) => commands::run::create(&cli.root, *args),
         Command::Start { attach, containers } => commands::container::start(&cli.root, &containers, attach),
         Command::Exec(args) => commands::exec::exec(&cli.root, *args),
+        Command::Cp(args) => commands::cp::cp(&cli.root, args),
         Command::Ps { all } => commands::container::ps(&cli.root, all),
         Command::Logs { follow, container } => commands::container::logs(&cli.root, &container, follow),
         Command::Kill { signal, container } => commands::container::kill(&cli.root, &container, &signal),

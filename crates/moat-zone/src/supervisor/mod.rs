@@ -26,6 +26,7 @@ use crate::lifecycle::ZoneState;
 use crate::qemu::{Disk, Sockets, VmConfig, QEMU_BINARY};
 use crate::qmp::{Qmp, QmpCommand};
 use crate::share::{self, Share, ShareError};
+use crate::staging::{self, StagingError};
 use crate::state::{ProcessId, StateError, ZoneDir};
 use crate::virtiofsd::{self, Virtiofsd, VirtiofsdError};
 
@@ -65,6 +66,8 @@ pub enum SupervisorError {
     Share(#[from] ShareError),
     #[error(transparent)]
     Virtiofsd(#[from] VirtiofsdError),
+    #[error("removing the copies an earlier run left: {0}")]
+    Staging(#[from] StagingError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SupervisorError {
@@ -84,9 +87,9 @@ pub fn supervise(dir: ZoneDir, assets_dir: &Path) -> Result<(), SupervisorError>
     for socket in dir.sockets() {
         let _ = std::fs::remove_file(socket);
     }
-    let unshared = share::cleanup(&dir);
+    let unshared = share::cleanup(&dir).map_err(|err| err.to_string()).and_then(|()| staging::cleanup(&dir).map_err(|err| err.to_string()));
     if let Err(err) = &unshared {
-        tracing::error!(%err, "the zone's share is still mounted; the zone directory is kept");
+        tracing::error!(%err, "the zone's share or a copy's staging directory is still mounted; the zone directory is kept");
     }
     let record = dir.update(|record| {
         if let Ok(next) = record.state.transition(final_state.clone()) {
@@ -132,6 +135,7 @@ fn kernel_cmdline(id: &str, release: &str, accel: Accel, debug: bool) -> String 
 async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorError> {
     let supervisor = ProcessId::of(std::process::id());
     dir.update(|r| r.supervisor = supervisor)?;
+    staging::cleanup(dir)?;
     let share = Share::new(dir);
     share.prepare()?;
     let config = virtiofsd::Config { socket: dir.share_socket(), source: share.root().to_path_buf() };

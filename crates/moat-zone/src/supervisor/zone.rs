@@ -11,12 +11,13 @@ use tokio::sync::mpsc;
 
 use super::outcome::{describe_status, Outcome};
 use super::{BOOT_TIMEOUT, DRAIN_TIMEOUT};
-use crate::api::{ApiRequest, ApiResponse, CreateContainer};
+use crate::api::{self, ApiRequest, ApiResponse, CreateContainer};
 use crate::clients::{serve_client, ClientEvent, ClientId, Reply, Routes, CLIENT_QUEUE};
 use crate::lifecycle::ZoneState;
 use crate::logs::WorkloadLog;
 use crate::qmp::QmpEvent;
-use crate::share::Share;
+use crate::share::{Share, ShareError};
+use crate::staging;
 use crate::state::ZoneDir;
 
 struct Waiter {
@@ -48,6 +49,10 @@ pub struct Zone<'a> {
     images: HashSet<String>,
     /// Each container's volumes on the share, by their names there.
     volumes: HashMap<String, Vec<String>>,
+    /// Copies in flight, by their names on the share, with a copy out's staging directory.
+    copies: HashMap<String, Option<std::path::PathBuf>>,
+    /// The number of the last copy: each gets a fresh name on the share.
+    last_copy: u64,
 }
 
 impl<'a> Zone<'a> {
@@ -65,6 +70,8 @@ impl<'a> Zone<'a> {
             logs: BTreeMap::new(),
             images: HashSet::new(),
             volumes: HashMap::new(),
+            copies: HashMap::new(),
+            last_copy: 0,
         }
     }
 
@@ -203,7 +210,7 @@ impl<'a> Zone<'a> {
     /// What the guest's answer to `request` means here, then the answer to the client.
     async fn answered(&mut self, request: Request, response: Response, waiter: Waiter) {
         let done = response == Response::Done;
-        let reply = match response {
+        let mut reply = match response {
             Response::Pong => ApiResponse::Pong { round_trip_us: u64::try_from(waiter.sent.elapsed().as_micros()).unwrap_or(u64::MAX) },
             Response::Done => ApiResponse::Done,
             Response::Failed { kind, message } => ApiResponse::Error { kind, message },
@@ -236,9 +243,22 @@ impl<'a> Zone<'a> {
             }
             Request::Exec { process, .. } if done => self.routes.listen(process, waiter.reply.clone()),
             Request::RemoveContainer { container, .. } if done => self.forget_container(&container),
+            Request::CopyIn(copy) => {
+                self.end_copy(&copy.from, false);
+            }
+            Request::CopyOut(copy) => {
+                if let Some(dir) = self.end_copy(&copy.to, done) {
+                    reply = ApiResponse::Staged { dir };
+                }
+            }
             _ => {}
         }
-        let _ = waiter.reply.send(reply).await;
+        if let Err(unsent) = waiter.reply.send(reply).await {
+            // The client is gone: nobody will take what was staged for it.
+            if let ApiResponse::Staged { dir } = unsent.0 {
+                let _ = staging::remove(&dir);
+            }
+        }
     }
 
     /// Drop a container's record, files and volumes: it is gone from the zone, or never got
@@ -288,6 +308,8 @@ impl<'a> Zone<'a> {
                 let _ = reply.send(sent.err().unwrap_or(ApiResponse::Done)).await;
             }
             ApiRequest::RemoveContainer { container, force } => self.remove_container(container, force, reply, client).await,
+            ApiRequest::CopyIn(copy) => self.copy_in(*copy, reply, client).await,
+            ApiRequest::CopyOut { container, from } => self.copy_out(container, from, reply, client).await,
             ApiRequest::Stop { timeout_secs } => {
                 self.stop(Duration::from_secs(timeout_secs));
                 let _ = reply.send(ApiResponse::Done).await;
@@ -334,6 +356,81 @@ impl<'a> Zone<'a> {
         self.routes.own(process, create.container.clone());
         let request = moat_proto::CreateContainer { container: create.container, process, spec_json: create.spec_json, image, tty: create.tty, stdin: create.stdin };
         self.send_request(Request::CreateContainer(Box::new(request)), reply, client).await;
+    }
+
+    /// Expose the host's source read-only under a fresh name, and ask init to copy it into the
+    /// container (created, running or stopped).
+    async fn copy_in(&mut self, copy: api::CopyIn, reply: Reply, client: ClientId) {
+        let name = match self.start_copy(&copy.container) {
+            Ok(number) => copy_share_name(number),
+            Err(err) => {
+                let _ = reply.send(err).await;
+                return;
+            }
+        };
+        if let Err(err) = self.share.expose(&copy.source, &name, true) {
+            let kind = match &err {
+                ShareError::Unsupported { .. } => FailureKind::BadRequest,
+                ShareError::Io { err, .. } if err.kind() == std::io::ErrorKind::NotFound => FailureKind::NotFound,
+                _ => FailureKind::Internal,
+            };
+            let _ = reply.send(error(kind, format!("sharing {} with the zone: {err}", copy.source.display()))).await;
+            return;
+        }
+        self.copies.insert(name.clone(), None);
+        let request = moat_proto::CopyIn { container: copy.container, from: name, name: copy.name, to: copy.to, contents: copy.contents };
+        self.send_request(Request::CopyIn(Box::new(request)), reply, client).await;
+    }
+
+    /// Make a fresh staging directory, expose it writable under a fresh name, and ask init to
+    /// copy the container's path into it. The client hears where it is staged.
+    async fn copy_out(&mut self, container: String, from: String, reply: Reply, client: ClientId) {
+        let (name, dir) = match self.start_copy(&container) {
+            Ok(number) => (copy_share_name(number), staging::path(self.dir, number)),
+            Err(err) => {
+                let _ = reply.send(err).await;
+                return;
+            }
+        };
+        let staged = staging::create(&dir).map_err(|e| e.to_string()).and_then(|()| {
+            self.share.expose(&dir, &name, false).map_err(|e| {
+                let _ = staging::remove(&dir);
+                e.to_string()
+            })
+        });
+        if let Err(err) = staged {
+            let _ = reply.send(error(FailureKind::Internal, format!("staging a copy out of the zone: {err}"))).await;
+            return;
+        }
+        self.copies.insert(name.clone(), Some(dir));
+        self.send_request(Request::CopyOut(Box::new(moat_proto::CopyOut { container, from, to: name })), reply, client).await;
+    }
+
+    /// A fresh number for a copy involving `container`, which the zone must hold.
+    fn start_copy(&mut self, container: &str) -> Result<u64, ApiResponse> {
+        if self.session.container_process(container).is_none() {
+            return Err(error(FailureKind::NoSuchContainer, format!("no container {container} in this zone")));
+        }
+        self.last_copy += 1;
+        Ok(self.last_copy)
+    }
+
+    /// Take a copy's exposure off the share. A copy out's staging directory is returned when
+    /// `keep` (the guest answered Done), and removed otherwise.
+    fn end_copy(&mut self, name: &str, keep: bool) -> Option<std::path::PathBuf> {
+        let staging = self.copies.remove(name).flatten();
+        if let Err(err) = self.share.withdraw(name) {
+            tracing::warn!(%err, "withdrawing a copy from the share");
+        }
+        match staging {
+            Some(dir) if !keep => {
+                if let Err(err) = staging::remove(&dir) {
+                    tracing::warn!(%err, "removing a copy's staging directory");
+                }
+                None
+            }
+            staging => staging,
+        }
     }
 
     async fn remove_container(&mut self, container: String, force: bool, reply: Reply, client: ClientId) {
@@ -411,6 +508,11 @@ impl<'a> Zone<'a> {
             Request::CreateContainer(create) => Some(create.container.clone()),
             _ => None,
         };
+        let failed_copy = match &request {
+            Request::CopyIn(copy) => Some(copy.from.clone()),
+            Request::CopyOut(copy) => Some(copy.to.clone()),
+            _ => None,
+        };
         let sent = self.session.request(request).map_err(|e| (e.kind(), e.to_string())).and_then(|(id, msg)| {
             let frame = encode(&msg).map_err(|e| (FailureKind::Internal, e.to_string()))?;
             self.to_guest.try_send(frame).map_err(|_| {
@@ -427,10 +529,19 @@ impl<'a> Zone<'a> {
                 if let Some(container) = failed_create {
                     self.forget_container(&container);
                 }
+                if let Some(name) = failed_copy {
+                    self.end_copy(&name, false);
+                }
                 let _ = reply.send(error(kind, message)).await;
             }
         }
     }
+}
+
+/// The name copy `number` has on the share. Flat, at the share's root: a parent directory
+/// would be pruned and made again between copies, while the guest may still cache the old one.
+fn copy_share_name(number: u64) -> String {
+    format!("cp-{number}")
 }
 
 /// The name an image file gets on the share: one per image, shared by its containers.

@@ -3,6 +3,7 @@
 mod attach;
 pub mod check;
 pub mod container;
+pub mod cp;
 pub mod exec;
 pub mod image;
 pub mod images;
