@@ -1,19 +1,19 @@
 //! The runtime bundle for runc: the host's spec completed with what only the zone knows (the
-//! rootfs, the image's accounts, the zone's devices), written as config.json; and the process
+//! rootfs, the image's accounts, the masks over the zone's links to the host), written as
+//! config.json; and the process
 //! file of each `exec`, its user resolved the same way.
 
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use moat_spec::devices::{add_zone_devices, DeviceError};
+use moat_spec::devices::{mask_host_links, DeviceError, MAX_DEV_NAMES};
 use moat_spec::user::{apply_user, set_process_user, UserError, MAX_ACCOUNT_FILE_BYTES};
 use moat_spec::SpecError;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{Process, Spec};
 
-use crate::devscan::{self, ScanError};
 use crate::modules::{self, ModuleError};
 
 /// Per container: its bundle (config.json), and the process and pid files of what starts in it.
@@ -31,8 +31,10 @@ pub enum BundleError {
     User(#[from] UserError),
     #[error(transparent)]
     Devices(#[from] DeviceError),
-    #[error(transparent)]
-    Scan(#[from] ScanError),
+    #[error("listing the zone's /dev: {0}")]
+    ListDev(std::io::Error),
+    #[error("enabling module autoload: {0}")]
+    Autoload(std::io::Error),
     #[error(transparent)]
     Module(#[from] ModuleError),
     #[error("reading {file} in the image: {err}")]
@@ -45,9 +47,9 @@ pub enum BundleError {
     Write { path: PathBuf, err: std::io::Error },
 }
 
-/// Point the spec at `rootfs`, resolve its user against the image, give a privileged
-/// container the zone's devices (loading the modules it expects first), and place it in the
-/// zone's cgroup tree.
+/// Point the spec at `rootfs`, resolve its user against the image, and place it in the zone's
+/// cgroup tree. For a privileged container, load the modules it expects, turn on the zone
+/// kernel's module autoload, and mask the zone's links to the host in its /dev.
 pub fn complete(spec: &mut Spec, rootfs: &Path, container_id: &str, tty: bool) -> Result<(), BundleError> {
     let mut root = spec.root().clone().unwrap_or_default();
     root.set_path(rootfs.to_path_buf());
@@ -61,11 +63,18 @@ pub fn complete(spec: &mut Spec, rootfs: &Path, container_id: &str, tty: bool) -
     let group = read_account(rootfs, "/etc/group")?;
     apply_user(spec, passwd.as_deref(), group.as_deref())?;
     if moat_spec::is_privileged(spec) {
-        // Before the scan, so the modules' device nodes (/dev/loop*) are among the zone's.
         modules::load_modules(moat_proto::layout::PRIVILEGED_MODULES_FILE)?;
-        add_zone_devices(spec, &devscan::scan(Path::new("/dev"))?)?;
+        crate::sysctl::enable_module_autoload().map_err(BundleError::Autoload)?;
+        mask_host_links(spec, &dev_names(Path::new("/dev"))?, tty)?;
     }
     Ok(())
+}
+
+/// The file names in `dev` (the zone's /dev), one past [`MAX_DEV_NAMES`] at most, which
+/// `mask_host_links` then refuses.
+fn dev_names(dev: &Path) -> Result<Vec<String>, BundleError> {
+    let entries = std::fs::read_dir(dev).map_err(BundleError::ListDev)?;
+    Ok(entries.flatten().take(MAX_DEV_NAMES + 1).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
 }
 
 /// The directory of the container's cgroup, as runc creates it from the completed spec.

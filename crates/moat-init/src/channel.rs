@@ -28,6 +28,9 @@ impl Channel {
         loop {
             if let Some(path) = find_port()? {
                 if let Ok(file) = File::options().read(true).write(true).open(&path) {
+                    // Init keeps the port open; with its node gone, no path in the zone's
+                    // /dev, which privileged containers see live, leads to it.
+                    std::fs::remove_file(&path).map_err(|e| Error::Io("unlinking the channel's node", e))?;
                     return Ok(Self { path, file, decoder: FrameDecoder::new() });
                 }
             }

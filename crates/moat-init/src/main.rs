@@ -4,16 +4,17 @@
 //! the channel when the channel is open. PID 1 never exits, since that would panic the kernel.
 //! The zone is a pod: containers arrive after boot, each created and started by runc on request
 //! (see [`runner`] and [`containers`]), all in the pod's shared namespaces (see [`pod`]).
+//! Called as `modprobe`, the same binary is the zone kernel's module loader (see [`modprobe`]).
 
 mod bundle;
 mod channel;
 mod containers;
 mod copy;
-mod devscan;
 mod disks;
 mod idmap;
 mod log;
 mod loopdev;
+mod modprobe;
 mod modules;
 mod mounts;
 mod newroot;
@@ -27,6 +28,9 @@ mod terminal;
 mod workload;
 
 fn main() {
+    if modprobe::called_as_modprobe() {
+        std::process::exit(modprobe::main(std::env::args_os().skip(1)));
+    }
     power::install_panic_hook();
     let mut channel = None;
     let err = match boot(&mut channel) {

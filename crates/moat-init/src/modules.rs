@@ -27,7 +27,8 @@ pub fn load_modules(list: &'static str) -> Result<(), ModuleError> {
     Ok(())
 }
 
-fn load_one(path: &str) -> Result<(), ModuleError> {
+/// Load the module file at `path`; already loaded is success.
+pub fn load_one(path: &str) -> Result<(), ModuleError> {
     let module_err = |err: String| ModuleError::Load { path: path.to_string(), err };
     let file = std::fs::File::open(path).map_err(|e| module_err(e.to_string()))?;
     let no_params = CString::default();

@@ -23,11 +23,26 @@ const EARLY_MOUNTS: &[EarlyMount] = &[
     EarlyMount { source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV), data: Some("mode=1777") },
 ];
 
+/// Links udev would make in /dev, and runc makes in a container's own /dev. A privileged
+/// container gets the zone's /dev itself, so they live there: (link, target).
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+];
+
 pub fn mount_early() -> Result<(), Error> {
     for m in EARLY_MOUNTS {
         std::fs::create_dir_all(m.target).map_err(|e| Error::Io(m.target, e))?;
         mount(Some(m.source), m.target, Some(m.fstype), m.flags, m.data)
             .map_err(|err| Error::Mount { target: m.target, err })?;
+    }
+    for (link, target) in DEV_LINKS {
+        match std::os::unix::fs::symlink(target, link) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(Error::Io(link, e)),
+            _ => {}
+        }
     }
     Ok(())
 }

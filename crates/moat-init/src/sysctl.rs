@@ -18,3 +18,12 @@ pub fn harden() -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// Point the zone kernel's module autoloader at init's modprobe. Until then the kernel's
+/// default, `/sbin/modprobe`, names nothing in the zone, so no request loads a module: init
+/// calls this only for a privileged container (see the README's Privilege section).
+pub fn enable_module_autoload() -> std::io::Result<()> {
+    std::fs::write(MODPROBE_SYSCTL, moat_proto::layout::MODPROBE_PATH)
+}
+
+const MODPROBE_SYSCTL: &str = "/proc/sys/kernel/modprobe";

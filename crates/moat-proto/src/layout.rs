@@ -19,6 +19,11 @@ pub const WORKLOAD_MODULES_FILE: &str = "/etc/moat/modules.workload";
 /// before its devices are listed, so their device nodes (loop) are among them.
 pub const PRIVILEGED_MODULES_FILE: &str = "/etc/moat/modules.privileged";
 
+/// In the initramfs: a link to init, which acts as modprobe when called by this name. Init
+/// names it in `/proc/sys/kernel/modprobe` once the zone holds a privileged container, so the
+/// zone's kernel loads the modules it asks for from the zone's modules disk.
+pub const MODPROBE_PATH: &str = "/usr/lib/moat/modprobe";
+
 /// Where init mounts the tools disk. runc and its libraries keep their host paths below it,
 /// and the initramfs links those paths here.
 pub const TOOLS_DIR: &str = "/usr/lib/moat/tools";

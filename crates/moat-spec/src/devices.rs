@@ -1,23 +1,22 @@
 //! Device nodes and device cgroup rules.
 //!
-//! Unprivileged containers get Docker's default devices. Privileged ones get every device of
-//! their zone; only the guest can list those, so it calls [`add_zone_devices`] with what it
-//! finds under the zone's /dev.
+//! Unprivileged containers get Docker's default devices. Privileged ones get the zone's live
+//! /dev, a bind of its devtmpfs (see [`crate::mounts`]), so devices the zone's kernel creates
+//! later (after `modprobe tun`, a new loop device, a partition) appear in them. The zone's
+//! links to the host are masked there: only the guest can list them, so it calls
+//! [`mask_host_links`] with the names it finds in the zone's /dev.
 
-use std::collections::HashSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, Spec};
 
-/// Most zone devices accepted. A zone has a few hundred; the list ends up in the spec.
-pub const MAX_ZONE_DEVICES: usize = 4096;
+/// Most /dev names [`mask_host_links`] looks at. A zone has a few hundred nodes.
+pub const MAX_DEV_NAMES: usize = 4096;
 
-/// Longest device path accepted.
-const MAX_DEVICE_PATH: usize = 256;
-
-/// Sub-directories of /dev never passed through, as containerd's `HostDevices` skips them:
-/// the container gets its own pts, shm and mqueue mounts.
-const SKIPPED_DEV_DIRS: [&str; 7] = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
+/// Nodes of the zone's /dev that lead to the host, by name prefix: virtio-serial ports
+/// (`vportNpM`, the control channel among them), virtio consoles (`hvcN`) and the serial
+/// console (`ttySN`), which the host records as the zone's console log.
+const HOST_LINK_PREFIXES: [&str; 3] = ["vport", "hvc", "ttyS"];
 
 /// Docker's default device nodes: (path, major, minor). All are character devices, mode 0666.
 const DEFAULT_DEVICES: [(&str, i64, i64); 6] = [
@@ -38,33 +37,10 @@ const RWM: &str = "rwm";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DeviceError {
-    #[error("zone device path {0:?} is not a plain absolute path under /dev")]
-    BadPath(String),
-    #[error("{count} zone devices, more than the {max} allowed")]
+    #[error("{count} names in the zone's /dev, more than the {max} looked at")]
     TooMany { count: usize, max: usize },
     #[error("the spec has no linux section to add devices to")]
     NoLinux,
-}
-
-/// The kind of a device node found in the zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceKind {
-    Char,
-    Block,
-    Fifo,
-}
-
-/// One device node under the zone's /dev, as the guest runner stats it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZoneDevice {
-    pub path: PathBuf,
-    pub kind: DeviceKind,
-    pub major: u32,
-    pub minor: u32,
-    /// st_mode; only the permission bits are used.
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
 }
 
 /// Docker's default device nodes.
@@ -120,48 +96,27 @@ pub fn allow_all_rule() -> LinuxDeviceCgroup {
     rule(true, None, None, None, RWM)
 }
 
-/// The zone's devices as spec entries, skipped as containerd skips host devices: fifos,
-/// /dev/console, and the pts, shm, fd and mqueue directories. Duplicate paths keep the first.
-pub fn privileged_devices(found: &[ZoneDevice]) -> Result<Vec<LinuxDevice>, DeviceError> {
-    if found.len() > MAX_ZONE_DEVICES {
-        return Err(DeviceError::TooMany {
-            count: found.len(),
-            max: MAX_ZONE_DEVICES,
-        });
+/// Mask, in a privileged container's spec, the nodes among `dev_names` (file names in the
+/// zone's /dev) that lead to the host, and /dev/console unless the container has a terminal
+/// (runc then binds its pty there). runc binds /dev/null over each masked path. This shapes
+/// what the container sees, not what it can do: it holds every capability and may mknod any
+/// node, and the host treats the channel and the console as hostile input either way.
+pub fn mask_host_links(spec: &mut Spec, dev_names: &[String], terminal: bool) -> Result<(), DeviceError> {
+    if dev_names.len() > MAX_DEV_NAMES {
+        return Err(DeviceError::TooMany { count: dev_names.len(), max: MAX_DEV_NAMES });
     }
-    let mut seen = HashSet::new();
-    let mut devices = Vec::new();
-    for node in found {
-        check_path(&node.path)?;
-        let typ = match node.kind {
-            DeviceKind::Char => LinuxDeviceType::C,
-            DeviceKind::Block => LinuxDeviceType::B,
-            DeviceKind::Fifo => continue,
-        };
-        if skipped(&node.path) || !seen.insert(node.path.clone()) {
-            continue;
-        }
-        let mut device = LinuxDevice::default();
-        device
-            .set_path(node.path.clone())
-            .set_typ(typ)
-            .set_major(i64::from(node.major))
-            .set_minor(i64::from(node.minor))
-            .set_file_mode(Some(node.mode & 0o7777))
-            .set_uid(Some(node.uid))
-            .set_gid(Some(node.gid));
-        devices.push(device);
+    let mut masked: Vec<String> = dev_names
+        .iter()
+        .filter(|name| !name.contains('/') && HOST_LINK_PREFIXES.iter().any(|prefix| name.starts_with(prefix)))
+        .map(|name| Path::new("/dev").join(name).to_string_lossy().into_owned())
+        .collect();
+    if !terminal {
+        masked.push("/dev/console".to_string());
     }
-    Ok(devices)
-}
-
-/// Gives a privileged container's spec the zone's devices and an allow-all cgroup rule.
-pub fn add_zone_devices(spec: &mut Spec, found: &[ZoneDevice]) -> Result<(), DeviceError> {
-    let devices = privileged_devices(found)?;
+    masked.sort();
+    masked.dedup();
     let linux = spec.linux_mut().as_mut().ok_or(DeviceError::NoLinux)?;
-    linux.set_devices(Some(devices));
-    let resources = linux.resources_mut().get_or_insert_with(Default::default);
-    resources.set_devices(Some(vec![allow_all_rule()]));
+    linux.masked_paths_mut().get_or_insert_with(Vec::new).extend(masked);
     Ok(())
 }
 
@@ -181,50 +136,9 @@ fn rule(
     rule
 }
 
-fn check_path(path: &Path) -> Result<(), DeviceError> {
-    let text = path.to_string_lossy();
-    let plain = path.starts_with("/dev")
-        && path != Path::new("/dev")
-        && text.len() <= MAX_DEVICE_PATH
-        && !text.contains('\0')
-        && path
-            .components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    if plain {
-        Ok(())
-    } else {
-        Err(DeviceError::BadPath(
-            text.chars().take(MAX_DEVICE_PATH).collect(),
-        ))
-    }
-}
-
-fn skipped(path: &Path) -> bool {
-    if path == Path::new("/dev/console") {
-        return true;
-    }
-    let mut below_dev = path.components().skip(2);
-    let in_skipped_dir = below_dev
-        .next()
-        .is_some_and(|first| SKIPPED_DEV_DIRS.iter().any(|dir| first.as_os_str() == *dir));
-    in_skipped_dir && below_dev.next().is_some()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn node(path: &str, kind: DeviceKind, major: u32, minor: u32) -> ZoneDevice {
-        ZoneDevice {
-            path: PathBuf::from(path),
-            kind,
-            major,
-            minor,
-            mode: 0o20660,
-            uid: 0,
-            gid: 6,
-        }
-    }
 
     #[test]
     fn default_devices_are_dockers_six() {
@@ -267,74 +181,29 @@ mod tests {
         assert_eq!(rules.len(), 12);
     }
 
+
     #[test]
-    fn privileged_devices_skip_like_containerd() {
-        let found = vec![
-            node("/dev/vda", DeviceKind::Block, 254, 0),
-            node("/dev/kmsg", DeviceKind::Char, 1, 11),
-            node("/dev/console", DeviceKind::Char, 5, 1),
-            node("/dev/pts/0", DeviceKind::Char, 136, 0),
-            node("/dev/shm/x", DeviceKind::Char, 1, 1),
-            node("/dev/initctl", DeviceKind::Fifo, 0, 0),
-            node("/dev/net/tun", DeviceKind::Char, 10, 200),
-            node("/dev/kmsg", DeviceKind::Char, 1, 11),
-        ];
-        let devices = privileged_devices(&found).expect("devices");
-        let paths: Vec<&Path> = devices.iter().map(|d| d.path().as_path()).collect();
-        assert_eq!(
-            paths,
-            vec![
-                Path::new("/dev/vda"),
-                Path::new("/dev/kmsg"),
-                Path::new("/dev/net/tun")
-            ]
-        );
-        assert_eq!(devices[0].typ(), LinuxDeviceType::B);
-        assert_eq!((devices[0].major(), devices[0].minor()), (254, 0));
-        assert_eq!(devices[0].file_mode(), Some(0o660));
-        assert_eq!(devices[0].gid(), Some(6));
+    fn host_links_are_masked_and_the_console_unless_a_terminal() {
+        let names: Vec<String> = ["null", "vport0p1", "vport1p0", "hvc0", "ttyS0", "tty0", "net", "fuse", "kmsg"].map(String::from).to_vec();
+        let bare = || {
+            let mut spec = Spec::default();
+            spec.linux_mut().get_or_insert_with(Default::default).set_masked_paths(None);
+            spec
+        };
+        let mut spec = bare();
+        mask_host_links(&mut spec, &names, false).expect("mask");
+        let masked = spec.linux().as_ref().and_then(|l| l.masked_paths().clone()).expect("masked");
+        assert_eq!(masked, ["/dev/console", "/dev/hvc0", "/dev/ttyS0", "/dev/vport0p1", "/dev/vport1p0"]);
+
+        let mut with_tty = bare();
+        mask_host_links(&mut with_tty, &names, true).expect("mask");
+        let masked = with_tty.linux().as_ref().and_then(|l| l.masked_paths().clone()).expect("masked");
+        assert!(!masked.contains(&"/dev/console".to_string()), "runc binds the pty there");
     }
 
     #[test]
-    fn bad_paths_are_rejected() {
-        for bad in [
-            "/etc/passwd",
-            "/dev/../etc/shadow",
-            "dev/null",
-            "/dev",
-            "/devices/x",
-        ] {
-            let found = [node(bad, DeviceKind::Char, 1, 3)];
-            assert!(
-                matches!(privileged_devices(&found), Err(DeviceError::BadPath(_))),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn device_count_is_bounded() {
-        let found = vec![node("/dev/null", DeviceKind::Char, 1, 3); MAX_ZONE_DEVICES + 1];
-        assert!(matches!(
-            privileged_devices(&found),
-            Err(DeviceError::TooMany { .. })
-        ));
-    }
-
-    #[test]
-    fn add_zone_devices_sets_allow_all() {
-        let mut spec = Spec::default();
-        add_zone_devices(&mut spec, &[node("/dev/vda", DeviceKind::Block, 254, 0)])
-            .expect("add devices");
-        let linux = spec.linux().as_ref().expect("linux");
-        assert_eq!(linux.devices().as_ref().map(Vec::len), Some(1));
-        let rules = linux
-            .resources()
-            .as_ref()
-            .and_then(|r| r.devices().clone())
-            .expect("rules");
-        assert_eq!(rules.len(), 1);
-        assert_eq!(rules[0].to_string(), "a *:* rwm");
-        assert!(rules[0].allow());
+    fn the_name_list_is_bounded() {
+        let names = vec!["null".to_string(); MAX_DEV_NAMES + 1];
+        assert!(matches!(mask_host_links(&mut Spec::default(), &names, false), Err(DeviceError::TooMany { .. })));
     }
 }

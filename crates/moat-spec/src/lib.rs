@@ -4,7 +4,7 @@
 //! Host side: [`build_spec`] and [`to_json`], and [`exec::exec_process`] for `moat exec`.
 //! Guest side, after the rootfs is mounted:
 //! [`user::apply_user`] and, for privileged containers ([`is_privileged`]),
-//! [`devices::add_zone_devices`].
+//! [`devices::mask_host_links`].
 
 mod builder;
 pub mod caps;

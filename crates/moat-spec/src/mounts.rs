@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use oci_spec::runtime::Mount;
 
-use crate::profile::Profile;
+use crate::profile::{DeviceSet, Profile};
 
 /// Size of /dev and /dev/shm: Docker's 64 MiB.
 const TMPFS_SIZE: &str = "size=65536k";
@@ -77,11 +77,28 @@ const DEFAULT_MOUNTS: [DefaultMount; 7] = [
     },
 ];
 
+/// /dev of a container with the zone's devices: the zone's devtmpfs, so nodes the zone's
+/// kernel creates later appear in it. A plain bind, not rbind: the zone's own devpts stays out,
+/// and the container's pts, shm and mqueue are mounted over it. With /dev a bind, runc creates
+/// no nodes or links in it (init makes the /dev/fd links in the zone's devtmpfs).
+const ZONE_DEV: DefaultMount = DefaultMount {
+    destination: "/dev",
+    typ: "bind",
+    source: "/dev",
+    options: &["bind", "nosuid"],
+    system: false,
+};
+
 /// The mounts of a container with `profile`: /sys and the cgroup filesystem are read-only
-/// unless the profile makes them writable (`--privileged`).
+/// unless the profile makes them writable (`--privileged`), and /dev is the zone's when the
+/// profile gives the zone's devices.
 pub fn default_mounts(profile: &Profile) -> Vec<Mount> {
     DEFAULT_MOUNTS
         .iter()
+        .map(|m| match (m.destination, profile.devices) {
+            ("/dev", DeviceSet::Zone) => &ZONE_DEV,
+            _ => m,
+        })
         .map(|m| {
             let mut options: Vec<String> = m.options.iter().map(|o| o.to_string()).collect();
             if m.system && !profile.writable_sys {
@@ -138,6 +155,18 @@ mod tests {
         assert!(options_of(&mounts, "/sys").contains(&"ro".to_string()));
         assert!(options_of(&mounts, "/sys/fs/cgroup").contains(&"ro".to_string()));
         assert!(!options_of(&mounts, "/proc").contains(&"ro".to_string()));
+    }
+
+    #[test]
+    fn privileged_dev_is_the_zones_and_unprivileged_dev_a_tmpfs() {
+        let dev = |profile| {
+            let mounts = default_mounts(profile);
+            let dev = mounts.iter().find(|m| m.destination() == &PathBuf::from("/dev")).cloned().expect("/dev");
+            (dev.typ().clone().unwrap_or_default(), dev.source().clone().unwrap_or_default())
+        };
+        assert_eq!(dev(&PRIVILEGED), ("bind".to_string(), PathBuf::from("/dev")));
+        assert_eq!(dev(&UNPRIVILEGED), ("tmpfs".to_string(), PathBuf::from("tmpfs")));
+        assert_eq!(default_mounts(&PRIVILEGED).len(), DEFAULT_MOUNTS.len());
     }
 
     #[test]

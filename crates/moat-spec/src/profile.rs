@@ -57,7 +57,8 @@ const BASE_NAMESPACES: [LinuxNamespaceType; 6] = [
 pub enum DeviceSet {
     /// Docker's default devices (null, zero, full, random, urandom, tty, console, ptmx).
     DockerDefault,
-    /// Every device of the zone, added inside the zone by `devices::add_zone_devices`.
+    /// The zone's live /dev (a bind of its devtmpfs), its links to the host masked inside
+    /// the zone by `devices::mask_host_links`.
     Zone,
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use moat_spec::caps::mask_of;
-use moat_spec::devices::{add_zone_devices, DeviceKind, ZoneDevice};
+use moat_spec::devices::mask_host_links;
 use moat_spec::profile::{ZONE_ID_MAP_SIZE, ZONE_ID_MAP_START};
 use moat_spec::resources::{container_memory_limit, Cpus};
 use moat_spec::user::{apply_user, UserError};
@@ -255,7 +255,7 @@ fn privileged_is_everything_inside_the_zone() {
 }
 
 #[test]
-fn privileged_guest_adds_the_zone_devices() {
+fn privileged_guest_masks_the_zones_links_to_the_host() {
     let mut spec = from_json(
         &to_json(&build(&RunOptions {
             privileged: true,
@@ -265,34 +265,22 @@ fn privileged_guest_adds_the_zone_devices() {
     )
     .expect("parse");
     assert!(is_privileged(&spec));
-    let found = [
-        ZoneDevice {
-            path: "/dev/vdb".into(),
-            kind: DeviceKind::Block,
-            major: 254,
-            minor: 16,
-            mode: 0o60660,
-            uid: 0,
-            gid: 6,
-        },
-        ZoneDevice {
-            path: "/dev/kmsg".into(),
-            kind: DeviceKind::Char,
-            major: 1,
-            minor: 11,
-            mode: 0o20644,
-            uid: 0,
-            gid: 0,
-        },
-    ];
-    add_zone_devices(&mut spec, &found).expect("devices");
-    let devices = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.devices().clone())
-        .expect("devices");
-    assert_eq!(devices.len(), 2);
-    assert_eq!(devices[0].path(), &PathBuf::from("/dev/vdb"));
+    let dev = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .find(|m| m.destination() == &PathBuf::from("/dev"))
+        .expect("/dev");
+    assert_eq!(dev.typ().as_deref(), Some("bind"));
+    assert_eq!(dev.source().as_deref(), Some(std::path::Path::new("/dev")));
+    let names = ["vda", "vport0p1", "kmsg"].map(String::from);
+    mask_host_links(&mut spec, &names, false).expect("masks");
+    let linux = spec.linux().as_ref().expect("linux");
+    assert_eq!(
+        linux.masked_paths().clone(),
+        Some(vec!["/dev/console".to_string(), "/dev/vport0p1".to_string()])
+    );
+    assert_eq!(linux.devices().as_ref().map(Vec::len), Some(0));
 }
 
 #[test]

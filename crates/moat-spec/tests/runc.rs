@@ -7,13 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::symlink;
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use moat_spec::caps::CapSet;
-use moat_spec::devices::{add_zone_devices, DeviceKind, ZoneDevice};
+use moat_spec::devices::mask_host_links;
 use moat_spec::profile::ZONE_ID_MAP_START;
 use moat_spec::user::apply_user;
 use moat_spec::{build_spec, is_privileged, to_json, RunOptions};
@@ -77,8 +77,8 @@ impl Bundle {
         let group = fs::read_to_string(rootfs.join("etc/group")).expect("group");
         apply_user(&mut spec, Some(&passwd), Some(&group)).expect("user");
         if is_privileged(&spec) {
-            add_zone_devices(&mut spec, &dev_nodes(&["null", "zero", "kmsg", "full"]))
-                .expect("devices");
+            let names = ["null", "console", "ttyS0"].map(String::from);
+            mask_host_links(&mut spec, &names, false).expect("masks");
         }
         fs::write(
             self.dir.path().join("config.json"),
@@ -120,32 +120,6 @@ fn chown_tree(path: &Path, owner: u32) {
     }
 }
 
-/// Stats device nodes of this machine's /dev, as the guest runner does with the zone's.
-fn dev_nodes(names: &[&str]) -> Vec<ZoneDevice> {
-    names
-        .iter()
-        .map(|name| {
-            let path = PathBuf::from("/dev").join(name);
-            let meta = fs::metadata(&path).expect("stat device");
-            let rdev = meta.rdev();
-            let kind = if meta.file_type().is_block_device() {
-                DeviceKind::Block
-            } else {
-                DeviceKind::Char
-            };
-            ZoneDevice {
-                path,
-                kind,
-                major: u32::try_from(((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff))
-                    .expect("major"),
-                minor: u32::try_from((rdev & 0xff) | ((rdev >> 12) & !0xff)).expect("minor"),
-                mode: meta.mode(),
-                uid: meta.uid(),
-                gid: meta.gid(),
-            }
-        })
-        .collect()
-}
 
 fn field<'a>(output: &'a str, key: &str) -> &'a str {
     output

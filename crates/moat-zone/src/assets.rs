@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use moat_proto::layout::{BOOT_MODULES_FILE, CHECK_FILE, PRIVILEGED_MODULES_FILE, TOOLS_DIR, WORKLOAD_MODULES_FILE};
+use moat_proto::layout::{BOOT_MODULES_FILE, CHECK_FILE, MODPROBE_PATH, PRIVILEGED_MODULES_FILE, TOOLS_DIR, WORKLOAD_MODULES_FILE};
 
 use crate::guest_disks::ToolFile;
 use crate::initramfs::{self, Entry};
-use crate::kmods::{KmodError, ModuleDeps};
+use moat_kmod::{KmodError, ModuleDeps};
 
 /// Where `scripts/provision-kernel.sh` puts the kernel, unless `MOAT_ASSETS` says otherwise.
 pub const DEFAULT_ASSETS_DIR: &str = "/var/lib/moat/assets";
@@ -151,8 +151,8 @@ impl Assets {
         Ok(files)
     }
 
-    /// The archive: init, each module load list with the modules it carries, and links to the
-    /// tools disk.
+    /// The archive: init (and its modprobe link), each module load list with the modules it
+    /// carries, and links to the tools disk.
     fn initramfs_entries(&self, module_lists: &[ModuleList], tools: &[ToolFile]) -> Result<Vec<Entry>, AssetError> {
         let release = &self.kernel_release;
         let mut files = Vec::new();
@@ -171,6 +171,8 @@ impl Assets {
             files.push(Entry::Symlink { target: format!("{TOOLS_DIR}/{}", tool.path), path: tool.path.clone() });
         }
         files.push(Entry::Bytes { path: "init".into(), data: read_bytes(&self.init)?, mode: 0o755 });
+        // Init is also the zone kernel's modprobe, by this name.
+        files.push(Entry::Symlink { path: relative(Path::new(MODPROBE_PATH)), target: "/init".into() });
 
         // A trailing slash makes parent_dirs list the directory itself.
         let mount_points = ["dev", "proc", "sys", "run", "tmp", TOOLS_DIR.trim_start_matches('/')].map(|dir| format!("{dir}/"));

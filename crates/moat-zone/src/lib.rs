@@ -8,7 +8,6 @@ pub mod clients;
 pub mod console;
 pub mod guest_disks;
 pub mod initramfs;
-pub mod kmods;
 pub mod lifecycle;
 pub mod logs;
 pub mod ops;

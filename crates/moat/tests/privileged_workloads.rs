@@ -161,3 +161,68 @@ unshare -U -r -m -u -i -n -p -f --mount-proc sh -c 'hostname nested; echo \"nest
         ]
     );
 }
+
+fn host_loaded(proc_modules: &str, name: &str) -> bool {
+    proc_modules.lines().any(|l| l.split_whitespace().next() == Some(name))
+}
+
+#[test]
+fn privileged_workload_autoloads_modules_and_sees_a_live_dev_without_the_hosts_links() {
+    let moat = Moat::with_busybox();
+    let modules_before = host_proc_modules();
+    let links = ["br0", "v0"];
+    let host_links_before: Vec<bool> = links.iter().map(|l| host_has(&format!("/sys/class/net/{l}"))).collect();
+    assert!(!host_links_before.iter().any(|had| *had), "the host already has a probe link");
+
+    // No modprobe before `ip link add`: the zone's kernel asks init's modprobe for
+    // rtnl-link-bridge and rtnl-link-veth. tun is loaded after the container started, and its
+    // node must then appear in the container's /dev. /dev/ttyS0 and /dev/console are masked
+    // with /dev/null (1:3).
+    let script = "echo \"autoload: $(cat /proc/sys/kernel/modprobe)\"
+echo \"before: $(grep -c -E '^(bridge|veth|tun) ' /proc/modules) $(ls /dev/net/tun 2>/dev/null)\"
+ip link add br0 type bridge
+ip link add v0 type veth peer name v1
+echo \"links: $(ip -o link | cut -d: -f2 | tr -d ' ' | tr '\\n' ' ')\"
+echo \"loaded: $(grep -o -E '^(bridge|veth) ' /proc/modules | sort | tr -d '\\n')\"
+[ -c /dev/fuse ] && : <> /dev/fuse && echo 'fuse: opens'
+modprobe tun
+[ -c /dev/net/tun ] && echo 'tun: appeared'
+echo \"ports: $(ls /dev | grep -c -E '^(vport|hvc)')\"
+echo \"masked: $(stat -c %t:%T /dev/ttyS0) $(stat -c %t:%T /dev/console)\"";
+    let started = Instant::now();
+    let lines = run_privileged(&moat, "live", script, || {
+        for (link, had) in links.iter().zip(&host_links_before) {
+            assert_eq!(host_has(&format!("/sys/class/net/{link}")), *had, "the zone's link {link} shows on the host");
+        }
+        let modules_now = host_proc_modules();
+        for name in ["bridge", "veth", "tun"] {
+            assert_eq!(host_loaded(&modules_now, name), host_loaded(&modules_before, name), "the host's /proc/modules changed for {name}");
+        }
+        // An exec sees devices the zone's kernel made after the container started, too.
+        let exec = moat.ok(&["exec", "live", "sh", "-c", "losetup -f; ls /dev/net/tun /dev/fuse"]);
+        assert!(exec.contains("/dev/net/tun") && exec.contains("/dev/fuse"), "{exec}");
+    });
+    eprintln!("autoload and live /dev test: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(
+        lines,
+        [
+            "autoload: /usr/lib/moat/modprobe",
+            "before: 0 ",
+            "links: lo br0 veth0@v0 v0@veth0 ",
+            "loaded: bridge veth ",
+            "fuse: opens",
+            "tun: appeared",
+            "ports: 0",
+            "masked: 1:3 1:3",
+        ]
+    );
+}
+
+#[test]
+fn unprivileged_zone_has_no_module_autoload() {
+    let moat = Moat::with_busybox();
+    // The kernel's default modprobe path names nothing in the zone: no request loads a module.
+    let out = moat.ok(&["run", "--rm", BUSYBOX, "sh", "-c", "cat /proc/sys/kernel/modprobe; grep -c -E '^(bridge|veth) ' /proc/modules; exit 0"]);
+    assert_eq!(out, "/sbin/modprobe\n0\n");
+    moat.assert_nothing_running();
+}
