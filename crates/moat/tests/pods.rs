@@ -48,6 +48,13 @@ fn a_pod_holds_containers_that_share_its_loopback_and_keep_their_own_pid_1() {
     assert_eq!((pid1_a.trim(), pid1_b.trim()), ("httpd", "sleep"));
     // One hostname for the pod.
     assert_eq!(moat.ok(&["exec", "a", "hostname"]).trim(), "p");
+    // The pod's network, IPC and UTS namespaces are shared; PID and mount namespaces are not.
+    let namespaces = "for ns in net ipc uts pid mnt; do readlink /proc/self/ns/$ns; done";
+    let (ns_a, ns_b) = (moat.ok(&["exec", "a", "sh", "-c", namespaces]), moat.ok(&["exec", "b", "sh", "-c", namespaces]));
+    let (ns_a, ns_b): (Vec<&str>, Vec<&str>) = (ns_a.lines().collect(), ns_b.lines().collect());
+    assert_eq!(ns_a.len(), 5, "{ns_a:?}");
+    assert_eq!(ns_a[..3], ns_b[..3], "net, ipc, uts shared");
+    assert!(ns_a[3] != ns_b[3] && ns_a[4] != ns_b[4], "pid and mnt their own: {ns_a:?} {ns_b:?}");
 
     // ps shows the pod of each container.
     let ps = moat.ok(&["ps"]);
