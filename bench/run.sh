@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `moat run --rm IMAGE true` against `podman run --rm IMAGE true` (runc), same image, same run,
-# plus the host memory (PSS) of one idle zone: its QEMU and its supervisor.
+# plus the host memory (PSS) of one idle zone: its QEMU, its supervisor and its virtiofsd.
 #
 # Usage: bench/run.sh [RUNS]   (default 5; prints medians and the ratio)
 set -euo pipefail
