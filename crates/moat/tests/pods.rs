@@ -121,3 +121,18 @@ fn a_pod_refuses_containers_past_its_bound() {
     moat.ok(&["pod", "rm", "-f", "full"]);
     moat.assert_nothing_running();
 }
+
+#[test]
+fn an_oom_kill_in_a_pod_is_that_containers_alone() {
+    let moat = Moat::with_busybox();
+    moat.ok(&["pod", "create", "--name", "oom", "--memory", "256m"]);
+    moat.ok(&["run", "-d", "--pod", "oom", "--name", "calm", BUSYBOX, "sleep", "600"]);
+    // The pod's containers each get a cgroup limit of 144 MiB in a 256 MiB zone.
+    let out = moat.run(&["run", "--rm", "--pod", "oom", BUSYBOX, "dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert!(stderr(&out).contains("OOM-killed"), "{}", stderr(&out));
+    assert_eq!(moat.ok(&["exec", "calm", "echo", "alive"]).trim(), "alive", "the other container runs on");
+    assert!(moat.ok(&["ps"]).lines().any(|l| l.ends_with(" calm") && l.contains("Up")));
+    moat.ok(&["pod", "rm", "-f", "oom"]);
+    moat.assert_nothing_running();
+}
