@@ -12,7 +12,7 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxIdMapping, Spec};
 
 /// Most lines the kernel accepts in a uid_map or gid_map; a spec with more is refused before
 /// anything is written.
@@ -62,7 +62,7 @@ pub struct ContainerIds {
 /// A user namespace holding the spec's id mappings, or `None` when the container has no user
 /// namespace (a privileged container sees the zone's ids as they are).
 pub fn spec_user_namespace(spec: &Spec) -> Result<Option<ContainerIds>, IdmapError> {
-    let Some(linux) = spec.linux().as_ref().filter(|_| has_user_namespace(spec)) else { return Ok(None) };
+    let Some(linux) = spec.linux().as_ref().filter(|_| moat_spec::user::has_user_namespace(spec)) else { return Ok(None) };
     let uids = linux.uid_mappings().as_deref().unwrap_or_default();
     let gids = linux.gid_mappings().as_deref().unwrap_or_default();
     let (uid_map, gid_map) = (map_file(uids, "uid")?, map_file(gids, "gid")?);
@@ -71,14 +71,10 @@ pub fn spec_user_namespace(spec: &Spec) -> Result<Option<ContainerIds>, IdmapErr
     Ok(Some(ContainerIds { userns, root_uid, root_gid }))
 }
 
-fn has_user_namespace(spec: &Spec) -> bool {
-    spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|n| n.iter().any(|ns| ns.typ() == LinuxNamespaceType::User))
-}
-
 /// The zone's uid and gid for the container's root: the ids of what it creates. For a
 /// container without a user namespace (a privileged one), the zone's root.
 pub fn root_ids(spec: &Spec) -> Result<(u32, u32), IdmapError> {
-    let Some(linux) = spec.linux().as_ref().filter(|_| has_user_namespace(spec)) else { return Ok((0, 0)) };
+    let Some(linux) = spec.linux().as_ref().filter(|_| moat_spec::user::has_user_namespace(spec)) else { return Ok((0, 0)) };
     let uids = linux.uid_mappings().as_deref().unwrap_or_default();
     let gids = linux.gid_mappings().as_deref().unwrap_or_default();
     Ok((zone_id_of_root(uids, "uid")?, zone_id_of_root(gids, "gid")?))
@@ -106,11 +102,7 @@ pub fn set_fs_ids(uid: u32, gid: u32) -> Result<(), nix::Error> {
 
 /// The zone id that container id 0 maps to.
 pub fn zone_id_of_root(mappings: &[LinuxIdMapping], kind: &'static str) -> Result<u32, IdmapError> {
-    mappings
-        .iter()
-        .find(|m| m.container_id() == 0 && m.size() > 0)
-        .map(LinuxIdMapping::host_id)
-        .ok_or(IdmapError::RootUnmapped(kind))
+    moat_spec::user::zone_id_of_root(mappings).ok_or(IdmapError::RootUnmapped(kind))
 }
 
 /// A user namespace with these uid_map and gid_map contents, as an fd for `mount_setattr`.

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use moat_proto::{ExecRequest, ExitStatus, FailureKind, MAX_CONTAINERS};
 use moat_zone::api::{self, ApiRequest, ApiResponse, Connection, CreateContainer};
 use moat_zone::ops::{self, SupervisorCommand};
-use moat_zone::state::{new_zone_id, ContainerRecord, FileLock, ZoneDir, ZoneRecord, ZoneStore};
-use oci_spec::runtime::{MountBuilder, Spec};
+use moat_zone::state::{new_zone_id, read_bounded, unix_now, ContainerRecord, FileLock, ZoneDir, ZoneRecord, ZoneStore};
+use oci_spec::runtime::Spec;
 
 use crate::error::{Result, RuntimeError};
 use crate::mounts;
@@ -78,11 +78,11 @@ impl Containers<'_> {
         let privileged = moat_spec::is_privileged(&config.spec);
         let mut warnings = Vec::new();
         if privileged {
-            add_read_only_bind(&mut config.spec, ZONE_MODULES)?;
+            moat_spec::mounts::add_read_only_bind(&mut config.spec, ZONE_MODULES, ZONE_MODULES)?;
         }
         let (dir, own_zone) = match placement {
             Placement::Pod { key, allow_privileged } => {
-                let (dir, pod) = Pods { store: self.store, supervisor: self.supervisor }.find(&key)?;
+                let (dir, pod) = self.pods().find(&key)?;
                 if privileged && !allow_privileged {
                     return Err(RuntimeError::PrivilegedInPod(pod.name));
                 }
@@ -110,7 +110,7 @@ impl Containers<'_> {
                 sandbox.id = Some(id.clone());
                 sandbox.name = Some(name.clone());
                 sandbox.pod = false;
-                let zone = Pods { store: self.store, supervisor: self.supervisor }.create(sandbox)?;
+                let zone = self.pods().create(sandbox)?;
                 (self.store.dir(&zone.id), true)
             }
         };
@@ -164,6 +164,10 @@ impl Containers<'_> {
             return Err(err);
         }
         Ok(Found { dir: dir.clone(), zone: dir.read()?, container: record })
+    }
+
+    fn pods(&self) -> Pods<'_> {
+        Pods { store: self.store, supervisor: self.supervisor }
     }
 
     fn volumes(&self) -> Result<VolumeStore> {
@@ -251,13 +255,14 @@ impl Containers<'_> {
             return Err(RuntimeError::Running(found.container.name.clone()));
         }
         self.release_volumes(&found.container.id)?;
-        if !found.zone.config.pod || found.zone.effective_state().is_terminal() {
-            if found.zone.config.pod {
-                found.dir.update(|z| z.containers.retain(|c| c.id != found.container.id))?;
-                let _ = std::fs::remove_dir_all(found.dir.container_dir(&found.container.id));
-            } else {
-                ops::remove(self.store, &found.zone.id, true)?;
-            }
+        if !found.zone.config.pod {
+            ops::remove(self.store, &found.zone.id, true)?;
+            return Ok(());
+        }
+        if found.zone.effective_state().is_terminal() {
+            // No supervisor to ask: only the record and the files are left.
+            found.dir.update(|z| z.containers.retain(|c| c.id != found.container.id))?;
+            let _ = std::fs::remove_dir_all(found.dir.container_dir(&found.container.id));
             return Ok(());
         }
         let answer = api::call(&found.dir.api_socket(), &ApiRequest::RemoveContainer { container: found.container.id.clone(), force }, REQUEST_TIMEOUT);
@@ -309,8 +314,8 @@ impl Containers<'_> {
 
 /// The zone's uid and gid for a user-namespaced container's root.
 fn container_root(spec: &Spec) -> Option<(u32, u32)> {
-    let linux = spec.linux().as_ref()?;
-    let root = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| maps.as_ref()?.iter().find(|m| m.container_id() == 0).map(|m| m.host_id());
+    let linux = spec.linux().as_ref().filter(|_| moat_spec::user::has_user_namespace(spec))?;
+    let root = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| moat_spec::user::zone_id_of_root(maps.as_deref().unwrap_or_default());
     Some((root(linux.uid_mappings())?, root(linux.gid_mappings())?))
 }
 
@@ -363,33 +368,4 @@ fn set_hostname(spec: &mut Spec, hostname: &str) {
         }
         process.set_env(Some(env));
     }
-}
-
-/// Bind a path of the zone read-only into the container, at the same path.
-fn add_read_only_bind(spec: &mut Spec, path: &str) -> Result<()> {
-    let mount = MountBuilder::default()
-        .destination(path)
-        .source(path)
-        .typ("bind")
-        .options(vec!["rbind".to_string(), "ro".to_string(), "nosuid".to_string(), "nodev".to_string()])
-        .build()
-        .map_err(|e| moat_spec::SpecError::Oci(e.to_string()))?;
-    let mut mounts = spec.mounts().clone().unwrap_or_default();
-    mounts.push(mount);
-    spec.set_mounts(Some(mounts));
-    Ok(())
-}
-
-fn read_bounded(path: &std::path::Path, limit: u64) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)?.take(limit + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > limit {
-        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
-    }
-    Ok(text)
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -361,7 +361,7 @@ impl VolumeStore {
         std::fs::DirBuilder::new().recursive(true).mode(0o755).create(&data).map_err(io_err(&data))?;
         let record = VolumeRecord {
             name: name.to_string(),
-            created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            created_unix: moat_zone::state::unix_now(),
             driver: LOCAL_DRIVER.to_string(),
             mountpoint: dir.join(DATA_DIR),
         };

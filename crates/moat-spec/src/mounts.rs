@@ -92,6 +92,21 @@ const ZONE_DEV: DefaultMount = DefaultMount {
 /// The mounts of a container with `profile`: /sys and the cgroup filesystem are read-only
 /// unless the profile makes them writable (`--privileged`), and /dev is the zone's when the
 /// profile gives the zone's devices.
+/// Bind `source`, a path of the zone, read-only into the container at `destination`.
+pub fn add_read_only_bind(spec: &mut oci_spec::runtime::Spec, source: &str, destination: &str) -> Result<(), crate::SpecError> {
+    let mount = oci_spec::runtime::MountBuilder::default()
+        .destination(destination)
+        .source(source)
+        .typ("bind")
+        .options(vec!["rbind".to_string(), "ro".to_string(), "nosuid".to_string(), "nodev".to_string()])
+        .build()
+        .map_err(|e| crate::SpecError::Oci(e.to_string()))?;
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.push(mount);
+    spec.set_mounts(Some(mounts));
+    Ok(())
+}
+
 pub fn default_mounts(profile: &Profile) -> Vec<Mount> {
     DEFAULT_MOUNTS
         .iter()

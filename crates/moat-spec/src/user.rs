@@ -189,6 +189,16 @@ pub fn set_process_user(
     Ok(resolved)
 }
 
+/// Whether the spec gives the container a user namespace of its own.
+pub fn has_user_namespace(spec: &Spec) -> bool {
+    spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|n| n.iter().any(|ns| ns.typ() == oci_spec::runtime::LinuxNamespaceType::User))
+}
+
+/// The zone id that container id 0 maps to, if any.
+pub fn zone_id_of_root(mappings: &[LinuxIdMapping]) -> Option<u32> {
+    mappings.iter().find(|m| m.container_id() == 0 && m.size() > 0).map(LinuxIdMapping::host_id)
+}
+
 fn check_mapped(kind: &'static str, id: u32, map: &[LinuxIdMapping]) -> Result<(), UserError> {
     let inside = map.iter().any(|m| {
         id >= m.container_id() && u64::from(id) < u64::from(m.container_id()) + u64::from(m.size())

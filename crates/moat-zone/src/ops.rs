@@ -102,7 +102,7 @@ pub fn create(store: &ZoneStore, request: CreateRequest, supervisor: &Supervisor
     let record = ZoneRecord {
         id: id.clone(),
         name: name.clone(),
-        created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        created_unix: crate::state::unix_now(),
         config: ZoneConfig {
             cpus: request.cpus,
             memory_mib: request.memory_mib,

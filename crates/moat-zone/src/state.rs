@@ -258,6 +258,22 @@ impl ZoneDir {
     }
 }
 
+/// The time now, in seconds since the Unix epoch, as records keep it.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A text file of at most `limit` bytes; a longer one is an error, not cut.
+pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(limit + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
+    }
+    Ok(text)
+}
+
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StateError> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let mut file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;

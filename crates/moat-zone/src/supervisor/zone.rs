@@ -18,7 +18,7 @@ use crate::logs::WorkloadLog;
 use crate::qmp::QmpEvent;
 use crate::share::{Share, ShareError};
 use crate::staging;
-use crate::state::ZoneDir;
+use crate::state::{unix_now, ZoneDir};
 
 struct Waiter {
     reply: Reply,
@@ -200,6 +200,7 @@ impl<'a> Zone<'a> {
                 self.stop(Duration::from_secs(10));
             }
             Ok((true, true)) => {
+                // The supervisor's own request: no client waits for the answer.
                 let (reply, _) = mpsc::channel(1);
                 self.remove_container(container, false, reply, 0).await;
             }
@@ -548,10 +549,6 @@ fn copy_share_name(number: u64) -> String {
 fn image_share_name(image: &std::path::Path) -> String {
     let file = image.file_name().map_or_else(|| "image".into(), |f| f.to_string_lossy().into_owned());
     format!("images/{file}")
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {

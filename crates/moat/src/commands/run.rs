@@ -1,12 +1,12 @@
 //! `moat run`: one container in its own zone, with Docker's flags and exit-code conventions.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use moat_proto::Stream;
 use moat_runtime::{exit_report, start_failure_code, ContainerConfig, Found, Placement, Resources, Runtime, RuntimeError, SandboxConfig};
@@ -255,32 +255,13 @@ fn spec_options(args: &RunArgs) -> anyhow::Result<moat_spec::RunOptions> {
     })
 }
 
-pub fn read_bounded(path: &Path, limit: u64) -> anyhow::Result<String> {
-    let mut text = String::new();
-    std::fs::File::open(path)?.take(limit + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > limit {
-        bail!("larger than {limit} bytes");
-    }
-    Ok(text)
-}
-
-/// Bind a path of the zone read-only into the container.
-fn add_bind(spec: &mut oci_spec::runtime::Spec, zone_path: &str, container_path: &str) -> anyhow::Result<()> {
-    let mount = oci_spec::runtime::MountBuilder::default()
-        .destination(container_path)
-        .source(zone_path)
-        .typ("bind")
-        .options(vec!["rbind".to_string(), "ro".to_string(), "nosuid".to_string(), "nodev".to_string()])
-        .build()?;
-    let mut mounts = spec.mounts().clone().unwrap_or_default();
-    mounts.push(mount);
-    spec.set_mounts(Some(mounts));
-    Ok(())
+fn read_bounded(path: &Path, limit: u64) -> anyhow::Result<String> {
+    Ok(moat_zone::state::read_bounded(path, limit)?)
 }
 
 /// Replace the process with the checker, bind-mounted read-only from the zone.
 fn add_checker(spec: &mut oci_spec::runtime::Spec, checker_args: &[String]) -> anyhow::Result<()> {
-    add_bind(spec, moat_proto::layout::CHECK_PATH, CHECKER_PATH)?;
+    moat_spec::mounts::add_read_only_bind(spec, moat_proto::layout::CHECK_PATH, CHECKER_PATH)?;
     let mut process = spec.process().clone().context("the spec has no process")?;
     process.set_args(Some(std::iter::once(CHECKER_PATH.to_string()).chain(checker_args.iter().cloned()).collect()));
     spec.set_process(Some(process));
