@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use moat_proto::layout::WORKLOAD_MODULES_FILE;
+use moat_proto::net::GuestNetwork;
 use moat_proto::{CreateContainer, ExecRequest, FailureKind, GuestMessage, Response, MAX_CONTAINERS, MAX_EXEC_PROCESSES};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
@@ -16,6 +18,7 @@ use nix::unistd::Pid;
 
 use crate::channel::Channel;
 use crate::copy;
+use crate::modules;
 use crate::pod::Pod;
 use crate::runner::{self, Container};
 use crate::workload::{Watch, Workload};
@@ -39,8 +42,9 @@ struct Entry {
 /// the order [`Containers::watches`] returned them.
 pub type Layout = Vec<(u32, usize)>;
 
-#[derive(Default)]
 pub struct Containers {
+    /// The zone's network, configured in the pod when the first container comes.
+    network: Option<GuestNetwork>,
     pod: Option<Pod>,
     entries: BTreeMap<String, Entry>,
     processes: BTreeMap<u32, Workload>,
@@ -51,6 +55,10 @@ fn failed(kind: FailureKind, message: impl Into<String>) -> Response {
 }
 
 impl Containers {
+    pub fn new(network: Option<GuestNetwork>) -> Self {
+        Self { network, pod: None, entries: BTreeMap::new(), processes: BTreeMap::new() }
+    }
+
     pub fn create(&mut self, request: &CreateContainer) -> Response {
         if self.entries.contains_key(&request.container) {
             return failed(FailureKind::AlreadyExists, format!("a container named {} already exists in this zone", request.container));
@@ -63,9 +71,10 @@ impl Containers {
         }
         let pod = match &mut self.pod {
             Some(pod) => pod,
-            None => match Pod::create() {
+            // The network device's driver is among the workload's modules.
+            None => match modules::load_modules(WORKLOAD_MODULES_FILE).map_err(|err| err.to_string()).and_then(|()| Pod::create(self.network.as_ref()).map_err(|err| err.to_string())) {
                 Ok(pod) => self.pod.insert(pod),
-                Err(err) => return failed(FailureKind::Internal, err.to_string()),
+                Err(err) => return failed(FailureKind::Internal, err),
             },
         };
         log::info(&format!("creating container {}", request.container));

@@ -17,6 +17,8 @@ mod loopdev;
 mod modprobe;
 mod modules;
 mod mounts;
+mod name_files;
+mod net;
 mod newroot;
 mod pod;
 mod power;
@@ -49,7 +51,7 @@ fn boot(channel: &mut Option<channel::Channel>) -> Result<std::convert::Infallib
     let opened = channel.insert(channel::Channel::open()?);
     log::info(&format!("channel open at {}", opened.path().display()));
     mounts::mount_share()?;
-    serve::serve(opened, serve::Options::from_cmdline(&cmdline))
+    serve::serve(opened, serve::Options::from_cmdline(&cmdline)?)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
+use moat_proto::net::GuestNetwork;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
@@ -45,6 +46,8 @@ pub enum PodError {
     ForeignNamespace(LinuxNamespaceType),
     #[error("sysctl {0:?} is not a valid name")]
     BadSysctl(String),
+    #[error("the pod's network: {0}")]
+    Net(#[from] crate::net::NetError),
 }
 
 /// The pod's namespaces, made at the first container.
@@ -55,7 +58,9 @@ pub struct Pod {
 }
 
 impl Pod {
-    pub fn create() -> Result<Self, PodError> {
+    /// Make the pod's namespaces; with `network`, the zone's network device moves into the
+    /// pod's network namespace and is configured there.
+    pub fn create(network: Option<&GuestNetwork>) -> Result<Self, PodError> {
         std::fs::create_dir_all(POD_DIR).map_err(|err| PodError::Io { what: "creating", path: POD_DIR.into(), err })?;
         let own = own_namespaces()?;
         let flags = SHARED.iter().fold(CloneFlags::empty(), |all, (_, _, flag)| all | *flag);
@@ -73,7 +78,12 @@ impl Pod {
                 let path = Path::new(POD_DIR).join(name);
                 std::fs::File::open(&path).map(OwnedFd::from).map_err(|err| PodError::Io { what: "opening", path, err })
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<OwnedFd>, _>>()?;
+        if let Some(network) = network {
+            // SHARED lists the network namespace first.
+            crate::net::move_device(namespaces[0].as_raw_fd())?;
+            in_pod(|| Ok(crate::net::configure(network)?))?;
+        }
         Ok(Self { hostname_set: false, namespaces })
     }
 

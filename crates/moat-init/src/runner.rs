@@ -39,6 +39,8 @@ pub enum RunError {
     #[error(transparent)]
     Pod(#[from] PodError),
     #[error(transparent)]
+    NameFiles(#[from] crate::name_files::NameFilesError),
+    #[error(transparent)]
     Terminal(#[from] TerminalError),
     #[error(transparent)]
     Runc(#[from] RuncError),
@@ -97,6 +99,9 @@ fn create_mounted(request: &CreateContainer, spec: &mut Spec, pod: &mut Pod) -> 
     let ids = idmap::spec_user_namespace(spec)?;
     let rootfs = disks::mount_container_rootfs(id, &request.image, ids.as_ref())?;
     pod.join(spec)?;
+    if let Some(files) = &request.name_files {
+        crate::name_files::bind(spec, id, files)?;
+    }
     bundle::complete(spec, &rootfs, id, request.tty)?;
     let bundle_dir = bundle::write(spec, id)?;
     let cgroup = bundle::cgroup_dir(spec);

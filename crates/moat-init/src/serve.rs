@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::os::fd::AsFd;
 
+use moat_proto::net::GuestNetwork;
 use moat_proto::{DebugRequest, FailureKind, GuestMessage, HostMessage, Request, Response, PROTOCOL_VERSION};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -22,11 +23,14 @@ pub struct Options {
     /// Honour [`DebugRequest`]s. Set by `moat.debug=1` on the kernel command line, which only the
     /// host controls.
     pub debug: bool,
+    /// The zone's network device and its configuration, when the host gave the zone one.
+    pub network: Option<GuestNetwork>,
 }
 
 impl Options {
-    pub fn from_cmdline(cmdline: &str) -> Self {
-        Self { debug: cmdline.split_whitespace().any(|word| word == "moat.debug=1") }
+    pub fn from_cmdline(cmdline: &str) -> Result<Self, Error> {
+        let network = GuestNetwork::from_cmdline(cmdline).map_err(|err| Error::Protocol(err.to_string()))?;
+        Ok(Self { debug: cmdline.split_whitespace().any(|word| word == "moat.debug=1"), network })
     }
 }
 
@@ -44,7 +48,7 @@ pub fn serve(channel: &mut Channel, options: Options) -> Result<Infallible, Erro
     })?;
     log::info("hello sent");
 
-    let mut containers = Containers::default();
+    let mut containers = Containers::new(options.network);
     let mut copies = Copies::default();
     loop {
         let (channel_ready, signal_ready, layout, process_ready) = {

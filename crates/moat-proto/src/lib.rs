@@ -9,9 +9,10 @@ pub mod copy;
 pub mod frame;
 pub mod layout;
 pub mod message;
+pub mod net;
 pub mod session;
 
 pub use frame::{encode, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use copy::{CopyPath, CopyPathError};
-pub use message::{valid_container_id, CopyIn, CopyOut, CreateContainer, DebugRequest, ExecRequest, ExitStatus, FailureKind, GuestMessage, HostMessage, Request, Response, Stream, MAX_CONTAINERS, MAX_CONTAINER_ID, MAX_EXEC_PROCESSES, MAX_PROBE_READ, PROTOCOL_VERSION};
+pub use message::{valid_container_id, CopyIn, CopyOut, CreateContainer, DebugRequest, ExecRequest, ExitStatus, FailureKind, GuestMessage, HostMessage, NameFiles, Request, Response, Stream, MAX_CONTAINERS, MAX_CONTAINER_ID, MAX_EXEC_PROCESSES, MAX_PROBE_READ, PROTOCOL_VERSION};
 pub use session::{HostSession, SessionError, SessionEvent};

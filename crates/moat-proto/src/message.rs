@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; both sides must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +62,20 @@ pub struct CreateContainer {
     pub tty: bool,
     /// Keep stdin open (`-i`); without it the process gets an empty stdin.
     pub stdin: bool,
+    /// The container's name-resolution files; without them it keeps its image's.
+    #[serde(default)]
+    pub name_files: Option<NameFiles>,
+}
+
+/// What a container finds in `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`. The zone
+/// writes them next to the container's writable layer, owned by the container's root, and binds
+/// them over the image's files, writable, even on a read-only root (as Docker does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameFiles {
+    pub hosts: String,
+    pub resolv_conf: String,
+    pub hostname: String,
 }
 
 /// A process to start in a running container (`moat exec`).

@@ -268,7 +268,7 @@ mod tests {
     }
 
     fn create(container: &str, process: u32) -> Request {
-        let create = crate::CreateContainer { container: container.into(), process, spec_json: "{}".into(), image: "i.erofs".into(), tty: false, stdin: false };
+        let create = crate::CreateContainer { container: container.into(), process, spec_json: "{}".into(), image: "i.erofs".into(), tty: false, stdin: false, name_files: None };
         Request::CreateContainer(Box::new(create))
     }
 

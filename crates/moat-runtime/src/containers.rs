@@ -13,6 +13,7 @@ use oci_spec::runtime::Spec;
 
 use crate::error::{Result, RuntimeError};
 use crate::mounts;
+use crate::network::{self, NameConfig};
 use crate::pods::{Pods, SandboxConfig};
 use crate::volumes::{VolumeMount, VolumeStore};
 
@@ -45,6 +46,8 @@ pub struct ContainerConfig {
     pub auto_remove: bool,
     /// Volumes, binds and tmpfs mounts (`-v`, `--mount`, `--tmpfs`).
     pub mounts: Vec<VolumeMount>,
+    /// Its `/etc/resolv.conf` and `/etc/hosts` settings.
+    pub names: NameConfig,
 }
 
 /// A container and its zone, as found by name or id.
@@ -75,6 +78,7 @@ impl Containers<'_> {
         let id = new_zone_id()?;
         let name = config.name.clone().unwrap_or_else(|| format!("c-{id}"));
         moat_zone::state::validate_name(&name)?;
+        config.names.validate()?;
         let privileged = moat_spec::is_privileged(&config.spec);
         let mut warnings = Vec::new();
         if privileged {
@@ -107,6 +111,8 @@ impl Containers<'_> {
                 if config.spec.hostname().is_none() {
                     set_hostname(&mut config.spec, &id);
                 }
+                // The zone is the container's: its names are the zone's.
+                sandbox.network.extra_hosts.append(&mut config.names.extra_hosts);
                 sandbox.id = Some(id.clone());
                 sandbox.name = Some(name.clone());
                 sandbox.pod = false;
@@ -156,7 +162,10 @@ impl Containers<'_> {
             let mut all = spec.mounts().clone().unwrap_or_default();
             all.extend(extra);
             spec.set_mounts(Some(all));
-            let request = CreateContainer { container: id.to_string(), spec_json: moat_spec::to_json(&spec)?, image: config.image_file.clone(), tty: config.tty, stdin: config.stdin, volumes: exposures };
+            let zone = dir.read()?.config;
+            let hostname = spec.hostname().clone().unwrap_or_else(|| id.to_string());
+            let name_files = network::name_files(&zone, &hostname, &config.names)?;
+            let request = CreateContainer { container: id.to_string(), spec_json: moat_spec::to_json(&spec)?, image: config.image_file.clone(), tty: config.tty, stdin: config.stdin, volumes: exposures, name_files: Some(name_files) };
             done(api::call(&dir.api_socket(), &ApiRequest::CreateContainer(Box::new(request)), REQUEST_TIMEOUT))
         });
         if let Err(err) = sent {

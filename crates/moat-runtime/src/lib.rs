@@ -6,6 +6,7 @@ pub mod containers;
 pub mod copy;
 pub mod error;
 pub mod mounts;
+pub mod network;
 pub mod pods;
 pub mod resources;
 pub mod size;

@@ -9,6 +9,7 @@ use moat_zone::ops::{self, CreateRequest, SupervisorCommand};
 use moat_zone::state::{ZoneDir, ZoneRecord, ZoneStore};
 
 use crate::error::{Result, RuntimeError};
+use crate::network::NetworkRequest;
 use crate::resources::Resources;
 
 /// How a zone is made.
@@ -25,6 +26,7 @@ pub struct SandboxConfig {
     pub pod: bool,
     /// Test hooks in the guest (see `moat_proto::DebugRequest`).
     pub debug: bool,
+    pub network: NetworkRequest,
 }
 
 pub struct Pods<'a> {
@@ -40,6 +42,7 @@ impl Pods<'_> {
                 return Err(RuntimeError::NameInUse(name.clone()));
             }
         }
+        let network = config.network.zone_network()?;
         let request = CreateRequest {
             id: config.id,
             name: config.name,
@@ -50,6 +53,8 @@ impl Pods<'_> {
             debug: config.debug,
             pod: config.pod,
             extra_disks: Vec::new(),
+            network,
+            extra_hosts: config.network.extra_hosts,
         };
         Ok(ops::create(self.store, request, self.supervisor)?)
     }

@@ -57,6 +57,8 @@ pub struct CreateContainer {
     pub stdin: bool,
     /// Host directories the container's spec binds from the share.
     pub volumes: Vec<Exposure>,
+    /// Its `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`.
+    pub name_files: Option<moat_proto::NameFiles>,
 }
 
 /// A copy into a container; host paths are the caller's, who is trusted.

@@ -16,9 +16,9 @@ pub const DEFAULT_ASSETS_DIR: &str = "/var/lib/moat/assets";
 /// Modules init loads before it opens the channel to the host: the channel, and the share
 /// (virtio-fs), which init mounts during boot.
 pub const BOOT_MODULES: &[&str] = &["virtio_mmio", "virtio_console", "virtiofs"];
-/// Modules init loads when a workload starts: its disks, its overlay root, and loop devices
-/// for container images (EROFS files) that arrive through the share.
-pub const WORKLOAD_MODULES: &[&str] = &["virtio_blk", "erofs", "overlay", "loop"];
+/// Modules init loads when a workload starts: its disks, its overlay root, loop devices for
+/// container images (EROFS files) that arrive through the share, and the network device.
+pub const WORKLOAD_MODULES: &[&str] = &["virtio_blk", "erofs", "overlay", "loop", "virtio_net"];
 /// Modules init loads, from the modules disk, for a privileged container before its devices
 /// are listed: a Docker host has loop devices.
 pub const PRIVILEGED_MODULES: &[&str] = &["loop"];

@@ -80,6 +80,8 @@ pub struct CreateRequest {
     pub pod: bool,
     /// See [`crate::state::ZoneConfig::extra_disks`].
     pub extra_disks: Vec<std::path::PathBuf>,
+    pub network: crate::network::ZoneNetwork,
+    pub extra_hosts: Vec<crate::network::ExtraHost>,
 }
 
 /// How to start a supervisor: the program, and the arguments before the zone id.
@@ -112,11 +114,14 @@ pub fn create(store: &ZoneStore, request: CreateRequest, supervisor: &Supervisor
             scratch_mib: DEFAULT_SCRATCH_MIB,
             pod: request.pod,
             extra_disks: request.extra_disks,
+            network: request.network,
+            extra_hosts: request.extra_hosts,
         },
         state: ZoneState::Creating,
         supervisor: None,
         qemu: None,
         virtiofsd: None,
+        passt: None,
         kernel_release: None,
         boot_ms: None,
         containers: Vec::new(),
@@ -204,7 +209,7 @@ pub fn remove(store: &ZoneStore, key: &str, force: bool) -> Result<ZoneRecord, O
 /// Kill the zone's recorded processes if they still run (checked by start time, so a recycled
 /// pid is never hit).
 fn kill_leftovers(record: &ZoneRecord) {
-    let processes = [record.supervisor, record.qemu, record.virtiofsd];
+    let processes = [record.supervisor, record.qemu, record.virtiofsd, record.passt];
     for process in processes.into_iter().flatten() {
         if process.is_alive() {
             if let Ok(pid) = i32::try_from(process.pid) {

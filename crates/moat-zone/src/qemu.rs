@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use moat_proto::layout::SHARE_TAG;
 
 use crate::accel::Accel;
+use crate::helper::INHERITED_FD;
 
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 
@@ -40,6 +41,9 @@ pub struct VmConfig {
     pub kernel_cmdline: String,
     pub sockets: Sockets,
     pub disks: Vec<Disk>,
+    /// A virtio-net device on the connected socket QEMU inherits as [`INHERITED_FD`] (passt's
+    /// other end); none for a zone without a network.
+    pub network: bool,
 }
 
 /// The virtio-serial port name the guest looks for.
@@ -59,6 +63,8 @@ enum QemuArg {
     SharedMemory { id: &'static str, size_mib: u32 },
     /// `-global driver.property=value`.
     Global { driver: &'static str, property: &'static str, value: &'static str },
+    /// `-netdev stream` on an inherited, connected socket.
+    StreamNetdev { id: &'static str, fd: i32 },
 }
 
 enum Device {
@@ -66,6 +72,7 @@ enum Device {
     SerialPort { chardev: &'static str, name: &'static str },
     VirtioBlk { drive: String, serial: String },
     VhostUserFs { chardev: &'static str, tag: &'static str },
+    VirtioNet { netdev: &'static str },
 }
 
 impl Device {
@@ -75,6 +82,7 @@ impl Device {
             Device::SerialPort { chardev, name } => format!("virtserialport,chardev={chardev},name={name}"),
             Device::VirtioBlk { drive, serial } => format!("virtio-blk-device,drive={drive},serial={serial}"),
             Device::VhostUserFs { chardev, tag } => format!("vhost-user-fs-device,chardev={chardev},tag={tag}"),
+            Device::VirtioNet { netdev } => format!("virtio-net-device,netdev={netdev}"),
         }
     }
 }
@@ -113,6 +121,10 @@ impl VmConfig {
             QemuArg::Chardev { id: "share", path: self.sockets.share.clone() },
             QemuArg::Device(Device::VhostUserFs { chardev: "share", tag: SHARE_TAG }),
         ];
+        if self.network {
+            list.push(QemuArg::StreamNetdev { id: "net", fd: INHERITED_FD });
+            list.push(QemuArg::Device(Device::VirtioNet { netdev: "net" }));
+        }
         for disk in &self.disks {
             let ro = if disk.read_only { "on" } else { "off" };
             list.push(QemuArg::Opt(
@@ -136,6 +148,7 @@ fn render(arg: QemuArg) -> Vec<OsString> {
             vec!["-object".into(), format!("memory-backend-memfd,id={id},size={size_mib}M,share=on").into()]
         }
         QemuArg::Global { driver, property, value } => vec!["-global".into(), format!("{driver}.{property}={value}").into()],
+        QemuArg::StreamNetdev { id, fd } => vec!["-netdev".into(), format!("stream,id={id},server=off,addr.type=fd,addr.str={fd}").into()],
     }
 }
 
@@ -158,6 +171,7 @@ mod tests {
                 share: "/z/vfs.sock".into(),
             },
             disks: vec![Disk { id: "rootfs".into(), path: "/i/x.erofs".into(), read_only: true, serial: "moat-rootfs".into() }],
+            network: true,
         }
     }
 
@@ -184,5 +198,16 @@ mod tests {
         assert_eq!(value_of("-global", "virtio-mmio").unwrap(), "virtio-mmio.force-legacy=false");
         assert_eq!(value_of("-chardev", "socket,id=share").unwrap(), "socket,id=share,path=/z/vfs.sock");
         assert_eq!(value_of("-device", "vhost-user-fs").unwrap(), "vhost-user-fs-device,chardev=share,tag=moat-share");
+    }
+
+    #[test]
+    fn a_zone_with_a_network_has_one_virtio_net_on_passts_socket() {
+        let args: Vec<String> = config().args().into_iter().map(|a| a.into_string().unwrap()).collect();
+        let joined = args.join(" ");
+        assert!(joined.contains("-netdev stream,id=net,server=off,addr.type=fd,addr.str=3 -device virtio-net-device,netdev=net"), "{joined}");
+        let mut none = config();
+        none.network = false;
+        let joined: Vec<String> = none.args().into_iter().map(|a| a.into_string().unwrap()).collect();
+        assert!(!joined.iter().any(|a| a.contains("netdev")));
     }
 }

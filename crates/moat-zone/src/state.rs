@@ -49,6 +49,12 @@ pub struct ZoneConfig {
     /// of the share compares against them.
     #[serde(default)]
     pub extra_disks: Vec<PathBuf>,
+    /// How the zone reaches the network; records from before networks have none.
+    #[serde(default)]
+    pub network: crate::network::ZoneNetwork,
+    /// Names every container of the zone finds in its `/etc/hosts` (`--add-host`).
+    #[serde(default)]
+    pub extra_hosts: Vec<crate::network::ExtraHost>,
 }
 
 /// A container of a zone, as `moat ps` shows it.
@@ -125,6 +131,9 @@ pub struct ZoneRecord {
     /// The zone's file server (the outer virtiofsd process; its sandboxed child dies with it).
     #[serde(default)]
     pub virtiofsd: Option<ProcessId>,
+    /// The zone's NAT (passt), when it has one.
+    #[serde(default)]
+    pub passt: Option<ProcessId>,
     pub kernel_release: Option<String>,
     /// Milliseconds from QEMU's start to the guest's hello.
     pub boot_ms: Option<u64>,
@@ -233,6 +242,9 @@ impl ZoneDir {
     }
     pub fn virtiofsd_log(&self) -> PathBuf {
         self.path.join("virtiofsd.log")
+    }
+    pub fn passt_log(&self) -> PathBuf {
+        self.path.join("passt.log")
     }
 
     pub fn read(&self) -> Result<ZoneRecord, StateError> {
@@ -409,11 +421,12 @@ mod tests {
             id: id.into(),
             name: name.into(),
             created_unix: 1,
-            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new() },
+            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new(), network: Default::default(), extra_hosts: Vec::new() },
             state: ZoneState::Creating,
             supervisor: None,
             qemu: None,
             virtiofsd: None,
+            passt: None,
             kernel_release: None,
             boot_ms: None,
             containers: Vec::new(),

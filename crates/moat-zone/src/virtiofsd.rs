@@ -5,10 +5,9 @@
 //! the capabilities a file server needs.
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
+
+use crate::helper::{Helper, HelperCommand, HelperError};
 
 pub const VIRTIOFSD_BINARY: &str = "/usr/lib/qemu/virtiofsd";
 
@@ -17,25 +16,12 @@ pub const VIRTIOFSD_BINARY: &str = "/usr/lib/qemu/virtiofsd";
 /// large shared tree (virtiofsd's own default is up to a million).
 pub const MAX_OPEN_FILES: u32 = 65536;
 
-/// How long virtiofsd may take to create its socket.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long virtiofsd may take to exit on its own once QEMU has gone.
-const EXIT_GRACE: Duration = Duration::from_secs(2);
-
 #[derive(Debug, thiserror::Error)]
 pub enum VirtiofsdError {
-    #[error("starting {VIRTIOFSD_BINARY} (package qemu-system-x86): {0}")]
-    Spawn(std::io::Error),
-    #[error("creating {path}: {err}")]
-    Log { path: PathBuf, err: std::io::Error },
     #[error("the share path {0} holds a comma or a backslash, which virtiofsd's options cannot carry; use another --root")]
     BadPath(PathBuf),
-    #[error("virtiofsd exited before it listened ({status}): {log}")]
-    EarlyExit { status: String, log: String },
-    #[error("virtiofsd did not create its socket within {0:?}")]
-    Timeout(Duration),
-    #[error("the zone's file server (virtiofsd) exited while the zone ran ({status}): {log}")]
-    Died { status: String, log: String },
+    #[error(transparent)]
+    Helper(#[from] HelperError),
 }
 
 /// virtiofsd's command line for one zone.
@@ -113,69 +99,10 @@ impl Config {
     }
 }
 
-/// A running virtiofsd.
-pub struct Virtiofsd {
-    child: tokio::process::Child,
-}
-
-impl Virtiofsd {
-    /// Start virtiofsd and wait until its socket exists, so QEMU can connect. It is killed if
-    /// the supervisor dies or drops it.
-    pub async fn start(config: &Config, log: &Path) -> Result<Self, VirtiofsdError> {
-        let args = config.args()?;
-        let _ = std::fs::remove_file(&config.socket);
-        let stderr = std::fs::File::create(log).map_err(|err| VirtiofsdError::Log { path: log.to_path_buf(), err })?;
-        let mut command = std::process::Command::new(VIRTIOFSD_BINARY);
-        command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent. virtiofsd
-        // passes the same on to its sandboxed child (as SIGTERM), so neither outlives us.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = tokio::process::Command::from(command).kill_on_drop(true).spawn().map_err(VirtiofsdError::Spawn)?;
-        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-        while !config.socket.exists() {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(VirtiofsdError::EarlyExit { status: status.to_string(), log: log_tail(log) });
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(VirtiofsdError::Timeout(READY_TIMEOUT));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        Ok(Self { child })
-    }
-
-    pub fn id(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    /// Wait until virtiofsd exits, and say how and why.
-    pub async fn exited(&mut self, log: &Path) -> VirtiofsdError {
-        let status = self.child.wait().await.map_or_else(|e| e.to_string(), |s| s.to_string());
-        VirtiofsdError::Died { status, log: log_tail(log) }
-    }
-
-    /// End virtiofsd once QEMU is gone: it normally exits when QEMU disconnects; it is killed
-    /// after a grace period. Reaped either way.
-    pub async fn stop(mut self) {
-        if tokio::time::timeout(EXIT_GRACE, self.child.wait()).await.is_err() {
-            let _ = self.child.start_kill();
-            let _ = self.child.wait().await;
-        }
-    }
-}
-
-/// The last line virtiofsd logged, for an error message.
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
-    moat_proto::session::clip(last.to_string())
+/// Start virtiofsd for one zone; see [`Helper`].
+pub async fn start(config: &Config, log: &Path) -> Result<Helper, VirtiofsdError> {
+    let command = HelperCommand { name: "file server (virtiofsd)", binary: VIRTIOFSD_BINARY, package: "qemu-system-x86", args: config.args()?, socket: Some(&config.socket), inherit: None, log };
+    Ok(Helper::start(command).await?)
 }
 
 #[cfg(test)]

@@ -68,6 +68,11 @@ enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// List a container's published ports, or the host address of one (`PORT[/PROTO]`).
+    Port {
+        container: String,
+        port: Option<String>,
+    },
     /// Wait for containers to exit and print their exit codes.
     Wait {
         #[arg(required = true)]
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
         Command::Kill { signal, container } => commands::container::kill(&cli.root, &container, &signal),
         Command::Stop { time, container } => commands::container::stop(&cli.root, &container, time),
         Command::Rm { force, containers } => commands::container::rm(&cli.root, &containers, force),
+        Command::Port { container, port } => commands::network::port(&cli.root, &container, port.as_deref()),
         Command::Wait { containers } => commands::container::wait(&cli.root, &containers),
         Command::Pod(cmd) => commands::pod::run(&cli.root, cmd),
         Command::Zone(cmd) => commands::zone::run(&cli.root, cmd),

@@ -6,7 +6,7 @@ mod guest_io;
 mod outcome;
 mod zone;
 
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -27,8 +27,10 @@ use crate::qemu::{Disk, Sockets, VmConfig, QEMU_BINARY};
 use crate::qmp::{Qmp, QmpCommand};
 use crate::share::{self, Share, ShareError};
 use crate::staging::{self, StagingError};
-use crate::state::{ProcessId, StateError, ZoneDir};
-use crate::virtiofsd::{self, Virtiofsd, VirtiofsdError};
+use crate::state::{ProcessId, StateError, ZoneDir, ZoneRecord};
+use crate::helper::{Helper, HelperError};
+use crate::network::ZoneNetwork;
+use crate::virtiofsd::{self, VirtiofsdError};
 
 /// How long QEMU may take to connect its sockets after starting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,9 +40,9 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Guest messages queued between the channel reader and the main loop.
 const CHANNEL_QUEUE: usize = 64;
-/// How long the VM's end may follow virtiofsd's: QEMU's exit also ends virtiofsd, and the VM's
-/// result then follows within [`DRAIN_TIMEOUT`].
-const VM_AFTER_VIRTIOFSD: Duration = Duration::from_secs(5);
+/// How long the VM's end may follow a helper's (virtiofsd, passt): QEMU's exit also ends them,
+/// and the VM's result then follows within [`DRAIN_TIMEOUT`].
+const VM_AFTER_HELPER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -66,6 +68,8 @@ pub enum SupervisorError {
     Share(#[from] ShareError),
     #[error(transparent)]
     Virtiofsd(#[from] VirtiofsdError),
+    #[error(transparent)]
+    Helper(#[from] HelperError),
     #[error("removing the copies an earlier run left: {0}")]
     Staging(#[from] StagingError),
 }
@@ -117,21 +121,25 @@ fn bind(path: PathBuf) -> Result<UnixListener, SupervisorError> {
     UnixListener::bind(&path).map_err(io(format!("binding {}", path.display())))
 }
 
-fn kernel_cmdline(id: &str, release: &str, accel: Accel, debug: bool) -> String {
-    let mut cmdline = format!("console=ttyS0 quiet panic=-1 moat.zone={id} moat.kernel={release}");
-    if accel == Accel::Tcg {
+fn kernel_cmdline(record: &ZoneRecord, release: &str) -> String {
+    let mut cmdline = format!("console=ttyS0 quiet panic=-1 moat.zone={} moat.kernel={release}", record.id);
+    if let Some(network) = record.config.network.guest() {
+        cmdline.push(' ');
+        cmdline.push_str(&network.kernel_arg());
+    }
+    if record.config.accel == Accel::Tcg {
         if let Some(khz) = crate::accel::host_tsc_khz() {
             cmdline.push_str(&format!(" tsc_early_khz={khz}"));
         }
     }
-    if debug {
+    if record.config.debug {
         cmdline.push_str(" moat.debug=1");
     }
     cmdline
 }
 
-/// Start the zone's file server, run the VM, and end the file server with it. A file server
-/// that dies first fails the zone: QEMU would run on with a share that never answers.
+/// Start the zone's file server and its NAT, run the VM, and end them with it. A helper that
+/// dies first fails the zone: QEMU would run on with a share or a network that never answers.
 async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorError> {
     let supervisor = ProcessId::of(std::process::id());
     dir.update(|r| r.supervisor = supervisor)?;
@@ -139,25 +147,50 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
     let share = Share::new(dir);
     share.prepare()?;
     let config = virtiofsd::Config { socket: dir.share_socket(), source: share.root().to_path_buf() };
-    let log = dir.virtiofsd_log();
-    let mut virtiofsd = Virtiofsd::start(&config, &log).await?;
+    let mut virtiofsd = virtiofsd::start(&config, &dir.virtiofsd_log()).await?;
     let virtiofsd_id = virtiofsd.id().and_then(ProcessId::of);
     dir.update(|r| r.virtiofsd = virtiofsd_id)?;
-    let vm = run_vm(dir, &share, assets_dir);
+    let (mut passt, network) = match &dir.read()?.config.network {
+        ZoneNetwork::Nat(nat) => {
+            let (passt_end, qemu_end) = std::os::unix::net::UnixStream::pair().map(|(a, b)| (OwnedFd::from(a), OwnedFd::from(b))).map_err(io("making the zone's network socket pair"))?;
+            (Some(crate::passt::start(&crate::passt::Config { nat }, passt_end, &dir.passt_log()).await?), Some(qemu_end))
+        }
+        ZoneNetwork::None => (None, None),
+    };
+    let passt_id = passt.as_ref().and_then(Helper::id).and_then(ProcessId::of);
+    dir.update(|r| r.passt = passt_id)?;
+    let vm = run_vm(dir, &share, assets_dir, network);
     tokio::pin!(vm);
-    let result = tokio::select! {
-        result = &mut vm => result,
-        died = virtiofsd.exited(&log) => match tokio::time::timeout(VM_AFTER_VIRTIOFSD, &mut vm).await {
+    let died = tokio::select! {
+        result = &mut vm => Err(result),
+        died = virtiofsd.exited() => Ok(died),
+        died = exited(passt.as_mut()) => Ok(died),
+    };
+    let result = match died {
+        Err(result) => result,
+        Ok(died) => match tokio::time::timeout(VM_AFTER_HELPER, &mut vm).await {
             Ok(result) => result,
             // Dropping the VM's future kills QEMU.
             Err(_) => Err(died.into()),
         },
     };
     virtiofsd.stop().await;
+    if let Some(passt) = passt {
+        passt.stop().await;
+    }
     result
 }
 
-async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path) -> Result<ZoneState, SupervisorError> {
+/// How a helper the zone may lack ended; never, when it has none.
+async fn exited(helper: Option<&mut Helper>) -> HelperError {
+    match helper {
+        Some(helper) => helper.exited().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Run QEMU; `network` is its end of the zone's network socket pair, when the zone has one.
+async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option<OwnedFd>) -> Result<ZoneState, SupervisorError> {
     let record = dir.read()?;
 
     let assets = Assets::locate(assets_dir)?;
@@ -177,13 +210,21 @@ async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path) -> Result<ZoneS
         memory_mib: record.config.memory_mib,
         kernel: assets.kernel.clone(),
         initrd,
-        kernel_cmdline: kernel_cmdline(&record.id, &assets.kernel_release, record.config.accel, record.config.debug),
-        sockets: Sockets { console: dir.console_socket(), control: dir.control_socket(), qmp: dir.qmp_socket(), share: dir.share_socket() },
+        kernel_cmdline: kernel_cmdline(&record, &assets.kernel_release),
+        sockets: Sockets {
+            console: dir.console_socket(),
+            control: dir.control_socket(),
+            qmp: dir.qmp_socket(),
+            share: dir.share_socket(),
+        },
         disks: zone_disks(dir, &record.config, &assets, &tools)?,
+        network: network.is_some(),
     };
 
     let started = Instant::now();
-    let mut qemu = spawn_qemu(&vm, &dir.path.join("qemu.log"))?;
+    let mut qemu = spawn_qemu(&vm, &dir.path.join("qemu.log"), network.as_ref().map(AsRawFd::as_raw_fd))?;
+    // QEMU has its copy; passt must see the connection close when QEMU ends.
+    drop(network);
     let qemu_id = qemu.id().and_then(ProcessId::of);
     dir.update(|r| r.qemu = qemu_id)?;
 
@@ -241,20 +282,12 @@ fn zone_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets,
     .collect())
 }
 
-fn spawn_qemu(vm: &VmConfig, log: &Path) -> Result<tokio::process::Child, SupervisorError> {
+fn spawn_qemu(vm: &VmConfig, log: &Path, network: Option<RawFd>) -> Result<tokio::process::Child, SupervisorError> {
     let stderr = std::fs::File::create(log).map_err(io(format!("creating {}", log.display())))?;
     let mut command = std::process::Command::new(QEMU_BINARY);
     command.args(vm.args()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it makes the
-    // kernel kill QEMU if the supervisor dies, so a zone never outlives its supervisor.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // A zone never outlives its supervisor.
+    crate::helper::die_with_parent(&mut command, network);
     tokio::process::Command::from(command).kill_on_drop(true).spawn().map_err(SupervisorError::Spawn)
 }
 

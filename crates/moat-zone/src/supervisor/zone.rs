@@ -355,7 +355,7 @@ impl<'a> Zone<'a> {
             self.volumes.entry(create.container.clone()).or_default().push(volume.name.clone());
         }
         self.routes.own(process, create.container.clone());
-        let request = moat_proto::CreateContainer { container: create.container, process, spec_json: create.spec_json, image, tty: create.tty, stdin: create.stdin };
+        let request = moat_proto::CreateContainer { container: create.container, process, spec_json: create.spec_json, image, tty: create.tty, stdin: create.stdin, name_files: create.name_files };
         self.send_request(Request::CreateContainer(Box::new(request)), reply, client).await;
     }
 

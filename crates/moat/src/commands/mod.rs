@@ -7,6 +7,7 @@ pub mod cp;
 pub mod exec;
 pub mod image;
 pub mod images;
+pub mod network;
 pub mod pod;
 pub mod run;
 pub mod volume;

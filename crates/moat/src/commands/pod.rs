@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
+use moat_runtime::network::NetworkRequest;
 use moat_runtime::{Resources, Runtime, SandboxConfig};
 use moat_zone::accel::{self, AccelChoice, HostFacts};
 use moat_zone::assets::Assets;
@@ -24,6 +25,8 @@ pub enum PodCommand {
         memory: String,
         #[arg(long, default_value = "auto")]
         accel: String,
+        #[command(flatten)]
+        network: super::network::ZoneNetworkFlags,
     },
     /// List pods.
     #[command(alias = "ps")]
@@ -53,14 +56,14 @@ pub fn run(root: &Path, command: PodCommand) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::open(root, moat_runtime::pods::default_supervisor(root)?)?;
     let pods = runtime.pods();
     match command {
-        PodCommand::Create { name, cpus, memory, accel } => {
+        PodCommand::Create { name, cpus, memory, accel, network } => {
             let resources = Resources::parse(&memory, &cpus)?;
             let (accel, accel_note) = accel::resolve(accel.parse::<AccelChoice>()?, &HostFacts::probe())?;
             if let Some(note) = &accel_note {
                 eprintln!("moat: warning: {note}");
             }
             Assets::locate(&Assets::default_dir())?;
-            let record = pods.create(SandboxConfig { name, id: None, resources, accel, accel_note, pod: true, debug: false })?;
+            let record = pods.create(SandboxConfig { name, id: None, resources, accel, accel_note, pod: true, debug: false, network: NetworkRequest { extra_hosts: network.extra_hosts()?, ..network.request(&[])? } })?;
             println!("{}", record.name);
         }
         PodCommand::Ls => {

@@ -13,7 +13,7 @@ use moat_runtime::{exit_report, start_failure_code, ContainerConfig, Found, Plac
 use moat_zone::accel::{self, AccelChoice, HostFacts};
 use moat_zone::assets::Assets;
 
-use super::{attach, images, volume};
+use super::{attach, images, network, volume};
 
 /// Where the isolation checker appears inside the container (read-only, outside the image).
 pub const CHECKER_PATH: &str = "/.moat/check";
@@ -98,6 +98,13 @@ pub struct RunArgs {
     pub allow_privileged_in_pod: bool,
     #[arg(long, default_value = "auto")]
     pub accel: String,
+    #[command(flatten)]
+    pub network: network::ZoneNetworkFlags,
+    #[command(flatten)]
+    pub names: network::NameFlags,
+    /// Publish every port the image exposes, each to a free host port on 127.0.0.1.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
     /// Run moat's isolation checker as the container's process instead of the image's command.
     #[arg(long)]
     pub check: bool,
@@ -165,17 +172,20 @@ fn create_from_flags(root: &Path, runtime: &Runtime, args: &mut RunArgs) -> anyh
         args.check = true;
         args.command.remove(0);
     }
-    let placement = match &args.pod {
+    let mut placement = match &args.pod {
         Some(pod) => {
             if args.memory.is_some() || args.cpus.is_some() {
                 return Err(RuntimeError::PodSetting(if args.memory.is_some() { "--memory" } else { "--cpus" }).into());
+            }
+            if let Some(flag) = args.network.zone_setting().or(args.publish_all.then_some("--publish-all")) {
+                return Err(RuntimeError::PodSetting(flag).into());
             }
             Placement::Pod { key: pod.clone(), allow_privileged: args.allow_privileged_in_pod }
         }
         None => {
             let resources = Resources::parse(args.memory.as_deref().unwrap_or(DEFAULT_MEMORY), args.cpus.as_deref().unwrap_or(DEFAULT_CPUS))?;
             let (accel, accel_note) = accel::resolve(args.accel.parse::<AccelChoice>()?, &HostFacts::probe())?;
-            Placement::OwnZone(SandboxConfig { name: None, id: None, resources, accel, accel_note, pod: false, debug: false })
+            Placement::OwnZone(SandboxConfig { name: None, id: None, resources, accel, accel_note, pod: false, debug: false, network: args.network.request(&[])? })
         }
     };
     let options = spec_options(args)?;
@@ -189,11 +199,16 @@ fn create_from_flags(root: &Path, runtime: &Runtime, args: &mut RunArgs) -> anyh
         add_checker(&mut spec, &args.command)?;
     }
     let image_file = images::erofs(root, &image)?;
+    if let (true, Placement::OwnZone(sandbox)) = (args.publish_all, &mut placement) {
+        let exposed: Vec<String> = image.config.config().as_ref().and_then(|c| c.exposed_ports().clone()).unwrap_or_default();
+        sandbox.network = args.network.request(&exposed)?;
+    }
+    let names = args.names.config(args.network.extra_hosts()?)?;
 
     if let Placement::OwnZone(SandboxConfig { accel_note: Some(note), .. }) = &placement {
         eprintln!("moat: warning: {note}");
     }
-    let config = ContainerConfig { name: args.name.clone(), image: image.reference.clone(), image_file, spec, tty: args.tty, stdin: args.interactive, auto_remove: args.rm, mounts };
+    let config = ContainerConfig { name: args.name.clone(), image: image.reference.clone(), image_file, spec, tty: args.tty, stdin: args.interactive, auto_remove: args.rm, mounts, names };
     Ok(runtime.containers().create(placement, config).map(|(found, warnings)| {
         for warning in warnings {
             eprintln!("moat: warning: {warning}");

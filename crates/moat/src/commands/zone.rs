@@ -99,6 +99,8 @@ pub struct CreateArgs {
     /// against the share).
     #[arg(long = "attach-disk", hide = true)]
     pub attach_disks: Vec<PathBuf>,
+    #[command(flatten)]
+    pub network: super::network::ZoneNetworkFlags,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -192,7 +194,20 @@ fn create(root: &Path, store: &ZoneStore, args: CreateArgs) -> anyhow::Result<Ex
     }
     // Fail on missing assets here, before a zone directory exists.
     Assets::locate(&Assets::default_dir())?;
-    let request = CreateRequest { id: None, name: args.name, cpus: args.cpus, memory_mib, accel, accel_note: note, debug: args.debug_hooks, pod: true, extra_disks: args.attach_disks };
+    let network = moat_runtime::network::NetworkRequest { extra_hosts: args.network.extra_hosts()?, ..args.network.request(&[])? };
+    let request = CreateRequest {
+        id: None,
+        name: args.name,
+        cpus: args.cpus,
+        memory_mib,
+        accel,
+        accel_note: note,
+        debug: args.debug_hooks,
+        pod: true,
+        extra_disks: args.attach_disks,
+        network: network.zone_network()?,
+        extra_hosts: network.extra_hosts,
+    };
     let supervisor = ops::default_supervisor(root).context("locating the moat binary")?;
     let record = ops::create(store, request, &supervisor)?;
     println!("{}", record.name);
@@ -340,11 +355,12 @@ mod tests {
             id: "abc".into(),
             name: "c".into(),
             created_unix: 1,
-            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new() },
+            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new(), network: Default::default(), extra_hosts: Vec::new() },
             state: ZoneState::Stopped { reason: "the container exited".into() },
             supervisor: None,
             qemu: None,
             virtiofsd: None,
+            passt: None,
             kernel_release: None,
             boot_ms: None,
             containers: vec![container],
