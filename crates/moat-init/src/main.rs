@@ -7,6 +7,7 @@
 //! Called as `modprobe`, the same binary is the zone kernel's module loader (see [`modprobe`]).
 
 mod bundle;
+mod cgroups;
 mod channel;
 mod containers;
 mod copy;

@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use crate::bundle::{self, BundleError};
+use crate::cgroups::{self, CgroupError};
 use crate::disks::{self, DiskError};
 use crate::idmap::{self, IdmapError};
 use crate::modules::{self, ModuleError};
@@ -38,6 +39,8 @@ pub enum RunError {
     Bundle(#[from] BundleError),
     #[error(transparent)]
     Pod(#[from] PodError),
+    #[error("delegating the container's cgroup: {0}")]
+    Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Terminal(#[from] TerminalError),
     #[error(transparent)]
@@ -102,7 +105,11 @@ fn create_mounted(request: &CreateContainer, spec: &mut Spec, pod: &mut Pod) -> 
     let cgroup = bundle::cgroup_dir(spec);
     let pid_file = bundle::pid_file(id, None);
     let stdio = launch(request.tty, request.stdin, |socket, stdio| runc::create(id, &bundle_dir, &pid_file, socket, stdio, &pod.entry()))?;
-    let pid = match read_pid(&pid_file) {
+    let delegated = |pid| match (&cgroup, cgroups::writable_cgroupfs(spec)) {
+        (Some(dir), true) => cgroups::delegate(dir).map(|()| pid).map_err(RunError::from),
+        _ => Ok(pid),
+    };
+    let pid = match read_pid(&pid_file).and_then(delegated) {
         Ok(pid) => pid,
         Err(err) => {
             let _ = runc::delete(id, true);
