@@ -13,6 +13,7 @@ mod containers;
 mod copy;
 mod disks;
 mod idmap;
+mod image_volumes;
 mod log;
 mod loopdev;
 mod modprobe;

@@ -14,6 +14,7 @@ use crate::bundle::{self, BundleError};
 use crate::cgroups::{self, CgroupError};
 use crate::disks::{self, DiskError};
 use crate::idmap::{self, IdmapError};
+use crate::image_volumes::{self, ImageVolumeError};
 use crate::modules::{self, ModuleError};
 use crate::pod::{Pod, PodError};
 use crate::runc::{self, ContainerStdio, RuncError};
@@ -39,6 +40,8 @@ pub enum RunError {
     Bundle(#[from] BundleError),
     #[error(transparent)]
     Pod(#[from] PodError),
+    #[error(transparent)]
+    ImageVolume(#[from] ImageVolumeError),
     #[error("delegating the container's cgroup: {0}")]
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
@@ -59,6 +62,7 @@ impl RunError {
     pub fn kind(&self) -> FailureKind {
         match self {
             RunError::Runc(RuncError::Failed(reason)) => runc::failure_kind(reason),
+            RunError::ImageVolume(err) => err.kind(),
             RunError::BadId(_) | RunError::Spec(_) | RunError::Bundle(_) | RunError::Pod(PodError::ForeignNamespace(_)) | RunError::Disk(DiskError::BadImagePath(_)) => FailureKind::BadRequest,
             _ => FailureKind::Internal,
         }
@@ -100,6 +104,7 @@ fn create_mounted(request: &CreateContainer, spec: &mut Spec, pod: &mut Pod) -> 
     let ids = idmap::spec_user_namespace(spec)?;
     let rootfs = disks::mount_container_rootfs(id, &request.image, ids.as_ref())?;
     pod.join(spec)?;
+    image_volumes::make(spec, id, &rootfs)?;
     bundle::complete(spec, &rootfs, id, request.tty)?;
     let bundle_dir = bundle::write(spec, id)?;
     let cgroup = bundle::cgroup_dir(spec);
