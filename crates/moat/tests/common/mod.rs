@@ -183,6 +183,19 @@ pub fn busybox_layout() -> &'static Path {
 /// The reference the busybox image is imported under.
 pub const BUSYBOX: &str = "busybox:test";
 
+/// The busybox image with `VOLUME /data`, holding /data/seed (tests/fixtures/volume-image.sh),
+/// built once per test binary.
+pub fn volume_image_layout() -> &'static Path {
+    static LAYOUT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("moat-e2e-volume-image-{}", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/volume-image.sh");
+        let status = Command::new(script).arg(&dir).status().expect("running the image fixture script");
+        assert!(status.success(), "building the volume image failed");
+        dir
+    })
+}
+
 impl Moat {
     /// A state root with the busybox image imported.
     pub fn with_busybox() -> Self {
