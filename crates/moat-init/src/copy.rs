@@ -41,6 +41,7 @@ const OPTIONS_IN: Options = Options {
     limits: Limits { bytes: MAX_COPY_BYTES, entries: MAX_COPY_ENTRIES, depth: MAX_COPY_DEPTH },
     // Within the zone, modes are copied whole, as Docker does; the host strips them on its side.
     mode_mask: 0o7777,
+    keep_owner: false,
 };
 
 /// What a copy needs to know of its container.

@@ -7,11 +7,13 @@
 //! Called as `modprobe`, the same binary is the zone kernel's module loader (see [`modprobe`]).
 
 mod bundle;
+mod cgroups;
 mod channel;
 mod containers;
 mod copy;
 mod disks;
 mod idmap;
+mod image_volumes;
 mod log;
 mod loopdev;
 mod modprobe;

@@ -11,8 +11,10 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use crate::bundle::{self, BundleError};
+use crate::cgroups::{self, CgroupError};
 use crate::disks::{self, DiskError};
 use crate::idmap::{self, IdmapError};
+use crate::image_volumes::{self, ImageVolumeError};
 use crate::modules::{self, ModuleError};
 use crate::pod::{Pod, PodError};
 use crate::runc::{self, ContainerStdio, RuncError};
@@ -41,6 +43,10 @@ pub enum RunError {
     #[error(transparent)]
     NameFiles(#[from] crate::name_files::NameFilesError),
     #[error(transparent)]
+    ImageVolume(#[from] ImageVolumeError),
+    #[error("delegating the container's cgroup: {0}")]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
     Terminal(#[from] TerminalError),
     #[error(transparent)]
     Runc(#[from] RuncError),
@@ -58,6 +64,7 @@ impl RunError {
     pub fn kind(&self) -> FailureKind {
         match self {
             RunError::Runc(RuncError::Failed(reason)) => runc::failure_kind(reason),
+            RunError::ImageVolume(err) => err.kind(),
             RunError::BadId(_) | RunError::Spec(_) | RunError::Bundle(_) | RunError::Pod(PodError::ForeignNamespace(_)) | RunError::Disk(DiskError::BadImagePath(_)) => FailureKind::BadRequest,
             _ => FailureKind::Internal,
         }
@@ -102,12 +109,17 @@ fn create_mounted(request: &CreateContainer, spec: &mut Spec, pod: &mut Pod) -> 
     if let Some(files) = &request.name_files {
         crate::name_files::bind(spec, id, files)?;
     }
+    image_volumes::make(spec, id, &rootfs)?;
     bundle::complete(spec, &rootfs, id, request.tty)?;
     let bundle_dir = bundle::write(spec, id)?;
     let cgroup = bundle::cgroup_dir(spec);
     let pid_file = bundle::pid_file(id, None);
     let stdio = launch(request.tty, request.stdin, |socket, stdio| runc::create(id, &bundle_dir, &pid_file, socket, stdio, &pod.entry()))?;
-    let pid = match read_pid(&pid_file) {
+    let delegated = |pid| match (&cgroup, cgroups::writable_cgroupfs(spec)) {
+        (Some(dir), true) => cgroups::delegate(dir).map(|()| pid).map_err(RunError::from),
+        _ => Ok(pid),
+    };
+    let pid = match read_pid(&pid_file).and_then(delegated) {
         Ok(pid) => pid,
         Err(err) => {
             let _ = runc::delete(id, true);

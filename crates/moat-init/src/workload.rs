@@ -153,8 +153,8 @@ impl Workload {
 
     /// The process was reaped with `status`.
     pub fn reaped(&mut self, status: WaitStatus) {
-        let oom_kills = self.cgroup.as_ref().map_or(0, |dir| read_oom_kills(&dir.join("memory.events")));
-        if let Some(status) = exit_status(status, oom_kills) {
+        let oom = self.cgroup.as_ref().is_some_and(|dir| container_oom(&read_events(&dir.join("memory.events")), &read_events(&dir.join("memory.events.local"))));
+        if let Some(status) = exit_status(status, oom) {
             log::info(&format!("process {} of container {} ended: {status:?}", self.process, self.id));
             self.ended = Some((status, Instant::now()));
             self.input = None;
@@ -225,35 +225,42 @@ fn forward(process: u32, output: &Output, channel: &mut Channel) -> Result<bool,
     }
 }
 
-/// How the process ended, from its wait status and its cgroup's OOM kill count. A death by
-/// SIGKILL, or a shell's 137 for its child's, with an OOM kill in the cgroup is an OOM kill.
-pub fn exit_status(status: WaitStatus, oom_kills: u64) -> Option<ExitStatus> {
+/// How the process ended, from its wait status and whether the kernel's OOM killer ended
+/// something of the container's (see [`container_oom`]). A death by SIGKILL, or a shell's 137
+/// for its child's, is then an OOM kill.
+pub fn exit_status(status: WaitStatus, oom: bool) -> Option<ExitStatus> {
     let status = match status {
-        WaitStatus::Exited(_, code) if code == SHELL_SIGKILL_CODE && oom_kills > 0 => ExitStatus::OomKilled,
+        WaitStatus::Exited(_, code) if code == SHELL_SIGKILL_CODE && oom => ExitStatus::OomKilled,
         WaitStatus::Exited(_, code) => ExitStatus::Code { code },
-        WaitStatus::Signaled(_, Signal::SIGKILL, _) if oom_kills > 0 => ExitStatus::OomKilled,
+        WaitStatus::Signaled(_, Signal::SIGKILL, _) if oom => ExitStatus::OomKilled,
         WaitStatus::Signaled(_, signal, _) => ExitStatus::Signal { signal: signal as i32 },
         _ => return None,
     };
     Some(status)
 }
 
-fn read_oom_kills(path: &std::path::Path) -> u64 {
-    use std::io::Read;
-    let mut text = String::new();
-    let read = std::fs::File::open(path).and_then(|f| f.take(MAX_EVENTS_BYTES).read_to_string(&mut text));
-    if read.is_err() {
-        return 0;
-    }
-    parse_oom_kills(&text)
+/// Whether an OOM kill in the container's cgroup is the container's: its own limit was reached
+/// (`oom` in `memory.events.local`), or the zone ran out of memory as a whole (kills in its
+/// subtree with no cgroup's limit reached there). A limit that a nested runtime set on a child
+/// cgroup is that child's business, as on a host: its OOM kills are not the container's.
+pub fn container_oom(subtree: &str, own: &str) -> bool {
+    let (reached_here, reached_below, kills) = (counter(own, "oom"), counter(subtree, "oom"), counter(subtree, "oom_kill"));
+    reached_here > 0 || (kills > 0 && reached_below == 0)
 }
 
-/// The `oom_kill` counter of a cgroup v2 `memory.events` file.
-pub fn parse_oom_kills(events: &str) -> u64 {
+fn read_events(path: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    let _ = std::fs::File::open(path).and_then(|f| f.take(MAX_EVENTS_BYTES).read_to_string(&mut text));
+    text
+}
+
+/// The counter `key` of a cgroup v2 `memory.events` file (0 when missing).
+fn counter(events: &str, key: &str) -> u64 {
     events
         .lines()
         .filter_map(|line| line.split_once(' '))
-        .find(|(key, _)| *key == "oom_kill")
+        .find(|(k, _)| *k == key)
         .and_then(|(_, value)| value.trim().parse().ok())
         .unwrap_or(0)
 }
@@ -265,22 +272,33 @@ mod tests {
     const PID: Pid = Pid::from_raw(42);
 
     #[test]
-    fn oom_kill_counter() {
+    fn event_counters() {
         let events = "low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\noom_group_kill 0\n";
-        assert_eq!(parse_oom_kills(events), 2);
-        assert_eq!(parse_oom_kills("oom 1\n"), 0);
-        assert_eq!(parse_oom_kills("oom_kill lots\n"), 0);
+        assert_eq!((counter(events, "oom"), counter(events, "oom_kill")), (1, 2));
+        assert_eq!(counter("oom 1\n", "oom_kill"), 0);
+        assert_eq!(counter("oom_kill lots\n", "oom_kill"), 0);
+    }
+
+    #[test]
+    fn only_the_containers_own_limit_or_the_zones_memory_make_an_oom_kill_its() {
+        let events = |oom: u64, kills: u64| format!("low 0\nhigh 0\nmax 9\noom {oom}\noom_kill {kills}\noom_group_kill 0\n");
+        assert!(container_oom(&events(1, 1), &events(1, 0)), "its own limit");
+        assert!(!container_oom(&events(1, 1), &events(0, 0)), "a child cgroup's limit");
+        assert!(container_oom(&events(2, 2), &events(1, 0)), "both");
+        assert!(container_oom(&events(0, 1), &events(0, 0)), "the zone's memory");
+        assert!(!container_oom(&events(0, 0), &events(0, 0)));
+        assert!(!container_oom("", ""), "no memory controller");
     }
 
     #[test]
     fn statuses() {
-        assert_eq!(exit_status(WaitStatus::Exited(PID, 7), 0), Some(ExitStatus::Code { code: 7 }));
-        assert_eq!(exit_status(WaitStatus::Signaled(PID, Signal::SIGTERM, false), 0), Some(ExitStatus::Signal { signal: 15 }));
-        assert_eq!(exit_status(WaitStatus::Signaled(PID, Signal::SIGKILL, false), 0), Some(ExitStatus::Signal { signal: 9 }));
-        assert_eq!(exit_status(WaitStatus::Signaled(PID, Signal::SIGKILL, false), 1), Some(ExitStatus::OomKilled));
-        assert_eq!(exit_status(WaitStatus::Exited(PID, 137), 1), Some(ExitStatus::OomKilled));
-        assert_eq!(exit_status(WaitStatus::Exited(PID, 137), 0), Some(ExitStatus::Code { code: 137 }));
-        assert_eq!(exit_status(WaitStatus::Signaled(PID, Signal::SIGTERM, false), 1), Some(ExitStatus::Signal { signal: 15 }));
-        assert_eq!(exit_status(WaitStatus::StillAlive, 0), None);
+        assert_eq!(exit_status(WaitStatus::Exited(PID, 7), false), Some(ExitStatus::Code { code: 7 }));
+        assert_eq!(exit_status(WaitStatus::Signaled(PID, Signal::SIGTERM, false), false), Some(ExitStatus::Signal { signal: 15 }));
+        assert_eq!(exit_status(WaitStatus::Signaled(PID, Signal::SIGKILL, false), false), Some(ExitStatus::Signal { signal: 9 }));
+        assert_eq!(exit_status(WaitStatus::Signaled(PID, Signal::SIGKILL, false), true), Some(ExitStatus::OomKilled));
+        assert_eq!(exit_status(WaitStatus::Exited(PID, 137), true), Some(ExitStatus::OomKilled));
+        assert_eq!(exit_status(WaitStatus::Exited(PID, 137), false), Some(ExitStatus::Code { code: 137 }));
+        assert_eq!(exit_status(WaitStatus::Signaled(PID, Signal::SIGTERM, false), true), Some(ExitStatus::Signal { signal: 15 }));
+        assert_eq!(exit_status(WaitStatus::StillAlive, false), None);
     }
 }

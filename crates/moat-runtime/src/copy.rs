@@ -39,7 +39,7 @@ use crate::error::{Result, RuntimeError};
 /// What the host takes from a zone in one copy out: the bounds of [`moat_proto::copy`],
 /// checked again here, since the guest's own checks count for nothing. Modes lose set-user-id,
 /// set-group-id and sticky: a zone must not hand the host a set-user-id file.
-pub const FROM_ZONE: Options = Options { limits: Limits { bytes: MAX_COPY_BYTES, entries: MAX_COPY_ENTRIES, depth: MAX_COPY_DEPTH }, mode_mask: 0o777 };
+pub const FROM_ZONE: Options = Options { limits: Limits { bytes: MAX_COPY_BYTES, entries: MAX_COPY_ENTRIES, depth: MAX_COPY_DEPTH }, mode_mask: 0o777, keep_owner: false };
 
 /// How long a copy may take in the zone (1 GiB through virtio-fs, under TCG, is slow).
 const COPY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -331,7 +331,7 @@ mod tests {
     }
 
     fn small(bytes: u64, entries: u64) -> Options {
-        Options { limits: Limits { bytes, entries, depth: 8 }, mode_mask: 0o777 }
+        Options { limits: Limits { bytes, entries, depth: 8 }, mode_mask: 0o777, keep_owner: false }
     }
 
     #[test]

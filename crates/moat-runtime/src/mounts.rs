@@ -1,5 +1,6 @@
 //! A container's volumes, as the zone gets them: host directories (binds and named volumes)
-//! go through the zone's share, read-only on the host's side when asked; tmpfs is the zone's.
+//! go through the zone's share, read-only on the host's side when asked; tmpfs and the image's
+//! declared volumes are the zone's.
 
 use std::path::Path;
 
@@ -43,6 +44,7 @@ pub fn plan(store: &VolumeStore, container: &str, mounts: &[VolumeMount], owner:
                 }
                 build(target, "tmpfs", Path::new("tmpfs"), options)?
             }
+            MountSource::Image => moat_spec::mounts::image_volume(target)?,
         };
         spec_mounts.push(spec_mount);
     }
@@ -95,6 +97,7 @@ mod tests {
             mount(MountSource::Bind(host.path().to_path_buf()), "/data", true),
             mount(MountSource::Volume("cache".into()), "/cache", false),
             mount(MountSource::Tmpfs { size_bytes: Some(1 << 20), mode: Some(0o1777) }, "/scratch", false),
+            mount(MountSource::Image, "/var/lib/docker", false),
         ];
         let (exposures, spec) = plan(&store, "c1", &mounts, None).unwrap();
         assert_eq!(exposures.len(), 2);
@@ -105,6 +108,7 @@ mod tests {
         assert!(spec[0].options().as_ref().unwrap().contains(&"ro".to_string()));
         assert_eq!(spec[2].typ().as_deref(), Some("tmpfs"));
         assert_eq!(spec[2].options().as_ref().unwrap(), &["noexec", "nosuid", "nodev", "size=1048576", "mode=1777"]);
+        assert_eq!(spec[3].typ().as_deref(), Some(moat_spec::mounts::IMAGE_VOLUME_TYPE), "the zone makes an image's volume");
         assert_eq!(store.users("cache", |_| true).unwrap(), vec!["c1".to_string()]);
         release(&store, "c1", &mounts);
         assert!(store.users("cache", |_| true).unwrap().is_empty());

@@ -17,6 +17,12 @@ use serde::{Deserialize, Serialize};
 /// Longest container path accepted as a mount target (Linux's `PATH_MAX`).
 pub const MAX_CONTAINER_PATH: usize = 4096;
 
+/// Longest image path quoted in an error.
+const MAX_ECHOED_PATH: usize = 80;
+
+/// Most volumes an image may declare: each is made, and seeded from the image, in the zone.
+pub const MAX_IMAGE_VOLUMES: usize = 64;
+
 /// The driver every volume here has: a directory on the host.
 pub const LOCAL_DRIVER: &str = "local";
 
@@ -58,6 +64,10 @@ pub enum VolumeError {
     Io { path: PathBuf, err: std::io::Error },
     #[error("{path} is corrupt: {err}")]
     Corrupt { path: PathBuf, err: serde_json::Error },
+    #[error("the image declares volume {path:?}, which cannot be mounted: {err}")]
+    BadImageVolume { path: String, err: Box<VolumeError> },
+    #[error("the image declares {0} volumes, more than the {MAX_IMAGE_VOLUMES} moat mounts")]
+    TooManyImageVolumes(usize),
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -140,6 +150,9 @@ pub enum MountSource {
     /// A fresh tmpfs. Docker mounts it `noexec,nosuid,nodev`, and so must the runtime; without a
     /// size the kernel's default (half the zone's memory) applies.
     Tmpfs { size_bytes: Option<u64>, mode: Option<u32> },
+    /// A volume the image declares: an anonymous volume in the zone, on its scratch disk,
+    /// seeded with the image's files there, gone with the container.
+    Image,
 }
 
 /// One mount a container asks for.
@@ -159,6 +172,24 @@ pub fn check_unique_targets(mounts: &[VolumeMount]) -> Result<(), VolumeError> {
         }
     }
     Ok(())
+}
+
+/// The user's mounts plus a volume for each path the image declares (its config's `Volumes`)
+/// that no user mount takes: as in Docker, `-v` or `--mount` at the same path wins. The result
+/// is ordered parents first, as Docker mounts them, so an image's `/var/lib/docker` stays
+/// visible under a user's `/var/lib`.
+pub fn add_image_volumes(mut mounts: Vec<VolumeMount>, declared: &[String]) -> Result<Vec<VolumeMount>, VolumeError> {
+    if declared.len() > MAX_IMAGE_VOLUMES {
+        return Err(VolumeError::TooManyImageVolumes(declared.len()));
+    }
+    for path in declared {
+        let target = ContainerPath::parse(path).map_err(|err| VolumeError::BadImageVolume { path: path.chars().take(MAX_ECHOED_PATH).collect(), err: Box::new(err) })?;
+        if !mounts.iter().any(|m| m.target == target) {
+            mounts.push(VolumeMount { source: MountSource::Image, target, read_only: false });
+        }
+    }
+    mounts.sort_by_key(|m| m.target.as_str().matches('/').count());
+    Ok(mounts)
 }
 
 /// Check a bind mount's host path and return its canonical form: resolved once, here, it is
@@ -383,6 +414,27 @@ fn remove_if_present(dir: &Path) -> Result<(), VolumeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_volumes_yield_to_user_mounts_and_mount_after_their_parents() {
+        let user = |source, target: &str| VolumeMount { source, target: ContainerPath::parse(target).unwrap(), read_only: false };
+        let mounts = vec![user(MountSource::Volume("mine".into()), "/data"), user(MountSource::Bind("/srv".into()), "/var/lib")];
+        let declared = ["/data/".to_string(), "/var/lib/docker".to_string(), "/cache".to_string(), "//cache/.".to_string()];
+        let all = add_image_volumes(mounts, &declared).unwrap();
+        let summary: Vec<(&str, &MountSource)> = all.iter().map(|m| (m.target.as_str(), &m.source)).collect();
+        assert_eq!(
+            summary,
+            [("/data", &MountSource::Volume("mine".into())), ("/cache", &MountSource::Image), ("/var/lib", &MountSource::Bind("/srv".into())), ("/var/lib/docker", &MountSource::Image)]
+        );
+
+        for bad in ["relative", "/a/../b", "/"] {
+            let err = add_image_volumes(Vec::new(), &[bad.to_string()]).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("the image declares volume {bad:?}")), "{err}");
+        }
+        let many: Vec<String> = (0..=MAX_IMAGE_VOLUMES).map(|n| format!("/v{n}")).collect();
+        assert!(matches!(add_image_volumes(Vec::new(), &many), Err(VolumeError::TooManyImageVolumes(_))));
+        assert_eq!(add_image_volumes(Vec::new(), &many[..MAX_IMAGE_VOLUMES]).unwrap().len(), MAX_IMAGE_VOLUMES);
+    }
 
     fn store() -> (tempfile::TempDir, VolumeStore) {
         let root = tempfile::tempdir().unwrap();

@@ -89,9 +89,23 @@ const ZONE_DEV: DefaultMount = DefaultMount {
     system: false,
 };
 
-/// The mounts of a container with `profile`: /sys and the cgroup filesystem are read-only
-/// unless the profile makes them writable (`--privileged`), and /dev is the zone's when the
-/// profile gives the zone's devices.
+/// The type of a spec mount that stands for a volume the image declares (`VOLUME`). In the zone,
+/// init makes it an anonymous volume on the scratch disk, a native filesystem (so nested
+/// runtimes can put an overlay on it), seeded with the image's files at that path as Docker
+/// seeds one, and hands runc a bind of it instead. runc never sees this type.
+pub const IMAGE_VOLUME_TYPE: &str = "moat-image-volume";
+
+/// The spec mount of a volume the image declares at `destination`, for init to make.
+pub fn image_volume(destination: &str) -> Result<Mount, crate::SpecError> {
+    oci_spec::runtime::MountBuilder::default()
+        .destination(destination)
+        .typ(IMAGE_VOLUME_TYPE)
+        .source(IMAGE_VOLUME_TYPE)
+        .options(Vec::<String>::new())
+        .build()
+        .map_err(|e| crate::SpecError::Oci(e.to_string()))
+}
+
 /// Bind `source`, a path of the zone, read-only into the container at `destination`.
 pub fn add_read_only_bind(spec: &mut oci_spec::runtime::Spec, source: &str, destination: &str) -> Result<(), crate::SpecError> {
     let mount = oci_spec::runtime::MountBuilder::default()
@@ -107,6 +121,9 @@ pub fn add_read_only_bind(spec: &mut oci_spec::runtime::Spec, source: &str, dest
     Ok(())
 }
 
+/// The mounts of a container with `profile`: /sys and the cgroup filesystem are read-only
+/// unless the profile makes them writable (`--privileged`), and /dev is the zone's when the
+/// profile gives the zone's devices.
 pub fn default_mounts(profile: &Profile) -> Vec<Mount> {
     DEFAULT_MOUNTS
         .iter()

@@ -27,7 +27,7 @@ use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fchmod, fstat, fstatat, futimens, mkdirat, utimensat, FileStat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{symlinkat, unlinkat, UnlinkatFlags};
+use nix::unistd::{fchown, fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 /// Longest file name (Linux's `NAME_MAX`).
 pub const MAX_NAME_LEN: usize = 255;
@@ -47,9 +47,11 @@ pub struct Limits {
 pub struct Options {
     pub limits: Limits,
     /// The permission bits kept from the source: `0o7777` keeps set-user-id, set-group-id and
-    /// sticky, `0o777` drops them. Whatever the copier creates is owned by its own fsuid and
-    /// fsgid.
+    /// sticky, `0o777` drops them.
     pub mode_mask: u32,
+    /// Give each copy the source's owner and group (the copier needs CAP_CHOWN); otherwise
+    /// whatever the copier creates is owned by its own fsuid and fsgid.
+    pub keep_owner: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +274,10 @@ impl Walk<'_> {
             remove_other(to, to_name, path)?;
         }
         symlinkat(target.as_os_str(), Some(to), to_name).map_err(io("creating the link", path))?;
+        if self.options.keep_owner {
+            let (uid, gid) = (Some(Uid::from_raw(stat.st_uid)), Some(Gid::from_raw(stat.st_gid)));
+            fchownat(Some(to), to_name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io("setting the owner of", path))?;
+        }
         // Not every filesystem keeps a link's times; the link is what matters.
         let (atime, mtime) = times(stat);
         let _ = utimensat(Some(to), to_name, &atime, &mtime, UtimensatFlags::NoFollowSymlink);
@@ -348,8 +354,12 @@ impl Walk<'_> {
         Ok(names)
     }
 
-    /// Give a copied file or directory the source's permission bits (masked) and times.
+    /// Give a copied file or directory the source's permission bits (masked) and times, and
+    /// its owner when asked (first: a change of owner clears set-user-id and set-group-id).
     fn finish(&self, fd: RawFd, stat: &FileStat, path: &Path) -> Result<(), TreeError> {
+        if self.options.keep_owner {
+            fchown(fd, Some(Uid::from_raw(stat.st_uid)), Some(Gid::from_raw(stat.st_gid))).map_err(io("setting the owner of", path))?;
+        }
         let mode = Mode::from_bits_truncate(stat.st_mode & self.options.mode_mask & 0o7777);
         fchmod(fd, mode).map_err(io("setting the mode of", path))?;
         let (atime, mtime) = times(stat);
@@ -422,7 +432,7 @@ mod tests {
 
     use super::*;
 
-    const ROOMY: Options = Options { limits: Limits { bytes: 1 << 20, entries: 100, depth: 16 }, mode_mask: 0o7777 };
+    const ROOMY: Options = Options { limits: Limits { bytes: 1 << 20, entries: 100, depth: 16 }, mode_mask: 0o7777, keep_owner: false };
 
     fn dir_fd(path: &Path) -> File {
         File::open(path).expect("open dir")
@@ -487,6 +497,33 @@ mod tests {
         set_mode(&top.join("sub"), 0o755);
         set_mode(&out.join("sub"), 0o755);
         set_mode(&stripped.path().join("copy/sub"), 0o755);
+    }
+
+    /// Run as root (as init is): ownership is copied only when asked.
+    #[test]
+    fn owners_are_kept_when_asked() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let src = tempfile::tempdir().unwrap();
+        let top = src.path().join("top");
+        std::fs::create_dir(&top).unwrap();
+        std::fs::write(top.join("f"), "x").unwrap();
+        std::os::unix::fs::symlink("f", top.join("l")).unwrap();
+        for (path, uid, gid) in [(&top, 1000, 1001), (&top.join("f"), 100_005, 100_006)] {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+        }
+        set_mode(&top.join("f"), 0o2750);
+        std::os::unix::fs::lchown(top.join("l"), Some(7), Some(8)).unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        copy_entry(src.path(), "top", dst.path(), "kept", &Options { keep_owner: true, ..ROOMY }).unwrap();
+        let owner = |p: &Path| std::fs::symlink_metadata(p).map(|m| (m.uid(), m.gid(), m.mode() & 0o7777)).unwrap();
+        let kept = dst.path().join("kept");
+        assert_eq!((owner(&kept).0, owner(&kept).1), (1000, 1001));
+        assert_eq!(owner(&kept.join("f")), (100_005, 100_006, 0o2750), "the mode is set after the owner, so set-group-id stays");
+        assert_eq!((owner(&kept.join("l")).0, owner(&kept.join("l")).1), (7, 8), "a link's own owner");
+        copy_entry(src.path(), "top", dst.path(), "mine", &ROOMY).unwrap();
+        assert_eq!((owner(&dst.path().join("mine/f")).0, owner(&dst.path().join("mine/f")).1), (0, 0));
     }
 
     #[test]
@@ -555,7 +592,7 @@ mod tests {
             std::fs::write(tree.join(name), vec![b'.'; 600]).unwrap();
         }
         let dst = tempfile::tempdir().unwrap();
-        let small = |bytes, entries, depth| Options { limits: Limits { bytes, entries, depth }, mode_mask: 0o777 };
+        let small = |bytes, entries, depth| Options { limits: Limits { bytes, entries, depth }, mode_mask: 0o777, keep_owner: false };
 
         let err = copy_entry(src.path(), "tree", dst.path(), "tree", &small(1000, 100, 16)).unwrap_err();
         assert!(matches!(err, TreeError::TooLarge { max: 1000 }), "{err}");

@@ -65,6 +65,10 @@ enum Command {
     Rm {
         #[arg(short, long)]
         force: bool,
+        /// Docker's flag for removing a container's anonymous volumes, accepted: the volumes its
+        /// image declares live on its zone's disk and always go with it.
+        #[arg(short, long)]
+        volumes: bool,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -110,7 +114,7 @@ fn main() -> ExitCode {
         Command::Logs { follow, container } => commands::container::logs(&cli.root, &container, follow),
         Command::Kill { signal, container } => commands::container::kill(&cli.root, &container, &signal),
         Command::Stop { time, container } => commands::container::stop(&cli.root, &container, time),
-        Command::Rm { force, containers } => commands::container::rm(&cli.root, &containers, force),
+        Command::Rm { force, volumes: _, containers } => commands::container::rm(&cli.root, &containers, force),
         Command::Port { container, port } => commands::network::port(&cli.root, &container, port.as_deref()),
         Command::Wait { containers } => commands::container::wait(&cli.root, &containers),
         Command::Pod(cmd) => commands::pod::run(&cli.root, cmd),

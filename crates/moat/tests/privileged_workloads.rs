@@ -226,3 +226,54 @@ fn unprivileged_zone_has_no_module_autoload() {
     assert_eq!(out, "/sbin/modprobe\n0\n");
     moat.assert_nothing_running();
 }
+
+#[test]
+fn a_privileged_container_delegates_its_cgroup_and_an_unprivileged_one_cannot_write_it() {
+    let moat = Moat::with_busybox();
+    // One zone for both: a pod of 256 MiB, whose containers each get a limit of 144 MiB.
+    moat.ok(&["pod", "create", "--name", "cg", "--memory", "256m"]);
+    let script = "echo \"cgroup: $(cat /proc/self/cgroup)\"
+echo \"root processes: $(wc -l < /sys/fs/cgroup/cgroup.procs)\"
+echo \"subtree: $(cat /sys/fs/cgroup/cgroup.subtree_control)\"
+echo \"limit: $(cat /sys/fs/cgroup/memory.max)\"
+mkdir /sys/fs/cgroup/child
+echo 20M > /sys/fs/cgroup/child/memory.max
+echo \"child limit: $(cat /sys/fs/cgroup/child/memory.max)\"
+sh -c 'echo $$ > /sys/fs/cgroup/child/cgroup.procs; exec dd if=/dev/zero of=/dev/null bs=64M count=1' || echo \"nested: $?\"
+echo \"child $(grep oom_kill /sys/fs/cgroup/child/memory.events)\"";
+    moat.ok(&["run", "-d", "--pod", "cg", "--privileged", "--allow-privileged-in-pod", "--name", "nest", BUSYBOX, "sh", "-c", &holding(script)]);
+    moat.wait_for_log("nest", READY);
+    let log = moat.ok(&["logs", "nest"]);
+    let lines: Vec<&str> = log.lines().take_while(|l| *l != READY).collect();
+    let subtree = lines.iter().find_map(|l| l.strip_prefix("subtree: ")).unwrap_or_default().split(' ').collect::<Vec<_>>();
+    for controller in ["cpu", "io", "memory", "pids"] {
+        assert!(subtree.contains(&controller), "{controller} is not delegated: {lines:?}");
+    }
+    let limit = 144u64 << 20;
+    assert_eq!(
+        lines.iter().filter(|l| !l.starts_with("subtree: ")).copied().collect::<Vec<_>>(),
+        ["cgroup: 0::/init.scope", "root processes: 0", &format!("limit: {limit}"), "child limit: 20971520", "nested: 137", "child oom_kill 1"],
+        "the container's processes sit in a leaf, its cgroup's root delegates, and a child's limit kills only inside the child"
+    );
+
+    // An exec'd process joins the leaf too. An OOM kill under a child's own limit is the
+    // child's: 137, without moat's OOM line. Past the container's limit, from a child cgroup
+    // without one, it is the container's: the limit covers everything below it.
+    assert_eq!(moat.ok(&["exec", "nest", "cat", "/proc/self/cgroup"]).trim(), "0::/init.scope");
+    let nested = moat.run(&["exec", "nest", "sh", "-c", "echo $$ > /sys/fs/cgroup/child/cgroup.procs; exec dd if=/dev/zero of=/dev/null bs=64M count=1"]);
+    assert_eq!(nested.status.code(), Some(137), "{}", common::stderr(&nested));
+    assert!(!common::stderr(&nested).contains("OOM-killed"), "{}", common::stderr(&nested));
+    let past = moat.run(&["exec", "nest", "sh", "-c", "mkdir /sys/fs/cgroup/big && echo $$ > /sys/fs/cgroup/big/cgroup.procs && exec dd if=/dev/zero of=/dev/null bs=200M count=1"]);
+    assert_eq!(past.status.code(), Some(137), "{}", common::stderr(&past));
+    assert!(common::stderr(&past).contains("OOM-killed"), "{}", common::stderr(&past));
+
+    // An unprivileged container sits at the root of its cgroup namespace, read-only.
+    let unprivileged = moat.ok(&["run", "--rm", "--pod", "cg", BUSYBOX, "sh", "-c", "cat /proc/self/cgroup; mkdir /sys/fs/cgroup/x 2>&1; echo \"mkdir: $?\""]);
+    assert_eq!(unprivileged, "0::/\nmkdir: can't create directory '/sys/fs/cgroup/x': Read-only file system\nmkdir: 1\n");
+
+    assert!(moat.ok(&["ps"]).lines().any(|l| l.ends_with(" nest") && l.contains("Up")), "the privileged container carried on");
+    moat.ok(&["stop", "nest"]);
+    assert_eq!(moat.ok(&["wait", "nest"]).trim(), "0");
+    moat.ok(&["pod", "rm", "-f", "cg"]);
+    moat.assert_nothing_running();
+}

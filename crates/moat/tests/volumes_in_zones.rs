@@ -72,3 +72,57 @@ fn bad_mounts_are_one_line_and_change_nothing() {
     }
     assert!(!missing.exists(), "a missing --mount source is not created");
 }
+
+/// The reference the image with `VOLUME /data` is imported under.
+const VOLUME_IMAGE: &str = "volume:test";
+
+/// Where a container sees its root's files (`stat`), what /data holds and what its mount is.
+const LOOK_AT_DATA: &str = "stat -c '%u:%g %a %n' /data /data/seed; cat /data/seed; echo new > /data/new && stat -c '%u:%g %n' /data/new; echo \"fstype: $(awk '$5 == \"/data\" { for (i = 7; i <= NF; i++) if ($i == \"-\") print $(i + 1) }' /proc/self/mountinfo)\"";
+
+/// The scratch disk's container directories that hold an image volume, as a privileged
+/// container of the zone counts them: the scratch disk mounted a second time (the same
+/// filesystem, so read-write as the zone has it).
+const COUNT_IMAGE_VOLUMES: &str = "for d in /sys/block/vd*; do [ \"$(cat $d/serial)\" = moat-scratch ] && dev=/dev/${d##*/}; done; mkdir -p /scratch; mountpoint -q /scratch || mount $dev /scratch; ls -d /scratch/*/volumes/* | wc -l";
+
+#[test]
+fn an_images_volumes_are_native_seeded_overridable_and_go_with_their_container() {
+    let moat = Moat::new();
+    moat.ok(&["image", "import", &common::volume_image_layout().to_string_lossy(), "--name", VOLUME_IMAGE]);
+    // One zone: a pod holding a privileged container (which can look at the zone's disk) and
+    // the containers under test.
+    moat.ok(&["pod", "create", "--name", "iv"]);
+    moat.ok(&["run", "-d", "--pod", "iv", "--privileged", "--allow-privileged-in-pod", "--name", "priv", VOLUME_IMAGE, "sleep", "600"]);
+
+    // A privileged container's /data: the scratch disk's ext4, seeded from the image with its
+    // owners and modes, writable, and a place for an overlay (as nested storage makes), which
+    // the container's own root, an overlay itself, is not.
+    let overlay = "cd /data && mkdir l u w m && echo low > l/f && mount -t overlay overlay -o lowerdir=l,upperdir=u,workdir=w m && echo up > m/g && echo \"overlay: $(cat m/f u/g | tr '\\n' ' ')\"
+mkdir /tmp/l /tmp/u /tmp/w /tmp/m; mount -t overlay overlay -o lowerdir=/tmp/l,upperdir=/tmp/u,workdir=/tmp/w /tmp/m 2>/dev/null || echo 'on the root: refused'";
+    let privileged = moat.ok(&["exec", "priv", "sh", "-c", &format!("{LOOK_AT_DATA}\n{overlay}")]);
+    assert_eq!(
+        privileged,
+        "1000:1000 750 /data\n1000:1000 640 /data/seed\nfrom the image\n0:0 /data/new\nfstype: ext4\noverlay: low up \non the root: refused\n"
+    );
+
+    // In a user namespace the container sees the image's owners, and its root's files as 0.
+    let unprivileged = moat.ok(&["run", "--pod", "iv", "--name", "un", VOLUME_IMAGE, "sh", "-c", LOOK_AT_DATA]);
+    assert_eq!(unprivileged, "1000:1000 750 /data\n1000:1000 640 /data/seed\nfrom the image\n0:0 /data/new\nfstype: ext4\n");
+
+    // `-v` at the same path wins, as in Docker: the host directory, no image volume.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("marker"), "from the host\n").unwrap();
+    let bind = format!("{}:/data", host.path().display());
+    let overridden = moat.ok(&["run", "--rm", "--pod", "iv", "-v", &bind, VOLUME_IMAGE, "sh", "-c", "ls /data; awk '$5 == \"/data\" && / - ext4 /' /proc/self/mountinfo | wc -l"]);
+    assert_eq!(overridden, "marker\n0\n", "no ext4 volume at /data");
+
+    // The volumes live in their containers' directories on the scratch disk: priv's and un's;
+    // the --rm one went already. `rm -v` (Docker's flag) and `rm` take them with the container.
+    assert_eq!(moat.ok(&["exec", "priv", "sh", "-c", COUNT_IMAGE_VOLUMES]).trim(), "2");
+    moat.ok(&["rm", "-v", "un"]);
+    assert_eq!(moat.ok(&["exec", "priv", "sh", "-c", COUNT_IMAGE_VOLUMES]).trim(), "1");
+    moat.ok(&["run", "--rm", "--pod", "iv", VOLUME_IMAGE, "touch", "/data/x"]);
+    assert_eq!(moat.ok(&["exec", "priv", "sh", "-c", COUNT_IMAGE_VOLUMES]).trim(), "1", "--rm takes its volume");
+
+    moat.ok(&["pod", "rm", "-f", "iv"]);
+    moat.assert_nothing_running();
+}

@@ -193,6 +193,8 @@ fn create_from_flags(root: &Path, runtime: &Runtime, args: &mut RunArgs) -> anyh
     Assets::locate(&Assets::default_dir())?;
 
     let image = images::get_or_pull(root, &args.image, &args.pull)?;
+    let declared = image.config.config().as_ref().and_then(|c| c.volumes().clone()).unwrap_or_default();
+    let mounts = moat_runtime::volumes::add_image_volumes(mounts, &declared)?;
     let caller_env: BTreeMap<String, String> = std::env::vars().collect();
     let mut spec = moat_spec::build_spec(&image.config, &options, &caller_env).with_context(|| format!("building the container spec for {}", args.image))?;
     if args.check {

@@ -171,17 +171,29 @@ pub fn stderr_raw(out: &Output) -> String {
 /// The busybox test image (tests/fixtures/busybox-image.sh), built once per test binary.
 pub fn busybox_layout() -> &'static Path {
     static LAYOUT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    LAYOUT.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("moat-e2e-busybox-{}", std::process::id()));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/busybox-image.sh");
+    fixture_layout(&LAYOUT, "busybox")
+}
+
+/// The OCI layout `tests/fixtures/NAME-image.sh` builds, built once into `cell`.
+fn fixture_layout(cell: &'static std::sync::OnceLock<PathBuf>, name: &str) -> &'static Path {
+    cell.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("moat-e2e-{name}-{}", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../tests/fixtures/{name}-image.sh"));
         let status = Command::new(script).arg(&dir).status().expect("running the image fixture script");
-        assert!(status.success(), "building the busybox image failed");
+        assert!(status.success(), "building the {name} image failed");
         dir
     })
 }
 
 /// The reference the busybox image is imported under.
 pub const BUSYBOX: &str = "busybox:test";
+
+/// The busybox image with `VOLUME /data`, holding /data/seed (tests/fixtures/volume-image.sh),
+/// built once per test binary.
+pub fn volume_image_layout() -> &'static Path {
+    static LAYOUT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    fixture_layout(&LAYOUT, "volume")
+}
 
 impl Moat {
     /// A state root with the busybox image imported.
