@@ -7,8 +7,11 @@ pub mod cp;
 pub mod exec;
 pub mod image;
 pub mod images;
+pub mod inspect;
 pub mod pod;
 pub mod run;
+pub mod system;
+pub mod toplevel;
 pub mod volume;
 pub mod zone;
 
