@@ -27,7 +27,7 @@ pub use digest::Digest;
 pub use import::{ImportError, ImportOptions};
 pub use limits::Limits;
 pub use reference::Platform;
-pub use registry::{PullOptions, RegistryError};
+pub use registry::{PullOptions, PushOptions, PushReport, RegistryError};
 pub use save::{ArchiveFormat, SaveError};
 pub use store::{DiskUsage, PruneReport, Store, StoreError, StoredImage};
 

@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use moat_image::limits::{DEFAULT_MAX_LAYER_BYTES, DEFAULT_REGISTRY_TIMEOUT};
-use moat_image::{ArchiveFormat, ImportOptions, Limits, Platform, PullOptions, Store, StoredImage};
+use moat_image::{ArchiveFormat, ImportOptions, Limits, Platform, PullOptions, PushOptions, Store, StoredImage};
 
 #[derive(clap::Subcommand)]
 pub enum ImageCommand {
     /// Pull an image from a registry, verify it and convert it to EROFS.
     Pull(PullArgs),
+    /// Push a stored image to the registry its name gives; prints the manifest digest.
+    Push(PushArgs),
     /// Import a `docker save` or `oci-archive` tarball, or an OCI layout directory.
     Import(ImportArgs),
     /// Give a stored image another name.
@@ -119,6 +121,21 @@ pub struct PullArgs {
 }
 
 #[derive(clap::Args)]
+pub struct PushArgs {
+    /// The stored image; its name says where it goes (tag it first for another place).
+    reference: String,
+    /// Registry (host[:port]) to reach over plain HTTP; loopback always is. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
+    /// Seconds to wait for the registry to answer or take more data.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_REGISTRY_TIMEOUT.as_secs())]
+    timeout: u64,
+    /// Draw no progress bars.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
 pub struct ImportArgs {
     /// A tarball (`docker save`, `oci-archive`, optionally gzip/zstd) or an OCI layout directory.
     path: PathBuf,
@@ -136,6 +153,7 @@ pub fn run(root: &Path, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
     let store = Store::open(root).with_context(|| format!("cannot open the image store under {}", root.display()))?;
     match cmd {
         ImageCommand::Pull(args) => pull(store, args),
+        ImageCommand::Push(args) => push(&store, args),
         ImageCommand::Import(args) => {
             let store = store.with_limits(Limits { max_layer_bytes: args.limits.max_layer_size });
             let opts = ImportOptions { name: args.name, platform: args.platform };
@@ -185,6 +203,25 @@ fn save(store: &Store, args: &SaveArgs) -> anyhow::Result<ExitCode> {
         SaveFormat::OciArchive => ArchiveFormat::OciArchive,
     };
     store.save_file(&images, format, &args.output).with_context(|| format!("cannot save to {}", args.output.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn push(store: &Store, args: PushArgs) -> anyhow::Result<ExitCode> {
+    let opts = PushOptions {
+        insecure_registries: args.insecure_registries,
+        timeout: Duration::from_secs(args.timeout),
+        progress: !args.quiet,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let report = runtime.block_on(store.push(&args.reference, &opts)).with_context(|| format!("cannot push {}", args.reference))?;
+    println!(
+        "uploaded {} blobs ({}), mounted {}, {} already there",
+        report.uploaded,
+        human_size(report.uploaded_bytes),
+        report.mounted,
+        report.present
+    );
+    println!("{}: digest: {} size: {}", report.reference, report.manifest_digest, report.manifest_size);
     Ok(ExitCode::SUCCESS)
 }
 

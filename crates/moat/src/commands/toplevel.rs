@@ -15,6 +15,8 @@ pub enum TopLevel {
     Images(image::ListArgs),
     /// Pull an image (`moat image pull`).
     Pull(image::PullArgs),
+    /// Push a stored image to its registry (`moat image push`).
+    Push(image::PushArgs),
     /// Give a stored image another name (`moat image tag`).
     Tag(image::TagArgs),
     /// Write images to a tar archive (`moat image save`).
@@ -39,6 +41,7 @@ pub fn run(root: &Path, command: TopLevel) -> anyhow::Result<ExitCode> {
     match command {
         TopLevel::Images(args) => image::run(root, ImageCommand::Ls(args)),
         TopLevel::Pull(args) => image::run(root, ImageCommand::Pull(args)),
+        TopLevel::Push(args) => image::run(root, ImageCommand::Push(args)),
         TopLevel::Tag(args) => image::run(root, ImageCommand::Tag(args)),
         TopLevel::Save(args) => image::run(root, ImageCommand::Save(args)),
         TopLevel::Load(args) => image::run(root, ImageCommand::Load(args)),
