@@ -161,13 +161,16 @@ fn an_image_podman_saved_runs_in_a_zone_and_container_prune_removes_it() {
     let df = moat.ok(&["system", "df"]);
     let containers: Vec<&str> = df.lines().find(|l| l.starts_with("Containers")).unwrap().split_whitespace().collect();
     assert_eq!(&containers[1..3], ["1", "0"], "{df}");
-    // The image is in use: -a keeps it.
-    moat.ok(&["system", "prune", "-f"]);
-    assert!(moat.ok(&["images"]).contains("localhost/from-podman:1"));
-
     let pruned = moat.ok(&["container", "prune", "-f"]);
     assert!(pruned.starts_with(&format!("Deleted Containers:\n{id}\n")), "{pruned}");
     assert_eq!(moat.ok(&["ps", "-a"]).lines().count(), 1, "only the header is left");
+
+    // An image a running container uses survives `system prune -a`, and so does the container.
+    moat.ok(&["run", "-d", "--name", "busy", "localhost/from-podman:1", "sleep", "600"]);
+    moat.ok(&["system", "prune", "-a", "-f"]);
+    assert!(moat.ok(&["images"]).contains("localhost/from-podman:1"));
+    assert!(moat.ok(&["ps"]).contains("busy"));
+    moat.ok(&["rm", "-f", "busy"]);
     moat.assert_nothing_running();
     assert!(moat.zone_files().is_empty(), "zone files left: {:?}", moat.zone_files());
 }
