@@ -16,18 +16,10 @@ shopt -s inherit_errexit
 
 RUNS=${1:-3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-WORK=$(mktemp -d /tmp/moat-bench-image.XXXXXX)
-REGISTRY_PID=
-cleanup() {
-    local rc=$?
-    if [ -n "$REGISTRY_PID" ]; then kill "$REGISTRY_PID" 2>/dev/null; wait "$REGISTRY_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
 
 # shellcheck source=bench/lib.sh
 source "$HERE/bench/lib.sh"
+bench_workdir moat-bench-image
 TARGET=${CARGO_TARGET_DIR:-$HERE/target}
 if [ -n "${MOAT_BIN:-}" ]; then
     pull() { "$MOAT_BIN" --root "$1" image pull --quiet "$2"; }

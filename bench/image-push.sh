@@ -19,15 +19,7 @@ RUNS=${1:-3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
 source "$HERE/bench/lib.sh"
-WORK=$(mktemp -d /tmp/moat-bench-push.XXXXXX)
-REGISTRY_PID=
-cleanup() {
-    local rc=$?
-    if [ -n "$REGISTRY_PID" ]; then kill "$REGISTRY_PID" 2>/dev/null; wait "$REGISTRY_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
+bench_workdir moat-bench-push
 
 if [ -z "${MOAT_BIN:-}" ]; then
     (cd "$HERE" && cargo build --release -q -p moat)

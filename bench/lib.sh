@@ -63,3 +63,17 @@ start_registry() {
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     REGISTRY=127.0.0.1:$port
 }
+
+# `bench_workdir PREFIX`: a scratch directory in $WORK, removed on exit with the registry that
+# start_registry started, keeping the script's exit status.
+bench_workdir() {
+    WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+    REGISTRY_PID=
+    trap bench_cleanup EXIT
+}
+bench_cleanup() {
+    local rc=$?
+    if [ -n "$REGISTRY_PID" ]; then kill "$REGISTRY_PID" 2>/dev/null; wait "$REGISTRY_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+    exit "$rc"
+}

@@ -95,6 +95,7 @@ fn bad_input_is_one_line_and_changes_nothing() {
     let out = out.to_string_lossy();
 
     assert!(one_error_line(&moat, &["tag", "nothing:1", "x:1"]).contains("not in the store"));
+    assert!(one_error_line(&moat, &["push", "nothing:1"]).contains("not in the store"));
     one_error_line(&moat, &["tag", BUSYBOX, "Bad/Name"]);
     assert!(one_error_line(&moat, &["save", "-o", &out, BUSYBOX, "nothing:1"]).contains("nothing:1"));
     one_error_line(&moat, &["save", "-o", "/nonexistent/dir/x.tar", BUSYBOX]);

@@ -107,15 +107,8 @@ pub struct PullArgs {
     /// Platform to pick from a multi-platform image.
     #[arg(long, default_value = "linux/amd64")]
     platform: Platform,
-    /// Registry (host[:port]) to reach over plain HTTP; loopback always is. Repeatable.
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    insecure_registries: Vec<String>,
-    /// Seconds to wait for the registry to answer or send more data.
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_REGISTRY_TIMEOUT.as_secs())]
-    timeout: u64,
-    /// Draw no progress bars.
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -124,10 +117,17 @@ pub struct PullArgs {
 pub struct PushArgs {
     /// The stored image; its name says where it goes (tag it first for another place).
     reference: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// How pull and push reach a registry.
+#[derive(clap::Args)]
+pub struct RegistryArgs {
     /// Registry (host[:port]) to reach over plain HTTP; loopback always is. Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     insecure_registries: Vec<String>,
-    /// Seconds to wait for the registry to answer or take more data.
+    /// Seconds to wait for the registry to answer or to move more data.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_REGISTRY_TIMEOUT.as_secs())]
     timeout: u64,
     /// Draw no progress bars.
@@ -188,9 +188,9 @@ fn pull(store: Store, args: PullArgs) -> anyhow::Result<ExitCode> {
     let store = store.with_limits(Limits { max_layer_bytes: args.limits.max_layer_size });
     let opts = PullOptions {
         platform: args.platform,
-        insecure_registries: args.insecure_registries,
-        timeout: Duration::from_secs(args.timeout),
-        progress: !args.quiet,
+        insecure_registries: args.registry.insecure_registries,
+        timeout: Duration::from_secs(args.registry.timeout),
+        progress: !args.registry.quiet,
     };
     let image = super::images::pull(&store, &args.reference, &opts).with_context(|| format!("cannot pull {}", args.reference))?;
     report_stored(&image)
@@ -208,9 +208,9 @@ fn save(store: &Store, args: &SaveArgs) -> anyhow::Result<ExitCode> {
 
 fn push(store: &Store, args: PushArgs) -> anyhow::Result<ExitCode> {
     let opts = PushOptions {
-        insecure_registries: args.insecure_registries,
-        timeout: Duration::from_secs(args.timeout),
-        progress: !args.quiet,
+        insecure_registries: args.registry.insecure_registries,
+        timeout: Duration::from_secs(args.registry.timeout),
+        progress: !args.registry.quiet,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let report = runtime.block_on(store.push(&args.reference, &opts)).with_context(|| format!("cannot push {}", args.reference))?;
