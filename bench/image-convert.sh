@@ -16,16 +16,10 @@ shopt -s inherit_errexit
 
 RUNS=${1:-3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-WORK=$(mktemp -d /tmp/moat-bench-image.XXXXXX)
-REGISTRY_PID=
-cleanup() {
-    local rc=$?
-    if [ -n "$REGISTRY_PID" ]; then kill "$REGISTRY_PID" 2>/dev/null; wait "$REGISTRY_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
 
+# shellcheck source=bench/lib.sh
+source "$HERE/bench/lib.sh"
+bench_workdir moat-bench-image
 TARGET=${CARGO_TARGET_DIR:-$HERE/target}
 if [ -n "${MOAT_BIN:-}" ]; then
     pull() { "$MOAT_BIN" --root "$1" image pull --quiet "$2"; }
@@ -39,40 +33,9 @@ else
 fi
 
 echo "== building a multi-layer test image in $WORK"
-umoci init --layout "$WORK/src" >/dev/null
-umoci new --image "$WORK/src:bench" >/dev/null
-make_layer() { # $1 = layer number; each layer adds ~30 MB: random, compressible, and small files
-    local dir=$WORK/bundle/rootfs/layer$1
-    umoci unpack --image "$WORK/src:bench" "$WORK/bundle" >/dev/null
-    mkdir -p "$dir/random" "$dir/text" "$dir/small" "$WORK/bundle/rootfs/bin"
-    for i in $(seq 1 12); do head -c $((1536 * 1024)) /dev/urandom >"$dir/random/blob$i.bin"; done
-    for i in $(seq 1 8); do
-        head -c $((1536 * 1024)) < <(yes "layer $1 line of very compressible configuration text, number $i") >"$dir/text/file$i.txt"
-    done
-    for i in $(seq 1 1500); do printf 'small file %d of layer %d\n' "$i" "$1" >"$dir/small/f$i"; done
-    [ "$1" = 1 ] && cp /bin/busybox "$WORK/bundle/rootfs/bin/busybox"
-    umoci repack --image "$WORK/src:bench" "$WORK/bundle" >/dev/null
-    rm -rf "$WORK/bundle"
-}
-for n in 1 2 3 4; do make_layer "$n"; done
-umoci config --image "$WORK/src:bench" --config.cmd /bin/busybox >/dev/null
-
-PORT=$((30000 + RANDOM % 20000))
-while (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do PORT=$((30000 + RANDOM % 20000)); done
-cat >"$WORK/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-http:
-  addr: 127.0.0.1:$PORT
-EOF
-docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
-REGISTRY_PID=$!
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
-REF=127.0.0.1:$PORT/bench:latest
+bench_image "$WORK/src" bench
+start_registry "$WORK/registry"
+REF=$REGISTRY/bench:latest
 skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$WORK/src:bench" "docker://$REF"
 rm -rf "$WORK/src"
 

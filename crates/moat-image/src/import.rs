@@ -101,37 +101,67 @@ impl Source<'_> {
     }
 }
 
+/// Which images of a file to take.
+#[derive(Clone, Copy)]
+enum Selection<'a> {
+    /// One image, chosen and named by the options (`moat image import`).
+    One(&'a ImportOptions),
+    /// Every image the file names, under each of its names (`moat image load`); an unnamed
+    /// file gives its one image, as import would.
+    All(&'a Platform),
+}
+
+impl Selection<'_> {
+    fn platform(&self) -> &Platform {
+        match self {
+            Selection::One(opts) => &opts.platform,
+            Selection::All(platform) => platform,
+        }
+    }
+}
+
 impl Store {
     /// Imports the image in `path` (a tarball or an OCI layout directory), verifies it,
     /// converts it to EROFS and records it.
     pub fn import(&self, path: &Path, opts: &ImportOptions) -> Result<StoredImage, crate::Error> {
-        let _store = self.lock_shared()?;
-        let meta = fs::metadata(path).map_err(io_err("open", path))?;
-        let fetched = if meta.is_dir() { self.import_layout(path, opts)? } else { self.import_archive(path, opts)? };
-        Ok(self.commit(fetched)?)
+        let mut stored = self.read_file(path, Selection::One(opts))?;
+        stored.pop().ok_or_else(|| ImportError::Unrecognized(path.to_owned()).into())
     }
 
-    fn import_layout(&self, dir: &Path, opts: &ImportOptions) -> Result<Fetched, ImportError> {
+    /// Imports every image `path` names (as `docker load` does), each as [`Store::import`]
+    /// would; an image under several names is stored once and recorded under each.
+    pub fn load(&self, path: &Path, platform: &Platform) -> Result<Vec<StoredImage>, crate::Error> {
+        self.read_file(path, Selection::All(platform))
+    }
+
+    fn read_file(&self, path: &Path, selection: Selection<'_>) -> Result<Vec<StoredImage>, crate::Error> {
+        let _store = self.lock_shared()?;
+        let meta = fs::metadata(path).map_err(io_err("open", path))?;
+        let fetched = if meta.is_dir() { self.import_layout(path, selection)? } else { self.import_archive(path, selection)? };
+        Ok(fetched.into_iter().map(|f| self.commit(f)).collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn import_layout(&self, dir: &Path, selection: Selection<'_>) -> Result<Vec<Fetched>, ImportError> {
         let index_path = dir.join("index.json");
         if !dir.join("oci-layout").is_file() || !index_path.is_file() {
             return Err(ImportError::Unrecognized(dir.to_owned()));
         }
         let mut file = File::open(&index_path).map_err(io_err("open", &index_path))?;
         let index = read_metadata("index.json", &mut file, MAX_MANIFEST_BYTES)?;
-        self.resolve_oci(&index, &Source::LayoutDir(dir), opts, dir)
+        self.resolve_oci(&index, &Source::LayoutDir(dir), selection, dir)
     }
 
-    fn import_archive(&self, path: &Path, opts: &ImportOptions) -> Result<Fetched, ImportError> {
+    fn import_archive(&self, path: &Path, selection: Selection<'_>) -> Result<Vec<Fetched>, ImportError> {
         let file = File::open(path).map_err(io_err("open", path))?;
         let scan = self.scan(file).map_err(|e| match e {
             ImportError::Io { op, source, .. } => ImportError::Io { op, path: path.to_owned(), source },
             other => other,
         })?;
         if let Some(index) = scan.metadata.get("index.json") {
-            return self.resolve_oci(index, &Source::Stored, opts, path);
+            return self.resolve_oci(index, &Source::Stored, selection, path);
         }
         if let Some(manifest) = scan.metadata.get("manifest.json") {
-            return self.resolve_docker_save(manifest, &scan, opts, path);
+            return self.resolve_docker_save(manifest, &scan, selection, path);
         }
         Err(ImportError::Unrecognized(path.to_owned()))
     }
@@ -174,15 +204,28 @@ impl Store {
         Ok(scan)
     }
 
-    fn resolve_oci(&self, index: &[u8], source: &Source<'_>, opts: &ImportOptions, origin: &Path) -> Result<Fetched, ImportError> {
+    fn resolve_oci(&self, index: &[u8], source: &Source<'_>, selection: Selection<'_>, origin: &Path) -> Result<Vec<Fetched>, ImportError> {
         let Manifest::Index(entries) = manifest::parse(index).map_err(manifest_err("index.json"))? else {
             return Err(ImportError::Unrecognized(origin.to_owned()));
         };
-        let entry = choose_entry(&entries, opts)?;
+        let chosen = match selection {
+            Selection::One(opts) => {
+                let entry = choose_entry(&entries, opts)?;
+                vec![(entry.clone(), opts.name.clone().unwrap_or_else(|| default_name(entry, origin)))]
+            }
+            Selection::All(platform) => named_entries(&entries, platform, origin)?,
+        };
+        chosen
+            .into_iter()
+            .map(|(entry, name)| self.resolve_oci_entry(&entry, source, selection.platform(), &name, origin))
+            .collect()
+    }
+
+    fn resolve_oci_entry(&self, entry: &IndexEntry, source: &Source<'_>, platform: &Platform, name: &str, origin: &Path) -> Result<Fetched, ImportError> {
         let (image, manifest, index) = match self.manifest_from(source, &entry.blob)? {
             (Manifest::Image(image), digest) => (image, digest, None),
             (Manifest::Index(inner), index_digest) => {
-                let chosen = manifest::select_platform(&inner, &opts.platform).map_err(manifest_err("image index"))?;
+                let chosen = manifest::select_platform(&inner, platform).map_err(manifest_err("image index"))?;
                 match self.manifest_from(source, &chosen.blob)? {
                     (Manifest::Image(image), digest) => (image, digest, Some(index_digest)),
                     (Manifest::Index(_), digest) => {
@@ -191,11 +234,7 @@ impl Store {
                 }
             }
         };
-        let name = match &opts.name {
-            Some(name) => name.clone(),
-            None => default_name(entry, origin),
-        };
-        self.finish_import(source, *image, manifest, index, &name, origin)
+        self.finish_import(source, *image, manifest, index, name, origin)
     }
 
     fn manifest_from(&self, source: &Source<'_>, blob: &BlobRef) -> Result<(Manifest, Digest), ImportError> {
@@ -229,19 +268,42 @@ impl Store {
     }
 
     /// A legacy `docker save` archive: synthesize the OCI manifest it does not carry.
-    fn resolve_docker_save(&self, manifest_json: &[u8], scan: &Scan, opts: &ImportOptions, origin: &Path) -> Result<Fetched, ImportError> {
+    fn resolve_docker_save(&self, manifest_json: &[u8], scan: &Scan, selection: Selection<'_>, origin: &Path) -> Result<Vec<Fetched>, ImportError> {
         let entries: Vec<DockerSaveEntry> = serde_json::from_slice(manifest_json).map_err(ImportError::DockerManifest)?;
-        let entry = match (entries.as_slice(), &opts.name) {
-            ([only], _) => only,
-            (_, Some(name)) => {
-                let wanted = reference::parse(name).map(|r| reference::normalized(&r)).ok();
-                entries
-                    .iter()
-                    .find(|e| e.repo_tags.iter().any(|t| reference::parse(t).ok().map(|r| reference::normalized(&r)) == wanted))
-                    .ok_or_else(|| ambiguous(entries.iter().flat_map(|e| e.repo_tags.clone()).collect()))?
+        let unnamed = || format!("localhost/{}:latest", name_stem(origin));
+        let chosen: Vec<(&DockerSaveEntry, Vec<String>)> = match selection {
+            Selection::One(opts) => {
+                let entry = match (entries.as_slice(), &opts.name) {
+                    ([only], _) => only,
+                    (_, Some(name)) => {
+                        let wanted = reference::parse(name).map(|r| reference::normalized(&r)).ok();
+                        entries
+                            .iter()
+                            .find(|e| e.repo_tags.iter().any(|t| reference::parse(t).ok().map(|r| reference::normalized(&r)) == wanted))
+                            .ok_or_else(|| ambiguous(entries.iter().flat_map(|e| e.repo_tags.clone()).collect()))?
+                    }
+                    _ => return Err(ambiguous(entries.iter().flat_map(|e| e.repo_tags.clone()).collect())),
+                };
+                let name = opts.name.clone().or_else(|| entry.repo_tags.first().cloned()).unwrap_or_else(unnamed);
+                vec![(entry, vec![name])]
             }
-            _ => return Err(ambiguous(entries.iter().flat_map(|e| e.repo_tags.clone()).collect())),
+            Selection::All(_) => entries
+                .iter()
+                .map(|e| (e, if e.repo_tags.is_empty() { vec![unnamed()] } else { e.repo_tags.clone() }))
+                .collect(),
         };
+        let mut fetched = Vec::new();
+        for (entry, names) in chosen {
+            let (image, manifest) = self.synthesize_docker_manifest(entry, scan, origin)?;
+            for name in names {
+                fetched.push(self.finish_import(&Source::Stored, image.clone(), manifest.clone(), None, &name, origin)?);
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// Stores the OCI manifest a `docker save` entry stands for.
+    fn synthesize_docker_manifest(&self, entry: &DockerSaveEntry, scan: &Scan, origin: &Path) -> Result<(manifest::Image, Digest), ImportError> {
         let file = |name: &str| scan.file(name).cloned().ok_or_else(|| ImportError::MissingFile(name.to_owned()));
         let descriptor = |blob: BlobRef, media_type: &str| {
             serde_json::json!({ "mediaType": media_type, "digest": blob.digest.to_string(), "size": blob.size })
@@ -258,13 +320,37 @@ impl Store {
         let Manifest::Image(image) = manifest::parse(&bytes).map_err(manifest_err("docker save manifest"))? else {
             return Err(ImportError::Unrecognized(origin.to_owned()));
         };
-        let name = match (&opts.name, entry.repo_tags.first()) {
-            (Some(name), _) => name.clone(),
-            (None, Some(tag)) => tag.clone(),
-            (None, None) => format!("localhost/{}:latest", name_stem(origin)),
-        };
-        self.finish_import(&Source::Stored, *image, stored.digest, None, &name, origin)
+        Ok((*image, stored.digest))
     }
+}
+
+/// The entries of an index that carry a name, each under its name; entries sharing a name are
+/// one image's platforms, and `platform` picks among them. An index without names gives the
+/// one entry import would choose.
+fn named_entries(entries: &[IndexEntry], platform: &Platform, origin: &Path) -> Result<Vec<(IndexEntry, String)>, ImportError> {
+    let mut groups: Vec<(String, Vec<IndexEntry>)> = Vec::new();
+    for entry in entries.iter().filter(|e| e.ref_name.is_some() || e.image_name.is_some()) {
+        let name = default_name(entry, origin);
+        match groups.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, group)) => group.push(entry.clone()),
+            None => groups.push((name, vec![entry.clone()])),
+        }
+    }
+    if groups.is_empty() {
+        let opts = ImportOptions { name: None, platform: platform.clone() };
+        let entry = choose_entry(entries, &opts)?;
+        return Ok(vec![(entry.clone(), default_name(entry, origin))]);
+    }
+    groups
+        .into_iter()
+        .map(|(name, group)| {
+            let chosen = match group.as_slice() {
+                [only] => only.clone(),
+                _ => manifest::select_platform(&group, platform).map_err(manifest_err("index.json"))?.clone(),
+            };
+            Ok((chosen, name))
+        })
+        .collect()
 }
 
 fn nested(digest: Digest) -> ManifestError {

@@ -19,6 +19,7 @@ pub mod manifest;
 mod progress;
 pub mod reference;
 mod registry;
+mod save;
 pub mod store;
 pub mod unpack;
 
@@ -26,8 +27,9 @@ pub use digest::Digest;
 pub use import::{ImportError, ImportOptions};
 pub use limits::Limits;
 pub use reference::Platform;
-pub use registry::{PullOptions, RegistryError};
-pub use store::{PruneReport, Store, StoreError, StoredImage};
+pub use registry::{PullOptions, PushOptions, PushReport, RegistryError};
+pub use save::{ArchiveFormat, SaveError};
+pub use store::{DiskUsage, PruneReport, Store, StoreError, StoredImage};
 
 /// Any failure of the store's public operations.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,8 @@ pub enum Error {
     Import(#[from] ImportError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Save(#[from] SaveError),
 }
 
 impl From<store::RefError> for Error {

@@ -88,7 +88,7 @@ enum Command {
     /// Manage zones: the lightweight VMs that workloads run in.
     #[command(subcommand)]
     Zone(commands::zone::ZoneCommand),
-    /// Manage the image store: pull, import, list, inspect, remove.
+    /// Manage the image store: pull, import, tag, save, load, list, inspect, remove.
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
     /// Manage volumes: named host directories that containers mount.
@@ -96,6 +96,8 @@ enum Command {
     Volume(commands::volume::VolumeCommand),
     /// Run the isolation checker on this host.
     Check(commands::check::CheckArgs),
+    #[command(flatten)]
+    TopLevel(commands::toplevel::TopLevel),
     /// Internal: the per-zone supervisor process, started by `zone create`.
     #[command(hide = true)]
     Supervise(commands::zone::SuperviseArgs),
@@ -122,6 +124,7 @@ fn main() -> ExitCode {
         Command::Image(cmd) => commands::image::run(&cli.root, cmd),
         Command::Volume(cmd) => commands::volume::run(&cli.root, cmd),
         Command::Check(args) => commands::check::run(args),
+        Command::TopLevel(cmd) => commands::toplevel::run(&cli.root, cmd),
         Command::Supervise(args) => commands::zone::supervise(&cli.root, args),
     };
     match result {

@@ -18,7 +18,7 @@ pub fn credentials(registry: &str) -> Result<RegistryAuth, String> {
         match docker_credential::get_credential(&key) {
             Ok(DockerCredential::UsernamePassword(user, password)) => return Ok(RegistryAuth::Basic(user, password)),
             Ok(DockerCredential::IdentityToken(_)) => {
-                tracing::warn!(registry, "identity tokens are not supported; pulling anonymously");
+                tracing::warn!(registry, "identity tokens are not supported; going anonymously");
                 return Ok(RegistryAuth::Anonymous);
             }
             Err(
@@ -27,7 +27,7 @@ pub fn credentials(registry: &str) -> Result<RegistryAuth, String> {
                 | CredentialRetrievalError::ConfigReadError,
             ) => {}
             Err(CredentialRetrievalError::HelperFailure { helper, stdout, .. }) => {
-                tracing::warn!(registry, helper, output = stdout.trim(), "credential helper found nothing; pulling anonymously");
+                tracing::warn!(registry, helper, output = stdout.trim(), "credential helper found nothing; going anonymously");
                 return Ok(RegistryAuth::Anonymous);
             }
             Err(other) => return Err(other.to_string()),

@@ -2,6 +2,9 @@
 //! manifests are fetched here so their size is bounded before they are held in memory.
 
 mod auth;
+mod push;
+
+pub use push::{PushOptions, PushReport};
 
 use std::future::Future;
 use std::sync::Once;
@@ -105,13 +108,20 @@ struct Registry {
     timeout: Duration,
 }
 
+/// How to reach a registry: the settings pull and push share.
+struct Reach<'a> {
+    insecure_registries: &'a [String],
+    timeout: Duration,
+    operation: RegistryOperation,
+}
+
 impl Registry {
-    async fn connect(reference: &Reference, opts: &PullOptions) -> Result<Self, RegistryError> {
+    async fn connect(reference: &Reference, opts: &Reach<'_>) -> Result<Self, RegistryError> {
         install_crypto_provider();
         let registry = reference.resolve_registry().to_owned();
         let plain_http = reference::is_loopback_registry(&registry)
             || opts.insecure_registries.iter().any(|r| r == &registry || r == reference.registry());
-        let mut exceptions = opts.insecure_registries.clone();
+        let mut exceptions = opts.insecure_registries.to_vec();
         if plain_http {
             exceptions.push(registry.clone());
         }
@@ -121,6 +131,8 @@ impl Registry {
             read_timeout: Some(opts.timeout),
             connect_timeout: Some(opts.timeout),
             user_agent: USER_AGENT,
+            // Blobs are pushed as one streamed PUT each: their sizes are known.
+            use_monolithic_push: true,
             ..ClientConfig::default()
         });
         let http = reqwest::Client::builder()
@@ -141,7 +153,7 @@ impl Registry {
             timeout: opts.timeout,
         };
         let token = session
-            .bounded(session.client.auth(reference, &credentials, RegistryOperation::Pull))
+            .bounded(session.client.auth(reference, &credentials, opts.operation))
             .await?
             .map_err(|source| RegistryError::Client { registry: session.registry.clone(), source })?;
         session.authorization = match (token, &credentials) {
@@ -251,7 +263,8 @@ impl Store {
         let parsed = reference::parse(reference)?;
         let normalized = reference::normalized(&parsed);
         let _store = self.lock_shared()?;
-        let session = Registry::connect(&parsed, opts).await?;
+        let reach = Reach { insecure_registries: &opts.insecure_registries, timeout: opts.timeout, operation: RegistryOperation::Pull };
+        let session = Registry::connect(&parsed, &reach).await?;
         let manifest_err = |source| RegistryError::Manifest { reference: normalized.clone(), source };
 
         let wanted = parsed.digest().or(parsed.tag()).unwrap_or("latest");

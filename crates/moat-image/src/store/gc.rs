@@ -16,6 +16,48 @@ pub struct PruneReport {
     pub bytes: u64,
 }
 
+/// What the store holds on disk, and how much of it the images in use need.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DiskUsage {
+    pub images: u64,
+    pub active_images: u64,
+    /// Every blob, EROFS image and temporary file.
+    pub bytes: u64,
+    /// What would be freed if every image not in use were removed and the store pruned.
+    pub reclaimable: u64,
+}
+
+pub fn usage(store: &Store, in_use: &dyn Fn(&str) -> bool) -> Result<DiskUsage, StoreError> {
+    let layout = &store.layout;
+    let _shared = store.lock_shared()?;
+    let mut usage = DiskUsage::default();
+    let mut needed = HashSet::new();
+    for record in refs::list(layout)? {
+        usage.images += 1;
+        if !in_use(&record.reference) {
+            continue;
+        }
+        usage.active_images += 1;
+        let image = store.load_record(record.clone())?;
+        needed.extend([layout.blob(&record.manifest), layout.blob(&image.config_digest), layout.erofs(&image.config_digest)]);
+        needed.extend(record.index.iter().map(|d| layout.blob(d)));
+        needed.extend(image.layers.iter().map(|l| layout.blob(&l.digest)));
+    }
+    let mut kept = 0;
+    for dir in [layout.blobs_dir(), layout.erofs_dir(), layout.tmp_dir()] {
+        for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
+            let entry = entry.map_err(io_err("list", &dir))?;
+            let size = entry.metadata().map_err(io_err("inspect", &entry.path()))?.len();
+            usage.bytes += size;
+            if needed.contains(&entry.path()) {
+                kept += size;
+            }
+        }
+    }
+    usage.reclaimable = usage.bytes - kept;
+    Ok(usage)
+}
+
 pub fn prune(store: &Store) -> Result<PruneReport, StoreError> {
     let layout = &store.layout;
     let lock_path = layout.store_lock();
@@ -24,7 +66,7 @@ pub fn prune(store: &Store) -> Result<PruneReport, StoreError> {
     let mut live_blobs = HashSet::new();
     let mut live_erofs = HashSet::new();
     for record in refs::list(layout)? {
-        let image = store.load(record.clone())?;
+        let image = store.load_record(record.clone())?;
         live_blobs.extend([record.manifest.hex().to_owned(), image.config_digest.hex().to_owned()]);
         live_blobs.extend(record.index.iter().map(|d| d.hex().to_owned()));
         live_blobs.extend(image.layers.iter().map(|l| l.digest.hex().to_owned()));

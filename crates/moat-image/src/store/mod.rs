@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use oci_spec::image::ImageConfiguration;
 
 pub use blobs::BlobError;
-pub use gc::PruneReport;
+pub use gc::{DiskUsage, PruneReport};
 pub use refs::{RefError, RefRecord};
 
 use self::layout::Layout;
@@ -29,6 +29,10 @@ use crate::unpack::{self, LayerSource, UnpackError};
 pub enum StoreError {
     #[error("{op} {path}")]
     Io { op: &'static str, path: PathBuf, source: io::Error },
+    #[error("image {0} is not in the store (pull or import it first)")]
+    NotStored(String),
+    #[error("`{0}` holds a digest, which a tag cannot")]
+    DigestTag(String),
     #[error("stored manifest {0} is an index, not an image manifest")]
     NotAnImage(Digest),
     #[error(transparent)]
@@ -113,14 +117,34 @@ impl Store {
     pub fn get(&self, reference: &str) -> Result<Option<StoredImage>, crate::Error> {
         let normalized = reference::normalized(&reference::parse(reference)?);
         match refs::read(&self.layout, &normalized)? {
-            Some(record) => Ok(Some(self.load(record)?)),
+            Some(record) => Ok(Some(self.load_record(record)?)),
             None => Ok(None),
         }
     }
 
+    /// The stored image for `reference`, or [`StoreError::NotStored`].
+    pub fn find(&self, reference: &str) -> Result<StoredImage, crate::Error> {
+        self.get(reference)?.ok_or_else(|| StoreError::NotStored(reference.to_owned()).into())
+    }
+
+    /// Records `target` as a second name of the image stored as `source` (as `docker tag`
+    /// does); whatever `target` named before is replaced. The blobs are shared.
+    pub fn tag(&self, source: &str, target: &str) -> Result<StoredImage, crate::Error> {
+        let target_ref = reference::parse(target)?;
+        if target_ref.digest().is_some() {
+            return Err(StoreError::DigestTag(target.to_owned()).into());
+        }
+        let _store = self.lock_shared()?;
+        let image = self.find(source)?;
+        let record = refs::read(&self.layout, &image.reference)?.ok_or_else(|| StoreError::NotStored(source.to_owned()))?;
+        let record = RefRecord { reference: reference::normalized(&target_ref), stored_at: unix_now(), ..record };
+        refs::write(&self.layout, &record)?;
+        Ok(self.load_record(record)?)
+    }
+
     /// Every stored image, sorted by reference.
     pub fn list(&self) -> Result<Vec<StoredImage>, StoreError> {
-        refs::list(&self.layout)?.into_iter().map(|r| self.load(r)).collect()
+        refs::list(&self.layout)?.into_iter().map(|r| self.load_record(r)).collect()
     }
 
     /// Forgets a reference; its blobs stay until [`Store::prune`]. False if it was not stored.
@@ -132,6 +156,11 @@ impl Store {
     /// Deletes blobs, EROFS images and temporary files no reference needs.
     pub fn prune(&self) -> Result<PruneReport, StoreError> {
         gc::prune(self)
+    }
+
+    /// The bytes the store holds, and those that the images `in_use` (by reference) need.
+    pub fn disk_usage(&self, in_use: &dyn Fn(&str) -> bool) -> Result<DiskUsage, StoreError> {
+        gc::usage(self, in_use)
     }
 
     /// The cached EROFS image, if it has been built.
@@ -190,13 +219,13 @@ impl Store {
             config: fetched.image.config.digest.clone(),
             index: fetched.index,
             source: fetched.source,
-            stored_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            stored_at: unix_now(),
         };
         refs::write(&self.layout, &record)?;
         Ok(stored_image(record, fetched.image, fetched.config))
     }
 
-    fn load(&self, record: RefRecord) -> Result<StoredImage, StoreError> {
+    fn load_record(&self, record: RefRecord) -> Result<StoredImage, StoreError> {
         let bytes = blobs::read_small(&self.layout, &record.manifest, MAX_MANIFEST_BYTES)?;
         let manifest::Manifest::Image(image) = manifest::parse(&bytes)? else {
             return Err(StoreError::NotAnImage(record.manifest));
@@ -205,6 +234,10 @@ impl Store {
         let config = manifest::parse_config(&config_bytes, image.layers.len())?;
         Ok(stored_image(record, *image, config))
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn stored_image(record: RefRecord, image: manifest::Image, config: manifest::Config) -> StoredImage {

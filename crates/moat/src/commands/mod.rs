@@ -7,15 +7,21 @@ pub mod cp;
 pub mod exec;
 pub mod image;
 pub mod images;
+pub mod inspect;
 pub mod network;
 pub mod pod;
 pub mod run;
+pub mod system;
+pub mod toplevel;
 pub mod volume;
 pub mod zone;
 
 /// Turn an error chain into the single line a user sees: `outer: cause: root cause`.
 pub fn one_line(err: &anyhow::Error) -> String {
-    err.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+    let line = err.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ");
+    // A cause may quote bytes from a hostile file (a tar header in a loaded archive): keep the
+    // line one line, and free of terminal control sequences.
+    line.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// Logs go to stderr, filtered by `MOAT_LOG` (default: warnings only).

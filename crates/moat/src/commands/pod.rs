@@ -99,7 +99,7 @@ pub fn run(root: &Path, command: PodCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect_json(pod: &ZoneRecord) -> serde_json::Value {
+pub(super) fn inspect_json(pod: &ZoneRecord) -> serde_json::Value {
     let state = pod.effective_state();
     serde_json::json!({
         "Id": pod.id,

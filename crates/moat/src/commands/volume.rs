@@ -103,7 +103,7 @@ fn docker_shape(record: &VolumeRecord) -> serde_json::Value {
     })
 }
 
-fn rfc3339_utc(unix: u64) -> String {
+pub(super) fn rfc3339_utc(unix: u64) -> String {
     i64::try_from(unix)
         .ok()
         .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))

@@ -256,7 +256,7 @@ fn list(store: &ZoneStore, format: Format) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect_json(dir: &Path, r: &ZoneRecord) -> serde_json::Value {
+pub(super) fn inspect_json(dir: &Path, r: &ZoneRecord) -> serde_json::Value {
     let state = r.effective_state();
     serde_json::json!({
         "id": r.id,
