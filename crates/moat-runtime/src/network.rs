@@ -7,7 +7,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use moat_proto::NameFiles;
-use moat_zone::network::{is_host_name, publish, ExtraHostError, HostTarget, Nat, PortError, PortRequest, ZoneNetwork};
+use moat_zone::network::{is_host_name, publish, ExtraHostError, HostTarget, Nat, PortError, PortRequest, Protocol, ZoneNetwork};
 use moat_zone::state::ZoneConfig;
 pub use moat_zone::network::ExtraHost;
 
@@ -26,6 +26,8 @@ pub enum NetworkError {
     NoSuchNetwork(String),
     #[error("--network none has no ports to publish")]
     PortsWithoutNetwork,
+    #[error("publishing UDP port {0} needs --add-host NAME:host-gateway: this host's passt (Debian 12) returns UDP replies to clients on the host only through the gateway mapping, which also opens the host's loopback to the zone")]
+    UdpNeedsHostGateway(u16),
     #[error(transparent)]
     ExtraHost(#[from] ExtraHostError),
     #[error("--add-host {0}:host-gateway needs a network (not --network none)")]
@@ -80,6 +82,7 @@ impl NetworkRequest {
             (NetworkMode::None, _) if !self.ports.is_empty() => Err(NetworkError::PortsWithoutNetwork),
             (NetworkMode::None, Some(host)) => Err(NetworkError::HostGatewayWithoutNetwork(host.name.clone())),
             (NetworkMode::None, None) => Ok(ZoneNetwork::None),
+            (NetworkMode::Nat, None) if let Some(udp) = self.ports.iter().find(|p| p.protocol == Protocol::Udp) => Err(NetworkError::UdpNeedsHostGateway(udp.container_port)),
             (NetworkMode::Nat, _) => Ok(ZoneNetwork::Nat(Nat { ports: publish(&self.ports)?, host_gateway: host_gateway.is_some() })),
         }
     }
@@ -246,5 +249,9 @@ mod tests {
         assert!(NetworkRequest { mode: NetworkMode::None, ports: vec!["80".parse().unwrap()], extra_hosts: vec![] }.zone_network().is_err());
         assert!(NetworkRequest { mode: NetworkMode::None, ports: vec![], extra_hosts: vec!["h:host-gateway".parse().unwrap()] }.zone_network().is_err());
         assert!("host".parse::<NetworkMode>().is_err());
+        let udp = NetworkRequest { mode: NetworkMode::Nat, ports: vec!["53/udp".parse().unwrap()], extra_hosts: vec![] };
+        assert!(matches!(udp.zone_network(), Err(NetworkError::UdpNeedsHostGateway(53))));
+        let opened = NetworkRequest { extra_hosts: vec!["h:host-gateway".parse().unwrap()], ..udp };
+        assert!(opened.zone_network().is_ok());
     }
 }
