@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `moat run --rm IMAGE true` against `podman run --rm IMAGE true` (runc), same image, same run,
-# plus the host memory (PSS) of one idle zone: its QEMU, its supervisor and its virtiofsd.
+# plus the host memory (PSS) of one idle zone: its QEMU, its supervisor, its virtiofsd and passt.
 #
 # Usage: bench/run.sh [RUNS]   (default 5; prints medians and the ratio)
 set -euo pipefail
@@ -35,12 +35,12 @@ for _ in $(seq "$runs"); do
     start=$(now_ms); "$moat" --root "$root" run --rm moat-bench-busybox:latest true 2>/dev/null; moat_ms+=( $(( $(now_ms) - start )) )
 done
 
-# One idle zone: a container sleeping in its zone; sum the PSS of its QEMU, its supervisor and
-# its virtiofsd (with the sandboxed child it forks).
+# One idle zone: a container sleeping in its zone; sum the PSS of its QEMU, its supervisor, its
+# virtiofsd (with the sandboxed child it forks) and its passt.
 "$moat" --root "$root" run -d --name idle moat-bench-busybox:latest sleep 3600 >/dev/null 2>&1
 sleep 2
 pss_kb=0
-pids=$("$moat" --root "$root" zone inspect idle | python3 -c 'import json,sys; p=json.load(sys.stdin)["pids"]; print(p["qemu"], p["supervisor"], p["virtiofsd"])')
+pids=$("$moat" --root "$root" zone inspect idle | python3 -c 'import json,sys; p=json.load(sys.stdin)["pids"]; print(p["qemu"], p["supervisor"], p["passt"] or "", p["virtiofsd"])')
 vfs_pid=${pids##* }
 for pid in $pids $(pgrep -P "$vfs_pid"); do
     kb=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup")
@@ -52,4 +52,4 @@ echo "runs: $runs"
 series "podman+runc run --rm" "${podman_ms[@]}"; podman_med=$last_median
 series "moat run --rm" "${moat_ms[@]}"; moat_med=$last_median
 ratio "moat/podman" "$moat_med" "$podman_med"
-echo "idle zone PSS:                 $(( pss_kb / 1024 )) MiB (QEMU + supervisor + virtiofsd; guest memory ${memory_mib} MiB)"
+echo "idle zone PSS:                 $(( pss_kb / 1024 )) MiB (QEMU + supervisor + virtiofsd + passt; guest memory ${memory_mib} MiB)"

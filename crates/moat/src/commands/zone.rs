@@ -284,13 +284,17 @@ pub(super) fn inspect_json(dir: &Path, r: &ZoneRecord) -> serde_json::Value {
             "supervisor": r.supervisor.filter(|p| p.is_alive()).map(|p| p.pid),
             "qemu": r.qemu.filter(|p| p.is_alive()).map(|p| p.pid),
             "virtiofsd": r.virtiofsd.filter(|p| p.is_alive()).map(|p| p.pid),
+            "passt": r.passt.filter(|p| p.is_alive()).map(|p| p.pid),
         },
+        "network": r.config.network,
+        "extra_hosts": r.config.extra_hosts,
         "paths": {
             "dir": dir,
             "console_log": dir.join("console.log"),
             "supervisor_log": dir.join("supervisor.log"),
             "qemu_log": dir.join("qemu.log"),
             "virtiofsd_log": dir.join("virtiofsd.log"),
+            "passt_log": dir.join("passt.log"),
             "share": dir.join("share"),
         },
     })
