@@ -124,6 +124,18 @@ fn published_ports_reach_the_zone_and_its_containers_get_dockers_name_files() {
     }
     assert_eq!(zone_count(&moat), zones);
     moat.ok(&["rm", "-f", "web"]);
+
+    // -P publishes what the image exposes, each on a free host port.
+    let layout = tempfile::tempdir().unwrap();
+    let copied = Command::new("cp").arg("-a").arg(format!("{}/.", common::busybox_layout().display())).arg(layout.path()).status().unwrap();
+    assert!(copied.success());
+    let exposed = Command::new("umoci").args(["config", "--image"]).arg(format!("{}:latest", layout.path().display())).args(["--config.exposedports", "8080/tcp"]).status().unwrap();
+    assert!(exposed.success(), "umoci config");
+    moat.ok(&["image", "import", &layout.path().to_string_lossy(), "--name", "exposed:test"]);
+    moat.ok(&["run", "-d", "--name", "all", "-P", "exposed:test", "sh", "-c", "mkdir /w && echo all > /w/i.txt && exec httpd -f -p 8080 -h /w"]);
+    let published: u16 = moat.ok(&["port", "all", "8080/tcp"]).trim().rsplit(':').next().unwrap().parse().unwrap();
+    assert!(http_get(published, "/i.txt").ends_with("all\n"));
+    moat.ok(&["rm", "-f", "all"]);
     // The forwarder went with the zone: the port is free again.
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpListener::bind(("127.0.0.1", tcp)).is_err() {
