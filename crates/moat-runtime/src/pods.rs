@@ -42,7 +42,8 @@ impl Pods<'_> {
                 return Err(RuntimeError::NameInUse(name.clone()));
             }
         }
-        let network = config.network.zone_network()?;
+        // The lock is held until the zone's record, with its address, is written.
+        let (network, _lock) = config.network.resolve(self.store)?;
         let request = CreateRequest {
             id: config.id,
             name: config.name,

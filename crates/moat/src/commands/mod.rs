@@ -9,6 +9,7 @@ pub mod image;
 pub mod images;
 pub mod inspect;
 pub mod network;
+pub mod networks;
 pub mod pod;
 pub mod run;
 pub mod system;
