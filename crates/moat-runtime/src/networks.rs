@@ -221,11 +221,12 @@ impl NetworkStore {
         Ok(record)
     }
 
-    /// Remove network `name` and its bridge; refused while a zone's record names it.
+    /// Remove network `name` and its bridge; refused while a zone on it runs (a zone that
+    /// ended never starts again).
     pub fn remove(&self, name: &str, zones: &[ZoneRecord]) -> Result<NetworkRecord, NetworksError> {
         let _lock = self.lock()?;
         let record = self.get(name)?;
-        let users: Vec<&str> = zones.iter().filter(|z| z.config.network.network_name() == Some(name)).map(|z| z.name.as_str()).collect();
+        let users: Vec<&str> = zones.iter().filter(|z| z.config.network.network_name() == Some(name) && !z.effective_state().is_terminal()).map(|z| z.name.as_str()).collect();
         if !users.is_empty() {
             return Err(NetworksError::InUse { name: name.to_string(), zones: users.join(", ") });
         }

@@ -58,7 +58,7 @@ pub struct VmNetwork {
 pub enum NetBackend {
     /// A connected stream socket (passt's other end).
     Stream,
-    /// A tap device's descriptor, frames without a virtio-net header.
+    /// A tap device's descriptor (QEMU reads whether it has virtio-net headers from it).
     Tap,
 }
 
@@ -171,7 +171,7 @@ fn render(arg: QemuArg) -> Vec<OsString> {
         }
         QemuArg::Global { driver, property, value } => vec!["-global".into(), format!("{driver}.{property}={value}").into()],
         QemuArg::StreamNetdev { id, fd } => vec!["-netdev".into(), format!("stream,id={id},server=off,addr.type=fd,addr.str={fd}").into()],
-        QemuArg::TapNetdev { id, fd } => vec!["-netdev".into(), format!("tap,id={id},fd={fd},vnet_hdr=off").into()],
+        QemuArg::TapNetdev { id, fd } => vec!["-netdev".into(), format!("tap,id={id},fd={fd}").into()],
     }
 }
 
@@ -239,6 +239,6 @@ mod tests {
         let mut tap = config();
         tap.network = Some(VmNetwork { backend: NetBackend::Tap, mac: Some(Mac([0x02, 0x42, 10, 89, 1, 2])) });
         let joined = tap.args().into_iter().map(|a| a.into_string().unwrap()).collect::<Vec<_>>().join(" ");
-        assert!(joined.contains("-netdev tap,id=net,fd=3,vnet_hdr=off -device virtio-net-device,netdev=net,mac=02:42:0a:59:01:02"), "{joined}");
+        assert!(joined.contains("-netdev tap,id=net,fd=3 -device virtio-net-device,netdev=net,mac=02:42:0a:59:01:02"), "{joined}");
     }
 }

@@ -30,8 +30,7 @@ pub fn tap_name(zone_id: &str) -> String {
 }
 
 /// Create the tap `name` in the current network namespace, or in the one at `netns`, and
-/// return its descriptor (no packet-information header, no virtio-net header: QEMU is told
-/// `vnet_hdr=off`).
+/// return its descriptor: frames with neither a packet-information nor a virtio-net header.
 pub fn open(name: &str, netns: Option<&Path>) -> Result<OwnedFd, TapError> {
     if name.is_empty() || name.len() >= IFNAMSIZ || !name.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
         return Err(TapError::BadName(name.to_string()));
