@@ -97,7 +97,9 @@ pub fn redirect(netns: &Path, veth: &str, tap: &str, mtu: u16) -> Result<(), Hos
     run(Some(netns), IP, &["link", "set", "dev", tap, "mtu", &mtu, "up"])?;
     for (from, to) in [(veth, tap), (tap, veth)] {
         run(Some(netns), TC, &["qdisc", "add", "dev", from, "ingress"])?;
-        run(Some(netns), TC, &["filter", "add", "dev", from, "ingress", "matchall", "action", "mirred", "egress", "redirect", "dev", to])?;
+        // u32 matching every packet rather than `matchall`: kernels built with u32 but
+        // without matchall exist (this project's CI host is one).
+        run(Some(netns), TC, &["filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32", "match", "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev", to])?;
     }
     Ok(())
 }
@@ -111,20 +113,23 @@ pub fn remove_redirect(netns: &Path, veth: &str) -> Result<(), HostNetError> {
 /// address, prefix, MTU and MAC, and the default route's gateway.
 pub fn interface_facts(netns: &Path) -> Result<(String, GuestNetwork, Mac), HostNetError> {
     let read = |message: String| HostNetError::Read { path: netns.to_path_buf(), message };
-    let links: Vec<Link> = serde_json::from_str(&run(Some(netns), IP, &["-j", "-4", "address", "show"])?).map_err(|e| read(e.to_string()))?;
-    let mut candidates = links.into_iter().filter(|l| l.link_type == "ether" && !l.addr_info.is_empty());
+    // Without `-4`: that filter drops each link's type and MAC from the answer.
+    let links: Vec<Link> = serde_json::from_str(&run(Some(netns), IP, &["-j", "address", "show"])?).map_err(|e| read(e.to_string()))?;
+    let ipv4 = |l: &Link| l.addr_info.iter().find(|a| a.family == "inet").and_then(|a| Some((a.local.parse::<Ipv4Addr>().ok()?, a.prefixlen)));
+    let mut candidates = links.iter().filter(|l| l.link_type == "ether" && ipv4(l).is_some());
     let link = candidates.next().ok_or_else(|| HostNetError::NoInterface(netns.to_path_buf()))?;
     if let Some(other) = candidates.next() {
         return Err(HostNetError::SeveralInterfaces(netns.to_path_buf(), format!("{}, {}", link.ifname, other.ifname)));
     }
     let routes: Vec<Route> = serde_json::from_str(&run(Some(netns), IP, &["-j", "-4", "route", "show", "default", "dev", &link.ifname])?).map_err(|e| read(e.to_string()))?;
     let gateway = routes.iter().find_map(|r| r.gateway).ok_or_else(|| HostNetError::NoDefaultRoute(netns.to_path_buf(), link.ifname.clone()))?;
-    let address = &link.addr_info[0];
+    let (address, prefix) = ipv4(link).ok_or_else(|| HostNetError::NoInterface(netns.to_path_buf()))?;
     let mac = link.address.parse::<Mac>().map_err(|e| read(e.to_string()))?;
-    let guest = GuestNetwork { address: address.local, prefix: address.prefixlen, gateway, mtu: link.mtu };
+    let mtu = u16::try_from(link.mtu).map_err(|_| read(format!("{}'s MTU {} is over 65535", link.ifname, link.mtu)))?;
+    let guest = GuestNetwork { address, prefix, gateway, mtu };
     // The same checks init's parser makes, so a zone is never booted with what it refuses.
     let guest = guest.to_string().parse::<GuestNetwork>().map_err(|e| read(e.to_string()))?;
-    Ok((link.ifname, guest, mac))
+    Ok((link.ifname.clone(), guest, mac))
 }
 
 /// `ip -j address show`, the fields read.
@@ -133,7 +138,7 @@ struct Link {
     ifname: String,
     #[serde(default)]
     link_type: String,
-    mtu: u16,
+    mtu: u32,
     #[serde(default)]
     address: String,
     #[serde(default)]
@@ -142,7 +147,11 @@ struct Link {
 
 #[derive(Debug, Deserialize)]
 struct AddrInfo {
-    local: Ipv4Addr,
+    #[serde(default)]
+    family: String,
+    #[serde(default)]
+    local: String,
+    #[serde(default)]
     prefixlen: u8,
 }
 
