@@ -145,8 +145,8 @@ fn cni(command: &str, netns: &Path, config: &str) -> serde_json::Value {
         .stderr(Stdio::piped())
         .spawn()
         .expect("running the CNI bridge plugin (package containernetworking-plugins)");
-    child.stdin.take().unwrap().write_all(config.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.stdin.take().expect("the plugin's stdin").write_all(config.as_bytes()).expect("writing the plugin's config");
+    let out = child.wait_with_output().expect("waiting for the plugin");
     assert!(out.status.success(), "CNI {command}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
