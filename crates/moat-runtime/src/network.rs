@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use moat_proto::NameFiles;
-use moat_zone::network::{is_host_name, publish, ExtraHostError, HostTarget, Nat, NamespaceAttachment, PortError, PortRequest, ZoneNetwork};
+use moat_zone::network::{is_host_name, publish, ExtraHostError, HostTarget, Nat, NamespaceAttachment, PortError, PortRequest, Protocol, ZoneNetwork};
 use moat_zone::state::{validate_name, FileLock, ZoneConfig, ZoneRecord, ZoneStore};
 
 use crate::networks::{NetworkStore, NetworksError};
@@ -40,6 +40,8 @@ pub enum NetworkError {
     Networks(#[from] NetworksError),
     #[error(transparent)]
     HostNet(#[from] moat_zone::host_net::HostNetError),
+    #[error("publishing UDP port {0} needs --add-host NAME:host-gateway: this host's passt (Debian 12) returns UDP replies to clients on the host only through the gateway mapping, which also opens the host's loopback to the zone")]
+    UdpNeedsHostGateway(u16),
     #[error(transparent)]
     ExtraHost(#[from] ExtraHostError),
     #[error("--add-host {0}:host-gateway needs a network (not --network none)")]
@@ -78,7 +80,7 @@ impl FromStr for NetworkMode {
             other => match other.strip_prefix("ns:") {
                 Some(path) if Path::new(path).is_absolute() => Ok(NetworkMode::Namespace(PathBuf::from(path))),
                 Some(path) => Err(NetworkError::RelativeNamespace(path.to_string())),
-                None if validate_name(other).is_ok() => Ok(NetworkMode::Named(other.to_string())),
+                None if validate_name(other).is_ok() && !crate::networks::is_reserved(other) => Ok(NetworkMode::Named(other.to_string())),
                 None => Err(NetworkError::NoSuchNetwork(other.to_string())),
             },
         }
@@ -125,6 +127,7 @@ impl NetworkRequest {
             (NetworkMode::None, _) if !self.ports.is_empty() => Err(NetworkError::PortsWithoutNetwork),
             (NetworkMode::None, Some(host)) => Err(NetworkError::HostGatewayWithoutNetwork(host.name.clone())),
             (NetworkMode::None, None) => Ok(ZoneNetwork::None),
+            (NetworkMode::Nat, None) if let Some(udp) = self.ports.iter().find(|p| p.protocol == Protocol::Udp) => Err(NetworkError::UdpNeedsHostGateway(udp.container_port)),
             (NetworkMode::Nat, _) => Ok(ZoneNetwork::Nat(Nat { ports: publish(&self.ports)?, host_gateway: host_gateway.is_some() })),
             (mode, _) if !self.ports.is_empty() => Err(NetworkError::PortsOffNat(mode.to_string())),
             (_, Some(host)) => Err(NetworkError::HostGatewayOffNat(host.name.clone())),
@@ -315,5 +318,8 @@ mod tests {
         assert_eq!("ns:/run/netns/x".parse::<NetworkMode>().unwrap(), NetworkMode::Namespace("/run/netns/x".into()));
         assert!(matches!("ns:x".parse::<NetworkMode>(), Err(NetworkError::RelativeNamespace(_))));
         assert!("a/b".parse::<NetworkMode>().is_err());
+        assert!("host".parse::<NetworkMode>().is_err());
+        assert!(matches!(zone_network(NetworkMode::Nat, &["53/udp"], &[]), Err(NetworkError::UdpNeedsHostGateway(53))));
+        assert!(zone_network(NetworkMode::Nat, &["53/udp"], &["h:host-gateway"]).is_ok());
     }
 }

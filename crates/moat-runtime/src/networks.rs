@@ -62,6 +62,11 @@ pub enum NetworksError {
     Corrupt { path: PathBuf, err: serde_json::Error },
 }
 
+/// Whether `--network NAME` means something other than a moat network.
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED_NAMES.contains(&name)
+}
+
 /// An IPv4 network: its first address and prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -186,7 +191,7 @@ impl NetworkStore {
     /// bridge. Nothing is left behind when it fails.
     pub fn create(&self, name: &str, subnet: Option<Subnet>) -> Result<NetworkRecord, NetworksError> {
         validate_name(name).map_err(|_| NetworksError::BadName(name.to_string()))?;
-        if RESERVED_NAMES.contains(&name) {
+        if is_reserved(name) {
             return Err(NetworksError::Reserved(name.to_string()));
         }
         let _lock = self.lock()?;

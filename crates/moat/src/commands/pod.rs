@@ -109,6 +109,8 @@ pub(super) fn inspect_json(pod: &ZoneRecord) -> serde_json::Value {
         "Created": pod.created_unix,
         "Cpus": pod.config.cpus,
         "MemoryMiB": pod.config.memory_mib,
+        "Network": pod.config.network,
+        "ExtraHosts": pod.config.extra_hosts,
         "Containers": pod.containers.iter().map(|c| serde_json::json!({
             "Id": c.id,
             "Name": c.name,
