@@ -111,7 +111,7 @@ fn published_ports_reach_the_zone_and_its_containers_get_dockers_name_files() {
     // Bad flags: one line each, nothing made.
     for (args, expected) in [
         (vec!["run", "--rm", "-p", "80:80:80:80", BUSYBOX, "true"], "expected [IP:][HOST_PORT:]CONTAINER_PORT"),
-        (vec!["run", "--rm", "--network", "nosuchnet", BUSYBOX, "true"], "network \"nosuchnet\" not found"),
+        (vec!["run", "--rm", "--network", "nosuchnet", BUSYBOX, "true"], "no such network: nosuchnet"),
         (vec!["run", "--rm", "--network", "none", "-p", "80", BUSYBOX, "true"], "--network none has no ports"),
         (vec!["run", "--rm", "--add-host", "bad name:1.2.3.4", BUSYBOX, "true"], "expected NAME:IP"),
         (vec!["run", "--rm", "--dns", "not-an-ip", BUSYBOX, "true"], "not an IP address"),
