@@ -48,18 +48,6 @@ impl fmt::Display for GuestNetwork {
     }
 }
 
-impl TryFrom<String> for GuestNetwork {
-    type Error = BadGuestNetwork;
-    fn try_from(text: String) -> Result<Self, BadGuestNetwork> {
-        text.parse()
-    }
-}
-
-impl From<GuestNetwork> for String {
-    fn from(network: GuestNetwork) -> Self {
-        network.to_string()
-    }
-}
 
 impl FromStr for GuestNetwork {
     type Err = BadGuestNetwork;
@@ -78,6 +66,8 @@ impl FromStr for GuestNetwork {
         Ok(network)
     }
 }
+
+crate::serde_as_text!(GuestNetwork);
 
 #[cfg(test)]
 mod tests {

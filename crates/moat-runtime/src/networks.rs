@@ -124,18 +124,8 @@ impl FromStr for Subnet {
     }
 }
 
-impl TryFrom<String> for Subnet {
-    type Error = NetworksError;
-    fn try_from(text: String) -> Result<Self, NetworksError> {
-        text.parse()
-    }
-}
 
-impl From<Subnet> for String {
-    fn from(subnet: Subnet) -> Self {
-        subnet.to_string()
-    }
-}
+moat_proto::serde_as_text!(Subnet);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

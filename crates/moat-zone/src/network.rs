@@ -103,18 +103,8 @@ impl FromStr for Mac {
     }
 }
 
-impl TryFrom<String> for Mac {
-    type Error = BadMac;
-    fn try_from(text: String) -> Result<Self, BadMac> {
-        text.parse()
-    }
-}
 
-impl From<Mac> for String {
-    fn from(mac: Mac) -> Self {
-        mac.to_string()
-    }
-}
+moat_proto::serde_as_text!(Mac);
 
 impl ZoneNetwork {
     /// What init configures in the zone, when it has a network.

@@ -65,17 +65,7 @@ pub fn run(root: &Path, command: NetworkCommand) -> anyhow::Result<ExitCode> {
         }
         NetworkCommand::Rm { names } => {
             let zones = ZoneStore::open(root)?.list()?;
-            let mut failed = false;
-            for name in names {
-                match store.remove(&name, &zones) {
-                    Ok(record) => println!("{}", record.name),
-                    Err(err) => {
-                        eprintln!("moat: {err}");
-                        failed = true;
-                    }
-                }
-            }
-            return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+            return Ok(super::for_each_name(&names, |name| store.remove(name, &zones).map(|record| record.name)));
         }
     }
     Ok(ExitCode::SUCCESS)
