@@ -112,17 +112,24 @@ pub fn remove_redirect(netns: &Path, veth: &str) -> Result<(), HostNetError> {
 /// What the one interface with an IPv4 address in the namespace at `netns` has: its name,
 /// address, prefix, MTU and MAC, and the default route's gateway.
 pub fn interface_facts(netns: &Path) -> Result<(String, GuestNetwork, Mac), HostNetError> {
-    let read = |message: String| HostNetError::Read { path: netns.to_path_buf(), message };
     // Without `-4`: that filter drops each link's type and MAC from the answer.
-    let links: Vec<Link> = serde_json::from_str(&run(Some(netns), IP, &["-j", "address", "show"])?).map_err(|e| read(e.to_string()))?;
+    let links = run(Some(netns), IP, &["-j", "address", "show"])?;
+    let routes = run(Some(netns), IP, &["-j", "-4", "route", "show", "default"])?;
+    parse_facts(netns, &links, &routes)
+}
+
+/// [`interface_facts`] from `ip -j address show` and `ip -j -4 route show default`.
+fn parse_facts(netns: &Path, links: &str, routes: &str) -> Result<(String, GuestNetwork, Mac), HostNetError> {
+    let read = |message: String| HostNetError::Read { path: netns.to_path_buf(), message };
+    let links: Vec<Link> = serde_json::from_str(links).map_err(|e| read(e.to_string()))?;
+    let routes: Vec<Route> = serde_json::from_str(routes).map_err(|e| read(e.to_string()))?;
     let ipv4 = |l: &Link| l.addr_info.iter().find(|a| a.family == "inet").and_then(|a| Some((a.local.parse::<Ipv4Addr>().ok()?, a.prefixlen)));
     let mut candidates = links.iter().filter(|l| l.link_type == "ether" && ipv4(l).is_some());
     let link = candidates.next().ok_or_else(|| HostNetError::NoInterface(netns.to_path_buf()))?;
     if let Some(other) = candidates.next() {
         return Err(HostNetError::SeveralInterfaces(netns.to_path_buf(), format!("{}, {}", link.ifname, other.ifname)));
     }
-    let routes: Vec<Route> = serde_json::from_str(&run(Some(netns), IP, &["-j", "-4", "route", "show", "default", "dev", &link.ifname])?).map_err(|e| read(e.to_string()))?;
-    let gateway = routes.iter().find_map(|r| r.gateway).ok_or_else(|| HostNetError::NoDefaultRoute(netns.to_path_buf(), link.ifname.clone()))?;
+    let gateway = routes.iter().filter(|r| r.dev == link.ifname).find_map(|r| r.gateway).ok_or_else(|| HostNetError::NoDefaultRoute(netns.to_path_buf(), link.ifname.clone()))?;
     let (address, prefix) = ipv4(link).ok_or_else(|| HostNetError::NoInterface(netns.to_path_buf()))?;
     let mac = link.address.parse::<Mac>().map_err(|e| read(e.to_string()))?;
     let mtu = u16::try_from(link.mtu).map_err(|_| read(format!("{}'s MTU {} is over 65535", link.ifname, link.mtu)))?;
@@ -158,4 +165,39 @@ struct AddrInfo {
 #[derive(Debug, Deserialize)]
 struct Route {
     gateway: Option<Ipv4Addr>,
+    #[serde(default)]
+    dev: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LO: &str = r#"{"ifname":"lo","mtu":65536,"link_type":"loopback","address":"00:00:00:00:00:00","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8}]}"#;
+    const ETH0: &str = r#"{"ifname":"eth0","mtu":1500,"link_type":"ether","address":"76:8a:8c:65:6b:5d","addr_info":[{"family":"inet6","local":"fe80::1","prefixlen":64},{"family":"inet","local":"10.99.0.2","prefixlen":24}]}"#;
+    const ROUTE: &str = r#"[{"dst":"default","gateway":"10.99.0.1","dev":"eth0","flags":[]}]"#;
+
+    fn facts(links: &str, routes: &str) -> Result<(String, GuestNetwork, Mac), HostNetError> {
+        parse_facts(Path::new("/run/netns/x"), links, routes)
+    }
+
+    #[test]
+    fn the_veths_address_route_mtu_and_mac_are_the_zones() {
+        let (name, guest, mac) = facts(&format!("[{LO},{ETH0}]"), ROUTE).unwrap();
+        assert_eq!(name, "eth0");
+        assert_eq!(guest.to_string(), "10.99.0.2/24,10.99.0.1,1500");
+        assert_eq!(mac.to_string(), "76:8a:8c:65:6b:5d");
+    }
+
+    #[test]
+    fn a_namespace_without_one_clear_veth_is_refused() {
+        assert!(matches!(facts(&format!("[{LO}]"), "[]"), Err(HostNetError::NoInterface(_))));
+        let eth1 = ETH0.replace("eth0", "eth1").replace("10.99.0.2", "10.98.0.2");
+        assert!(matches!(facts(&format!("[{ETH0},{eth1}]"), ROUTE), Err(HostNetError::SeveralInterfaces(..))));
+        assert!(matches!(facts(&format!("[{ETH0}]"), "[]"), Err(HostNetError::NoDefaultRoute(..))));
+        assert!(matches!(facts(&format!("[{ETH0}]"), &ROUTE.replace("\"eth0\"", "\"eth1\"")), Err(HostNetError::NoDefaultRoute(..))));
+        assert!(matches!(facts(&format!("[{}]", ETH0.replace("1500", "100")), ROUTE), Err(HostNetError::Read { .. })), "below init's MTU floor");
+        assert!(matches!(facts(&format!("[{}]", ETH0.replace("76:8a", "zz:8a")), ROUTE), Err(HostNetError::Read { .. })));
+        assert!(matches!(facts("not json", ROUTE), Err(HostNetError::Read { .. })));
+    }
 }
