@@ -286,7 +286,11 @@ impl Containers<'_> {
             return Ok(());
         }
         let answer = api::call(&found.dir.api_socket(), &ApiRequest::RemoveContainer { container: found.container.id.clone(), force }, REQUEST_TIMEOUT);
-        done(answer)
+        done(answer)?;
+        if let Some(network) = found.zone.config.network.network_name() {
+            network_names::refresh(self.store, network, &found.zone.id)?;
+        }
+        Ok(())
     }
 
     /// Take `container`'s marks off every named volume.

@@ -105,6 +105,14 @@ fn containers_on_a_network_reach_each_other_by_name_and_nothing_on_another() {
     assert!(!ip(&["-4", "-o", "address", "show"]).lines().any(|l| !l.contains(" lo ")), "{}", ip(&["-4", "-o", "address", "show"]));
     assert!(!fetch_from(&moat, "c1", "10.89.1.1", 2).contains("200 OK"));
 
+    // A pod on the network: its containers are named to the others, and go with the pod.
+    moat.ok(&["pod", "create", "--name", "p", "--network", "n1"]);
+    moat.ok(&["run", "-d", "--pod", "p", "--name", "c4", BUSYBOX, "sh", "-c", &serve("c4-here")]);
+    assert!(fetch_from(&moat, "c1", "c4", 20).contains("c4-here"));
+    assert!(fetch_from(&moat, "c4", "c2", 20).contains("c2-here"));
+    moat.ok(&["pod", "rm", "-f", "p"]);
+    assert!(!moat.ok(&["exec", "c1", "cat", "/etc/hosts"]).contains("c4"));
+
     refused(&moat, &["network", "rm", "n1"], "in use by c1, c2");
     // A removed container's name goes from the others' files.
     moat.ok(&["rm", "-f", "c2"]);
