@@ -95,6 +95,8 @@ pub fn join_bridge(tap: &str, bridge: &str) -> Result<(), HostNetError> {
 pub fn redirect(netns: &Path, veth: &str, tap: &str, mtu: u16) -> Result<(), HostNetError> {
     let mtu = mtu.to_string();
     run(Some(netns), IP, &["link", "set", "dev", tap, "mtu", &mtu, "up"])?;
+    // A zone whose supervisor was killed left its redirection to a tap that is gone.
+    let _ = remove_redirect(netns, veth);
     for (from, to) in [(veth, tap), (tap, veth)] {
         run(Some(netns), TC, &["qdisc", "add", "dev", from, "ingress"])?;
         // u32 matching every packet rather than `matchall`: kernels built with u32 but
