@@ -231,7 +231,18 @@ fn a_zone_answers_on_the_address_the_cni_bridge_plugin_gave_its_namespace() {
     let answer = http_get(format!("{assigned}:8080").parse().unwrap());
     assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("cni-here"), "{answer}");
 
-    moat.ok(&["pod", "rm", "-f", "p"]);
+    // A zone whose supervisor is killed leaves its redirection behind; the next zone on the
+    // namespace replaces it and answers on the same address.
+    let supervisor = moat.pid("p", "supervisor").expect("the supervisor's pid");
+    // SAFETY: kill(2) on the supervisor this test started.
+    unsafe { libc::kill(supervisor, libc::SIGKILL) };
+    moat.wait_state("p", "failed", Duration::from_secs(30));
+    moat.ok(&["pod", "create", "--name", "p2", "--network", &format!("ns:{}", netns.path().display())]);
+    moat.ok(&["run", "-d", "--pod", "p2", "--name", "web2", BUSYBOX, "sh", "-c", &serve("second-zone")]);
+    let answer = http_get(format!("{assigned}:8080").parse().unwrap());
+    assert!(answer.contains("second-zone"), "{answer}");
+
+    moat.ok(&["pod", "rm", "-f", "p", "p2"]);
     moat.assert_nothing_running();
     let qdiscs = Command::new("ip").args(["netns", "exec", &netns.name, "tc", "qdisc", "show", "dev", "eth0", "ingress"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&qdiscs.stdout).trim(), "", "the veth's redirection is gone with the zone");
