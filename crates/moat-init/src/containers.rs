@@ -150,6 +150,20 @@ impl Containers {
         }
     }
 
+    /// Rewrite container `id`'s `/etc/hosts` with the host's new text.
+    pub fn update_hosts(&self, id: &str, hosts: &str) -> Response {
+        if !self.entries.contains_key(id) {
+            return no_such(id);
+        }
+        if hosts.len() > moat_proto::MAX_HOSTS_FILE {
+            return failed(FailureKind::Limit, format!("a hosts file of {} bytes is over {}", hosts.len(), moat_proto::MAX_HOSTS_FILE));
+        }
+        match crate::name_files::rewrite_hosts(id, hosts) {
+            Ok(()) => Response::Done,
+            Err(err) => failed(FailureKind::WrongState, err.to_string()),
+        }
+    }
+
     /// What a copy into or out of container `id` needs to know of it; it may be created,
     /// running or stopped, since its root filesystem stays mounted until it is removed.
     pub fn copy_target(&self, id: &str) -> Result<copy::Target, Response> {

@@ -18,6 +18,25 @@ pub enum NameFilesError {
     Write { path: PathBuf, err: std::io::Error },
     #[error("the bind of {0}: {1}")]
     Mount(&'static str, oci_spec::OciSpecError),
+    #[error("the container has no /etc/hosts of the host's (it was created without one, or a mount replaced it)")]
+    NoHostsFile,
+}
+
+/// The file [`bind`] wrote for `container`'s `/etc/hosts`, if it did.
+fn hosts_file(container: &str) -> PathBuf {
+    RootfsDirs::of(container).scratch.join("etc").join("hosts")
+}
+
+/// Give `container`'s `/etc/hosts` new content. Written in place, into the same inode, so the
+/// container's bind of it sees the change.
+pub fn rewrite_hosts(container: &str, hosts: &str) -> Result<(), NameFilesError> {
+    let path = hosts_file(container);
+    // Never create it: without the file, /etc/hosts is the image's or the user's mount.
+    let file = std::fs::OpenOptions::new().write(true).truncate(true).open(&path).map_err(|err| match err.kind() {
+        std::io::ErrorKind::NotFound => NameFilesError::NoHostsFile,
+        _ => NameFilesError::Write { path: path.clone(), err },
+    })?;
+    std::io::Write::write_all(&mut &file, hosts.as_bytes()).map_err(|err| NameFilesError::Write { path, err })
 }
 
 /// Write `files` for `container` and add their binds to `spec`.

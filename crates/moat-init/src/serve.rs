@@ -149,6 +149,7 @@ fn handle_message(channel: &mut Channel, options: &Options, containers: &mut Con
             Ok(()) => return Ok(()),
             Err(response) => response,
         },
+        Request::UpdateHosts { container, hosts } => containers.update_hosts(&container, &hosts),
         Request::Shutdown => {
             channel.send(&GuestMessage::Response { id, response: Response::Done })?;
             log::info("shutdown requested");

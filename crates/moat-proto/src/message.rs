@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; both sides must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +148,10 @@ pub enum Request {
     CopyIn(Box<CopyIn>),
     /// Copy from a container into a staging directory on the share; answered as `CopyIn`.
     CopyOut(Box<CopyOut>),
+    /// Rewrite a container's `/etc/hosts` in place (the host learnt of new names on its
+    /// network); refused for a container created without name files. At most
+    /// [`MAX_HOSTS_FILE`] bytes.
+    UpdateHosts { container: String, hosts: String },
     /// Sync filesystems and power the zone off.
     Shutdown,
     /// Honoured only when the zone was booted with test hooks enabled.
@@ -166,6 +170,9 @@ pub enum DebugRequest {
     /// open it for writing (creating it if absent, writing nothing). Answered with `Probed`.
     ProbeShare { path: String },
 }
+
+/// Largest `/etc/hosts` the host may send in [`Request::UpdateHosts`].
+pub const MAX_HOSTS_FILE: usize = 256 * 1024;
 
 /// Most bytes a share probe reads.
 pub const MAX_PROBE_READ: usize = 256;

@@ -6,14 +6,18 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
 /// The kernel command line's key for [`GuestNetwork`].
 pub const KERNEL_ARG: &str = "moat.net";
 
 /// The name the zone's one network device has in the pod (the kernel's first name for it).
 pub const INTERFACE: &str = "eth0";
 
-/// The zone's address on its network, its default route and the device's MTU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The zone's address on its network, its default route and the device's MTU; kept in the
+/// zone's record as its kernel argument's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct GuestNetwork {
     pub address: Ipv4Addr,
     pub prefix: u8,
@@ -44,6 +48,7 @@ impl fmt::Display for GuestNetwork {
     }
 }
 
+
 impl FromStr for GuestNetwork {
     type Err = BadGuestNetwork;
 
@@ -61,6 +66,8 @@ impl FromStr for GuestNetwork {
         Ok(network)
     }
 }
+
+crate::serde_as_text!(GuestNetwork);
 
 #[cfg(test)]
 mod tests {

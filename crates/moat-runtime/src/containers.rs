@@ -14,6 +14,7 @@ use oci_spec::runtime::Spec;
 use crate::error::{Result, RuntimeError};
 use crate::mounts;
 use crate::network::{self, NameConfig};
+use crate::network_names;
 use crate::pods::{Pods, SandboxConfig};
 use crate::volumes::{VolumeMount, VolumeStore};
 
@@ -162,9 +163,12 @@ impl Containers<'_> {
             let mut all = spec.mounts().clone().unwrap_or_default();
             all.extend(extra);
             spec.set_mounts(Some(all));
-            let zone = dir.read()?.config;
+            let zone = dir.read()?;
             let hostname = spec.hostname().clone().unwrap_or_else(|| id.to_string());
-            let name_files = network::name_files(&zone, &hostname, &config.names)?;
+            let mut name_files = network::name_files(&zone.config, &hostname, &config.names)?;
+            if let Some(network) = zone.config.network.network_name() {
+                name_files.hosts = network_names::new_container_hosts(self.store, dir, &zone.id, id, network, &name_files.hosts)?;
+            }
             let request = CreateContainer { container: id.to_string(), spec_json: moat_spec::to_json(&spec)?, image: config.image_file.clone(), tty: config.tty, stdin: config.stdin, volumes: exposures, name_files: Some(name_files) };
             done(api::call(&dir.api_socket(), &ApiRequest::CreateContainer(Box::new(request)), REQUEST_TIMEOUT))
         });
@@ -172,7 +176,11 @@ impl Containers<'_> {
             mounts::release(&volumes, id, &config.mounts);
             return Err(err);
         }
-        Ok(Found { dir: dir.clone(), zone: dir.read()?, container: record })
+        let zone = dir.read()?;
+        if let Some(network) = zone.config.network.network_name() {
+            network_names::refresh(self.store, network, &zone.id)?;
+        }
+        Ok(Found { dir: dir.clone(), zone, container: record })
     }
 
     fn pods(&self) -> Pods<'_> {
@@ -266,6 +274,9 @@ impl Containers<'_> {
         self.release_volumes(&found.container.id)?;
         if !found.zone.config.pod {
             ops::remove(self.store, &found.zone.id, true)?;
+            if let Some(network) = found.zone.config.network.network_name() {
+                network_names::refresh(self.store, network, &found.zone.id)?;
+            }
             return Ok(());
         }
         if found.zone.effective_state().is_terminal() {
@@ -275,7 +286,11 @@ impl Containers<'_> {
             return Ok(());
         }
         let answer = api::call(&found.dir.api_socket(), &ApiRequest::RemoveContainer { container: found.container.id.clone(), force }, REQUEST_TIMEOUT);
-        done(answer)
+        done(answer)?;
+        if let Some(network) = found.zone.config.network.network_name() {
+            network_names::refresh(self.store, network, &found.zone.id)?;
+        }
+        Ok(())
     }
 
     /// Take `container`'s marks off every named volume.

@@ -42,6 +42,8 @@ pub enum RuntimeError {
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
     #[error(transparent)]
+    Networks(#[from] crate::networks::NetworksError),
+    #[error(transparent)]
     Copy(#[from] crate::copy::CopyError),
     #[error(transparent)]
     Spec(#[from] moat_spec::SpecError),
@@ -64,7 +66,7 @@ impl RuntimeError {
             RuntimeError::NoSuchPod(_) | RuntimeError::NotAPod(_) => FailureKind::NoSuchContainer,
             RuntimeError::NameInUse(_) => FailureKind::AlreadyExists,
             RuntimeError::NotRunning(_) | RuntimeError::Running(_) | RuntimeError::PodNotRunning { .. } | RuntimeError::PodNotEmpty(_) => FailureKind::WrongState,
-            RuntimeError::PrivilegedInPod(_) | RuntimeError::PodSetting(_) | RuntimeError::Resources(_) | RuntimeError::Volume(_) | RuntimeError::Network(_) | RuntimeError::Resource(_) | RuntimeError::Spec(_) => FailureKind::BadRequest,
+            RuntimeError::PrivilegedInPod(_) | RuntimeError::PodSetting(_) | RuntimeError::Resources(_) | RuntimeError::Volume(_) | RuntimeError::Network(_) | RuntimeError::Networks(_) | RuntimeError::Resource(_) | RuntimeError::Spec(_) => FailureKind::BadRequest,
             RuntimeError::PodFull { .. } => FailureKind::Limit,
             RuntimeError::Zone { kind, .. } => *kind,
             RuntimeError::Copy(err) => err.kind(),

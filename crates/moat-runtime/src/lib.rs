@@ -7,6 +7,8 @@ pub mod copy;
 pub mod error;
 pub mod mounts;
 pub mod network;
+pub mod network_names;
+pub mod networks;
 pub mod pods;
 pub mod resources;
 pub mod size;

@@ -3,12 +3,14 @@
 //! `--dns`, `--dns-search`, `--dns-option`, `--add-host`), written as Docker writes them.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use moat_proto::NameFiles;
-use moat_zone::network::{is_host_name, publish, ExtraHostError, HostTarget, Nat, PortError, PortRequest, Protocol, ZoneNetwork};
-use moat_zone::state::ZoneConfig;
+use moat_zone::network::{is_host_name, publish, ExtraHostError, HostTarget, Nat, NamespaceAttachment, PortError, PortRequest, Protocol, ZoneNetwork};
+use moat_zone::state::{validate_name, FileLock, ZoneConfig, ZoneRecord, ZoneStore};
+
+use crate::networks::{NetworkStore, NetworksError};
 pub use moat_zone::network::ExtraHost;
 
 /// Where the host's resolver configuration is read from, for a zone without a DNS of its own.
@@ -22,10 +24,22 @@ const MAX_NAME_ENTRIES: usize = 64;
 pub enum NetworkError {
     #[error(transparent)]
     Port(#[from] PortError),
-    #[error("network {0:?} not found (the networks are default, bridge and none)")]
+    #[error("network {0:?} not found (the networks are default, bridge, none, ns:PATH and those `moat network ls` lists)")]
     NoSuchNetwork(String),
     #[error("--network none has no ports to publish")]
     PortsWithoutNetwork,
+    #[error("-p publishes ports of the default network only; a zone on {0} is reached from its network")]
+    PortsOffNat(String),
+    #[error("--add-host {0}:host-gateway needs the default network: other networks have no way to the host")]
+    HostGatewayOffNat(String),
+    #[error("--network ns:{0:?}: give the network namespace's absolute path")]
+    RelativeNamespace(String),
+    #[error("the network namespace {path} is already the zone {zone}'s")]
+    NamespaceInUse { path: PathBuf, zone: String },
+    #[error(transparent)]
+    Networks(#[from] NetworksError),
+    #[error(transparent)]
+    HostNet(#[from] moat_zone::host_net::HostNetError),
     #[error("publishing UDP port {0} needs --add-host NAME:host-gateway: this host's passt (Debian 12) returns UDP replies to clients on the host only through the gateway mapping, which also opens the host's loopback to the zone")]
     UdpNeedsHostGateway(u16),
     #[error(transparent)]
@@ -44,12 +58,16 @@ pub enum NetworkError {
     PodSetting(&'static str),
 }
 
-/// `--network`: the zone's NAT (`default`, Docker's `bridge`), or none.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// `--network`: the zone's NAT (`default`, Docker's `bridge`), none, a moat network by name,
+/// or `ns:PATH`, a network namespace another tool (a CNI plugin) set up, whose veth's address
+/// the zone takes over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum NetworkMode {
     #[default]
     Nat,
     None,
+    Named(String),
+    Namespace(PathBuf),
 }
 
 impl FromStr for NetworkMode {
@@ -59,7 +77,23 @@ impl FromStr for NetworkMode {
         match text {
             "default" | "bridge" | "nat" => Ok(NetworkMode::Nat),
             "none" => Ok(NetworkMode::None),
-            other => Err(NetworkError::NoSuchNetwork(other.to_string())),
+            other => match other.strip_prefix("ns:") {
+                Some(path) if Path::new(path).is_absolute() => Ok(NetworkMode::Namespace(PathBuf::from(path))),
+                Some(path) => Err(NetworkError::RelativeNamespace(path.to_string())),
+                None if validate_name(other).is_ok() && !crate::networks::is_reserved(other) => Ok(NetworkMode::Named(other.to_string())),
+                None => Err(NetworkError::NoSuchNetwork(other.to_string())),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetworkMode::Nat => f.write_str("default"),
+            NetworkMode::None => f.write_str("none"),
+            NetworkMode::Named(name) => f.write_str(name),
+            NetworkMode::Namespace(path) => write!(f, "ns:{}", path.display()),
         }
     }
 }
@@ -75,15 +109,37 @@ pub struct NetworkRequest {
 }
 
 impl NetworkRequest {
-    /// The zone's network, with each published port's host side chosen and checked free.
-    pub fn zone_network(&self) -> Result<ZoneNetwork, NetworkError> {
+    /// The zone's network (see [`Self::zone_network`]), and the lock of the network store to
+    /// hold until the zone's record is written, for a zone on a moat network.
+    pub fn resolve(&self, zones: &ZoneStore) -> Result<(ZoneNetwork, Option<FileLock>), NetworkError> {
+        let networks = NetworkStore::open(zones.root())?;
+        let lock = matches!(self.mode, NetworkMode::Named(_)).then(|| networks.lock()).transpose()?;
+        let records = zones.list().map_err(NetworksError::State)?;
+        Ok((self.zone_network(&networks, &records)?, lock))
+    }
+
+    /// The zone's network, with each published port's host side chosen and checked free, or
+    /// its address on a moat network chosen among those `zones` do not have (the caller holds
+    /// the network store's lock until the zone's record is written).
+    pub fn zone_network(&self, networks: &NetworkStore, zones: &[ZoneRecord]) -> Result<ZoneNetwork, NetworkError> {
         let host_gateway = self.extra_hosts.iter().find(|h| h.target == HostTarget::HostGateway);
-        match (self.mode, host_gateway) {
+        match (&self.mode, host_gateway) {
             (NetworkMode::None, _) if !self.ports.is_empty() => Err(NetworkError::PortsWithoutNetwork),
             (NetworkMode::None, Some(host)) => Err(NetworkError::HostGatewayWithoutNetwork(host.name.clone())),
             (NetworkMode::None, None) => Ok(ZoneNetwork::None),
             (NetworkMode::Nat, None) if let Some(udp) = self.ports.iter().find(|p| p.protocol == Protocol::Udp) => Err(NetworkError::UdpNeedsHostGateway(udp.container_port)),
             (NetworkMode::Nat, _) => Ok(ZoneNetwork::Nat(Nat { ports: publish(&self.ports)?, host_gateway: host_gateway.is_some() })),
+            (mode, _) if !self.ports.is_empty() => Err(NetworkError::PortsOffNat(mode.to_string())),
+            (_, Some(host)) => Err(NetworkError::HostGatewayOffNat(host.name.clone())),
+            (NetworkMode::Named(name), None) => Ok(ZoneNetwork::Bridge(networks.attach(name, zones)?)),
+            (NetworkMode::Namespace(netns), None) => {
+                let taken = |z: &&ZoneRecord| !z.effective_state().is_terminal() && matches!(&z.config.network, ZoneNetwork::Namespace(n) if n.netns == *netns);
+                if let Some(zone) = zones.iter().find(taken) {
+                    return Err(NetworkError::NamespaceInUse { path: netns.clone(), zone: zone.name.clone() });
+                }
+                let (interface, guest, mac) = moat_zone::host_net::interface_facts(netns)?;
+                Ok(ZoneNetwork::Namespace(NamespaceAttachment { netns: netns.clone(), interface, guest, mac }))
+            }
         }
     }
 }
@@ -246,12 +302,24 @@ mod tests {
         assert!(NameConfig { dns_search: vec!["a b".into()], ..Default::default() }.validate().is_err());
         assert!(NameConfig { dns_options: vec!["x\nnameserver 1.1.1.1".into()], ..Default::default() }.validate().is_err());
         assert!(NameConfig { dns: vec![IpAddr::V4(Ipv4Addr::LOCALHOST); MAX_NAME_ENTRIES + 1], ..Default::default() }.validate().is_err());
-        assert!(NetworkRequest { mode: NetworkMode::None, ports: vec!["80".parse().unwrap()], extra_hosts: vec![] }.zone_network().is_err());
-        assert!(NetworkRequest { mode: NetworkMode::None, ports: vec![], extra_hosts: vec!["h:host-gateway".parse().unwrap()] }.zone_network().is_err());
+        let root = tempfile::tempdir().unwrap();
+        let networks = NetworkStore::open(root.path()).unwrap();
+        let zone_network = |mode: NetworkMode, ports: &[&str], extra_hosts: &[&str]| {
+            let request = NetworkRequest { mode, ports: ports.iter().map(|p| p.parse().unwrap()).collect(), extra_hosts: extra_hosts.iter().map(|h| h.parse().unwrap()).collect() };
+            request.zone_network(&networks, &[])
+        };
+        assert!(matches!(zone_network(NetworkMode::None, &["80"], &[]), Err(NetworkError::PortsWithoutNetwork)));
+        assert!(matches!(zone_network(NetworkMode::None, &[], &["h:host-gateway"]), Err(NetworkError::HostGatewayWithoutNetwork(_))));
+        assert!(matches!(zone_network(NetworkMode::Named("n1".into()), &["80"], &[]), Err(NetworkError::PortsOffNat(_))));
+        assert!(matches!(zone_network(NetworkMode::Named("n1".into()), &[], &["h:host-gateway"]), Err(NetworkError::HostGatewayOffNat(_))));
+        assert!(matches!(zone_network(NetworkMode::Named("n1".into()), &[], &[]), Err(NetworkError::Networks(NetworksError::NotFound(_)))));
+        assert!(matches!(zone_network(NetworkMode::Namespace("/nonexistent/netns".into()), &[], &[]), Err(NetworkError::HostNet(_))));
+        assert_eq!("n1".parse::<NetworkMode>().unwrap(), NetworkMode::Named("n1".into()));
+        assert_eq!("ns:/run/netns/x".parse::<NetworkMode>().unwrap(), NetworkMode::Namespace("/run/netns/x".into()));
+        assert!(matches!("ns:x".parse::<NetworkMode>(), Err(NetworkError::RelativeNamespace(_))));
+        assert!("a/b".parse::<NetworkMode>().is_err());
         assert!("host".parse::<NetworkMode>().is_err());
-        let udp = NetworkRequest { mode: NetworkMode::Nat, ports: vec!["53/udp".parse().unwrap()], extra_hosts: vec![] };
-        assert!(matches!(udp.zone_network(), Err(NetworkError::UdpNeedsHostGateway(53))));
-        let opened = NetworkRequest { extra_hosts: vec!["h:host-gateway".parse().unwrap()], ..udp };
-        assert!(opened.zone_network().is_ok());
+        assert!(matches!(zone_network(NetworkMode::Nat, &["53/udp"], &[]), Err(NetworkError::UdpNeedsHostGateway(53))));
+        assert!(zone_network(NetworkMode::Nat, &["53/udp"], &["h:host-gateway"]).is_ok());
     }
 }

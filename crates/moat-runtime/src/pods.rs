@@ -42,7 +42,8 @@ impl Pods<'_> {
                 return Err(RuntimeError::NameInUse(name.clone()));
             }
         }
-        let network = config.network.zone_network()?;
+        // The lock is held until the zone's record, with its address, is written.
+        let (network, _lock) = config.network.resolve(self.store)?;
         let request = CreateRequest {
             id: config.id,
             name: config.name,
@@ -78,7 +79,11 @@ impl Pods<'_> {
         if !force && record.containers.iter().any(|c| c.is_running()) && !record.effective_state().is_terminal() {
             return Err(RuntimeError::PodNotEmpty(record.name));
         }
-        Ok(ops::remove(self.store, &record.id, true)?)
+        let removed = ops::remove(self.store, &record.id, true)?;
+        if let Some(network) = removed.config.network.network_name() {
+            crate::network_names::refresh(self.store, network, &removed.id)?;
+        }
+        Ok(removed)
     }
 
     pub fn stop(&self, key: &str, timeout: Duration) -> Result<ZoneRecord> {

@@ -39,6 +39,8 @@ pub enum ApiRequest {
     /// fresh staging directory on the host, answered with [`ApiResponse::Staged`]. `from` is a
     /// container path as [`moat_proto::CopyPath`] parses it.
     CopyOut { container: String, from: String },
+    /// Give a container's `/etc/hosts` new content (names on the zone's network changed).
+    UpdateHosts { container: String, hosts: String },
     /// For the process this connection talks to.
     Stdin { #[serde(with = "moat_proto::bytes")] data: Vec<u8> },
     Signal { signal: i32 },

@@ -6,9 +6,14 @@
 //! The host's loopback stays out of a zone's reach unless the zone was made with
 //! `host_gateway` (Docker's `--add-host NAME:host-gateway`): then the zone's gateway address
 //! leads to the host's 127.0.0.1.
+//!
+//! A zone may instead have a tap device (see [`crate::tap`]): on a moat network's host bridge
+//! ([`BridgeAttachment`]), or in a network namespace another tool set up, such as a CNI
+//! plugin's, whose veth's traffic is redirected to the tap ([`NamespaceAttachment`]).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use moat_proto::net::GuestNetwork;
@@ -32,7 +37,74 @@ pub enum ZoneNetwork {
     #[default]
     None,
     Nat(Nat),
+    Bridge(BridgeAttachment),
+    Namespace(NamespaceAttachment),
 }
+
+/// A zone on a moat network: a tap on the network's host bridge, its address allocated from
+/// the network's subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeAttachment {
+    /// The network's name (`moat network create NAME`).
+    pub network: String,
+    /// The host bridge the zone's tap joins.
+    pub bridge: String,
+    pub guest: GuestNetwork,
+    pub mac: Mac,
+}
+
+/// A zone that takes over a network namespace another tool set up (a CNI plugin's veth with
+/// its address): a tap in that namespace, with the veth's traffic redirected to it and back.
+/// The zone has the veth's address, route and MAC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceAttachment {
+    /// The namespace's file, as `/proc/PID/ns/net` or a bind of it (`/var/run/netns/NAME`).
+    pub netns: PathBuf,
+    /// The veth in it whose traffic is the zone's.
+    pub interface: String,
+    pub guest: GuestNetwork,
+    pub mac: Mac,
+}
+
+/// An Ethernet address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Mac(pub [u8; 6]);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an Ethernet address (six hex bytes joined by ':')")]
+pub struct BadMac(pub String);
+
+impl Mac {
+    /// A locally administered unicast address made of an IPv4 address, as Docker makes its
+    /// containers': unique on a network whose addresses are.
+    pub fn from_ipv4(address: Ipv4Addr) -> Self {
+        let [a, b, c, d] = address.octets();
+        Self([0x02, 0x42, a, b, c, d])
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+impl FromStr for Mac {
+    type Err = BadMac;
+
+    fn from_str(text: &str) -> Result<Self, BadMac> {
+        let bad = || BadMac(text.to_string());
+        let bytes: Vec<u8> = text.split(':').map(|b| if b.len() == 2 { u8::from_str_radix(b, 16).map_err(|_| bad()) } else { Err(bad()) }).collect::<Result<_, _>>()?;
+        Ok(Self(bytes.try_into().map_err(|_| bad())?))
+    }
+}
+
+
+moat_proto::serde_as_text!(Mac);
 
 impl ZoneNetwork {
     /// What init configures in the zone, when it has a network.
@@ -40,13 +112,32 @@ impl ZoneNetwork {
         match self {
             ZoneNetwork::None => None,
             ZoneNetwork::Nat(_) => Some(NAT_GUEST),
+            ZoneNetwork::Bridge(bridge) => Some(bridge.guest),
+            ZoneNetwork::Namespace(namespace) => Some(namespace.guest),
+        }
+    }
+
+    /// The zone's Ethernet address, when it is not QEMU's default.
+    pub fn mac(&self) -> Option<Mac> {
+        match self {
+            ZoneNetwork::None | ZoneNetwork::Nat(_) => None,
+            ZoneNetwork::Bridge(bridge) => Some(bridge.mac),
+            ZoneNetwork::Namespace(namespace) => Some(namespace.mac),
+        }
+    }
+
+    /// The moat network the zone is on, if any.
+    pub fn network_name(&self) -> Option<&str> {
+        match self {
+            ZoneNetwork::Bridge(bridge) => Some(&bridge.network),
+            _ => None,
         }
     }
 
     pub fn published(&self) -> &[PublishedPort] {
         match self {
-            ZoneNetwork::None => &[],
             ZoneNetwork::Nat(nat) => &nat.ports,
+            _ => &[],
         }
     }
 
@@ -261,6 +352,16 @@ mod tests {
 
     fn req(text: &str) -> PortRequest {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn macs_round_trip_and_follow_the_address() {
+        let mac = Mac::from_ipv4(Ipv4Addr::new(10, 89, 1, 2));
+        assert_eq!(mac.to_string(), "02:42:0a:59:01:02");
+        assert_eq!("02:42:0a:59:01:02".parse::<Mac>(), Ok(mac));
+        for bad in ["", "02:42:0a:59:01", "02:42:0a:59:01:02:03", "2:42:0a:59:01:02", "02:42:0a:59:01:zz", "02-42-0a-59-01-02"] {
+            assert!(bad.parse::<Mac>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use moat_proto::layout::SHARE_TAG;
 
 use crate::accel::Accel;
 use crate::helper::INHERITED_FD;
+use crate::network::Mac;
 
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 
@@ -41,9 +42,24 @@ pub struct VmConfig {
     pub kernel_cmdline: String,
     pub sockets: Sockets,
     pub disks: Vec<Disk>,
-    /// A virtio-net device on the connected socket QEMU inherits as [`INHERITED_FD`] (passt's
-    /// other end); none for a zone without a network.
-    pub network: bool,
+    /// The zone's virtio-net device, on what QEMU inherits as [`INHERITED_FD`]; none for a
+    /// zone without a network.
+    pub network: Option<VmNetwork>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmNetwork {
+    pub backend: NetBackend,
+    /// The device's Ethernet address; QEMU's default when none.
+    pub mac: Option<Mac>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetBackend {
+    /// A connected stream socket (passt's other end).
+    Stream,
+    /// A tap device's descriptor (QEMU reads whether it has virtio-net headers from it).
+    Tap,
 }
 
 /// The virtio-serial port name the guest looks for.
@@ -65,6 +81,8 @@ enum QemuArg {
     Global { driver: &'static str, property: &'static str, value: &'static str },
     /// `-netdev stream` on an inherited, connected socket.
     StreamNetdev { id: &'static str, fd: i32 },
+    /// `-netdev tap` on an inherited tap descriptor.
+    TapNetdev { id: &'static str, fd: i32 },
 }
 
 enum Device {
@@ -72,7 +90,7 @@ enum Device {
     SerialPort { chardev: &'static str, name: &'static str },
     VirtioBlk { drive: String, serial: String },
     VhostUserFs { chardev: &'static str, tag: &'static str },
-    VirtioNet { netdev: &'static str },
+    VirtioNet { netdev: &'static str, mac: Option<Mac> },
 }
 
 impl Device {
@@ -82,7 +100,8 @@ impl Device {
             Device::SerialPort { chardev, name } => format!("virtserialport,chardev={chardev},name={name}"),
             Device::VirtioBlk { drive, serial } => format!("virtio-blk-device,drive={drive},serial={serial}"),
             Device::VhostUserFs { chardev, tag } => format!("vhost-user-fs-device,chardev={chardev},tag={tag}"),
-            Device::VirtioNet { netdev } => format!("virtio-net-device,netdev={netdev}"),
+            Device::VirtioNet { netdev, mac: None } => format!("virtio-net-device,netdev={netdev}"),
+            Device::VirtioNet { netdev, mac: Some(mac) } => format!("virtio-net-device,netdev={netdev},mac={mac}"),
         }
     }
 }
@@ -121,9 +140,12 @@ impl VmConfig {
             QemuArg::Chardev { id: "share", path: self.sockets.share.clone() },
             QemuArg::Device(Device::VhostUserFs { chardev: "share", tag: SHARE_TAG }),
         ];
-        if self.network {
-            list.push(QemuArg::StreamNetdev { id: "net", fd: INHERITED_FD });
-            list.push(QemuArg::Device(Device::VirtioNet { netdev: "net" }));
+        if let Some(network) = self.network {
+            list.push(match network.backend {
+                NetBackend::Stream => QemuArg::StreamNetdev { id: "net", fd: INHERITED_FD },
+                NetBackend::Tap => QemuArg::TapNetdev { id: "net", fd: INHERITED_FD },
+            });
+            list.push(QemuArg::Device(Device::VirtioNet { netdev: "net", mac: network.mac }));
         }
         for disk in &self.disks {
             let ro = if disk.read_only { "on" } else { "off" };
@@ -149,6 +171,7 @@ fn render(arg: QemuArg) -> Vec<OsString> {
         }
         QemuArg::Global { driver, property, value } => vec!["-global".into(), format!("{driver}.{property}={value}").into()],
         QemuArg::StreamNetdev { id, fd } => vec!["-netdev".into(), format!("stream,id={id},server=off,addr.type=fd,addr.str={fd}").into()],
+        QemuArg::TapNetdev { id, fd } => vec!["-netdev".into(), format!("tap,id={id},fd={fd}").into()],
     }
 }
 
@@ -171,7 +194,7 @@ mod tests {
                 share: "/z/vfs.sock".into(),
             },
             disks: vec![Disk { id: "rootfs".into(), path: "/i/x.erofs".into(), read_only: true, serial: "moat-rootfs".into() }],
-            network: true,
+            network: Some(VmNetwork { backend: NetBackend::Stream, mac: None }),
         }
     }
 
@@ -206,8 +229,16 @@ mod tests {
         let joined = args.join(" ");
         assert!(joined.contains("-netdev stream,id=net,server=off,addr.type=fd,addr.str=3 -device virtio-net-device,netdev=net"), "{joined}");
         let mut none = config();
-        none.network = false;
+        none.network = None;
         let joined: Vec<String> = none.args().into_iter().map(|a| a.into_string().unwrap()).collect();
         assert!(!joined.iter().any(|a| a.contains("netdev")));
+    }
+
+    #[test]
+    fn a_zone_on_a_tap_has_its_own_mac() {
+        let mut tap = config();
+        tap.network = Some(VmNetwork { backend: NetBackend::Tap, mac: Some(Mac([0x02, 0x42, 10, 89, 1, 2])) });
+        let joined = tap.args().into_iter().map(|a| a.into_string().unwrap()).collect::<Vec<_>>().join(" ");
+        assert!(joined.contains("-netdev tap,id=net,fd=3 -device virtio-net-device,netdev=net,mac=02:42:0a:59:01:02"), "{joined}");
     }
 }

@@ -94,6 +94,9 @@ enum Command {
     /// Manage volumes: named host directories that containers mount.
     #[command(subcommand)]
     Volume(commands::volume::VolumeCommand),
+    /// Manage networks: zones on one reach each other by name, and nothing else.
+    #[command(subcommand)]
+    Network(commands::networks::NetworkCommand),
     /// Run the isolation checker on this host.
     Check(commands::check::CheckArgs),
     #[command(flatten)]
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
         Command::Zone(cmd) => commands::zone::run(&cli.root, cmd),
         Command::Image(cmd) => commands::image::run(&cli.root, cmd),
         Command::Volume(cmd) => commands::volume::run(&cli.root, cmd),
+        Command::Network(cmd) => commands::networks::run(&cli.root, cmd),
         Command::Check(args) => commands::check::run(args),
         Command::TopLevel(cmd) => commands::toplevel::run(&cli.root, cmd),
         Command::Supervise(args) => commands::zone::supervise(&cli.root, args),

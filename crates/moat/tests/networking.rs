@@ -13,7 +13,7 @@ use common::{stderr, stdout, Moat, BUSYBOX};
 
 /// A port the kernel says is free on 127.0.0.1 now.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port()
 }
 
 /// GET `path` from 127.0.0.1:`port`, retrying while the server in the zone starts.
@@ -37,8 +37,8 @@ fn http_get(port: u16, path: &str) -> String {
 
 /// An HTTP server on the host's 127.0.0.1 that answers every request with `body`.
 fn host_server(body: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a listener on 127.0.0.1");
+    let port = listener.local_addr().expect("its address").port();
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
             let mut request = [0u8; 1024];
@@ -111,7 +111,7 @@ fn published_ports_reach_the_zone_and_its_containers_get_dockers_name_files() {
     // Bad flags: one line each, nothing made.
     for (args, expected) in [
         (vec!["run", "--rm", "-p", "80:80:80:80", BUSYBOX, "true"], "expected [IP:][HOST_PORT:]CONTAINER_PORT"),
-        (vec!["run", "--rm", "--network", "nosuchnet", BUSYBOX, "true"], "network \"nosuchnet\" not found"),
+        (vec!["run", "--rm", "--network", "nosuchnet", BUSYBOX, "true"], "no such network: nosuchnet"),
         (vec!["run", "--rm", "--network", "none", "-p", "80", BUSYBOX, "true"], "--network none has no ports"),
         (vec!["run", "--rm", "--add-host", "bad name:1.2.3.4", BUSYBOX, "true"], "expected NAME:IP"),
         (vec!["run", "--rm", "--dns", "not-an-ip", BUSYBOX, "true"], "not an IP address"),

@@ -3,10 +3,11 @@
 //! the zone; [`zone`] runs it until QEMU exits and [`outcome`] says how it ended.
 
 mod guest_io;
+mod network;
 mod outcome;
 mod zone;
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -23,13 +24,13 @@ use crate::assets::{AssetError, Assets};
 use crate::console::{copy_console, ConsoleTail};
 use crate::guest_disks::{self, ToolFile};
 use crate::lifecycle::ZoneState;
-use crate::qemu::{Disk, Sockets, VmConfig, QEMU_BINARY};
+use crate::qemu::{Disk, Sockets, VmConfig, VmNetwork, QEMU_BINARY};
 use crate::qmp::{Qmp, QmpCommand};
 use crate::share::{self, Share, ShareError};
 use crate::staging::{self, StagingError};
 use crate::state::{ProcessId, StateError, ZoneDir, ZoneRecord};
 use crate::helper::{Helper, HelperError};
-use crate::network::ZoneNetwork;
+use self::network::ZoneNet;
 use crate::virtiofsd::{self, VirtiofsdError};
 
 /// How long QEMU may take to connect its sockets after starting.
@@ -70,6 +71,10 @@ pub enum SupervisorError {
     Virtiofsd(#[from] VirtiofsdError),
     #[error(transparent)]
     Helper(#[from] HelperError),
+    #[error("the zone's network device: {0}")]
+    Tap(#[from] crate::tap::TapError),
+    #[error("the zone's network: {0}")]
+    HostNet(#[from] crate::host_net::HostNetError),
     #[error("removing the copies an earlier run left: {0}")]
     Staging(#[from] StagingError),
 }
@@ -150,21 +155,15 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
     let mut virtiofsd = virtiofsd::start(&config, &dir.virtiofsd_log()).await?;
     let virtiofsd_id = virtiofsd.id().and_then(ProcessId::of);
     dir.update(|r| r.virtiofsd = virtiofsd_id)?;
-    let (mut passt, network) = match &dir.read()?.config.network {
-        ZoneNetwork::Nat(nat) => {
-            let (passt_end, qemu_end) = std::os::unix::net::UnixStream::pair().map(|(a, b)| (OwnedFd::from(a), OwnedFd::from(b))).map_err(io("making the zone's network socket pair"))?;
-            (Some(crate::passt::start(&crate::passt::Config { nat }, passt_end, &dir.passt_log()).await?), Some(qemu_end))
-        }
-        ZoneNetwork::None => (None, None),
-    };
-    let passt_id = passt.as_ref().and_then(Helper::id).and_then(ProcessId::of);
+    let mut network = ZoneNet::start(dir, &dir.read()?).await?;
+    let passt_id = network.passt.as_ref().and_then(Helper::id).and_then(ProcessId::of);
     dir.update(|r| r.passt = passt_id)?;
-    let vm = run_vm(dir, &share, assets_dir, network);
+    let vm = run_vm(dir, &share, assets_dir, network.qemu.take());
     tokio::pin!(vm);
     let died = tokio::select! {
         result = &mut vm => Err(result),
         died = virtiofsd.exited() => Ok(died),
-        died = exited(passt.as_mut()) => Ok(died),
+        died = network.exited() => Ok(died),
     };
     let result = match died {
         Err(result) => result,
@@ -175,22 +174,13 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
         },
     };
     virtiofsd.stop().await;
-    if let Some(passt) = passt {
-        passt.stop().await;
-    }
+    network.stop().await;
     result
 }
 
-/// How a helper the zone may lack ended; never, when it has none.
-async fn exited(helper: Option<&mut Helper>) -> HelperError {
-    match helper {
-        Some(helper) => helper.exited().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Run QEMU; `network` is its end of the zone's network socket pair, when the zone has one.
-async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option<OwnedFd>) -> Result<ZoneState, SupervisorError> {
+/// Run QEMU; `network` is its end of the zone's network (passt's socket or the tap), when the
+/// zone has one.
+async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option<(std::os::fd::OwnedFd, VmNetwork)>) -> Result<ZoneState, SupervisorError> {
     let record = dir.read()?;
 
     let assets = Assets::locate(assets_dir)?;
@@ -218,12 +208,12 @@ async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option
             share: dir.share_socket(),
         },
         disks: zone_disks(dir, &record.config, &assets, &tools)?,
-        network: network.is_some(),
+        network: network.as_ref().map(|(_, vm)| *vm),
     };
 
     let started = Instant::now();
-    let mut qemu = spawn_qemu(&vm, &dir.path.join("qemu.log"), network.as_ref().map(AsRawFd::as_raw_fd))?;
-    // QEMU has its copy; passt must see the connection close when QEMU ends.
+    let mut qemu = spawn_qemu(&vm, &dir.path.join("qemu.log"), network.as_ref().map(|(fd, _)| fd.as_raw_fd()))?;
+    // QEMU has its copy; passt must see the connection close when QEMU ends, and the tap go.
     drop(network);
     let qemu_id = qemu.id().and_then(ProcessId::of);
     dir.update(|r| r.qemu = qemu_id)?;

@@ -310,6 +310,7 @@ impl<'a> Zone<'a> {
             }
             ApiRequest::RemoveContainer { container, force } => self.remove_container(container, force, reply, client).await,
             ApiRequest::CopyIn(copy) => self.copy_in(*copy, reply, client).await,
+            ApiRequest::UpdateHosts { container, hosts } => self.send_request(Request::UpdateHosts { container, hosts }, reply, client).await,
             ApiRequest::CopyOut { container, from } => self.copy_out(container, from, reply, client).await,
             ApiRequest::Stop { timeout_secs } => {
                 self.stop(Duration::from_secs(timeout_secs));

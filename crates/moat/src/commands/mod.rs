@@ -9,12 +9,33 @@ pub mod image;
 pub mod images;
 pub mod inspect;
 pub mod network;
+pub mod networks;
 pub mod pod;
 pub mod run;
 pub mod system;
 pub mod toplevel;
 pub mod volume;
 pub mod zone;
+
+/// Do `action` to each of `names` as Docker's plural commands do: print what each gives, or one
+/// line for each that failed, and fail if any did.
+pub fn for_each_name<E: std::fmt::Display>(names: &[String], mut action: impl FnMut(&str) -> Result<String, E>) -> std::process::ExitCode {
+    let mut failed = false;
+    for name in names {
+        match action(name) {
+            Ok(shown) => println!("{shown}"),
+            Err(err) => {
+                eprintln!("moat: {err}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
 
 /// Turn an error chain into the single line a user sees: `outer: cause: root cause`.
 pub fn one_line(err: &anyhow::Error) -> String {

@@ -17,7 +17,9 @@ pub struct ZoneNetworkFlags {
     /// 127.0.0.1 unless IP is given; without HOST_PORT a free one is chosen.
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
-    /// `default` (NAT to the host's network; Docker's `bridge`) or `none` (loopback only).
+    /// `default` (NAT to the host's network; Docker's `bridge`), `none` (loopback only), a
+    /// network's name (`moat network create`), or `ns:PATH`: a network namespace a CNI plugin
+    /// set up, whose veth's address the zone takes over.
     #[arg(long)]
     pub network: Option<String>,
     /// Add NAME:IP to /etc/hosts; NAME:host-gateway leads to the host's loopback.

@@ -82,19 +82,7 @@ pub fn run(root: &Path, command: PodCommand) -> anyhow::Result<ExitCode> {
                 println!("{}", record.name);
             }
         }
-        PodCommand::Rm { force, pods: keys } => {
-            let mut failed = false;
-            for key in keys {
-                match pods.remove(&key, force) {
-                    Ok(record) => println!("{}", record.name),
-                    Err(err) => {
-                        eprintln!("moat: {err}");
-                        failed = true;
-                    }
-                }
-            }
-            return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
-        }
+        PodCommand::Rm { force, pods: keys } => return Ok(super::for_each_name(&keys, |key| pods.remove(key, force).map(|record| record.name))),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -195,6 +195,8 @@ fn create(root: &Path, store: &ZoneStore, args: CreateArgs) -> anyhow::Result<Ex
     // Fail on missing assets here, before a zone directory exists.
     Assets::locate(&Assets::default_dir())?;
     let network = moat_runtime::network::NetworkRequest { extra_hosts: args.network.extra_hosts()?, ..args.network.request(&[])? };
+    // The lock is held until the zone's record, with its address, is written.
+    let (zone_network, _lock) = network.resolve(store)?;
     let request = CreateRequest {
         id: None,
         name: args.name,
@@ -205,7 +207,7 @@ fn create(root: &Path, store: &ZoneStore, args: CreateArgs) -> anyhow::Result<Ex
         debug: args.debug_hooks,
         pod: true,
         extra_disks: args.attach_disks,
-        network: network.zone_network()?,
+        network: zone_network,
         extra_hosts: network.extra_hosts,
     };
     let supervisor = ops::default_supervisor(root).context("locating the moat binary")?;
