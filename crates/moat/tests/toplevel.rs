@@ -8,15 +8,6 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-fn one_error_line(moat: &Moat, args: &[&str]) -> String {
-    let out = moat.run(args);
-    assert!(!out.status.success(), "moat {args:?} succeeded");
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "moat {args:?} printed more than one line:\n{err}");
-    assert!(err.starts_with("moat: "), "{err}");
-    err
-}
-
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).expect("JSON output")
 }
@@ -74,8 +65,8 @@ fn short_forms_do_what_their_long_forms_do() {
 
     // A pull that fails says so in the same line either way.
     let unreachable = "127.0.0.1:9/nothing:1";
-    let short_err = one_error_line(&moat, &["pull", "--timeout", "5", unreachable]);
-    assert_eq!(short_err, one_error_line(&moat, &["image", "pull", "--timeout", "5", unreachable]));
+    let short_err = moat.one_error_line(&["pull", "--timeout", "5", unreachable]);
+    assert_eq!(short_err, moat.one_error_line(&["image", "pull", "--timeout", "5", unreachable]));
 
     // system prune -a removes every image no container uses, and the data under them.
     let pruned = moat.ok(&["system", "prune", "-a", "-f"]);
@@ -94,23 +85,23 @@ fn bad_input_is_one_line_and_changes_nothing() {
     let out = out_dir.join("x.tar");
     let out = out.to_string_lossy();
 
-    assert!(one_error_line(&moat, &["tag", "nothing:1", "x:1"]).contains("not in the store"));
-    assert!(one_error_line(&moat, &["push", "nothing:1"]).contains("not in the store"));
-    one_error_line(&moat, &["tag", BUSYBOX, "Bad/Name"]);
-    assert!(one_error_line(&moat, &["save", "-o", &out, BUSYBOX, "nothing:1"]).contains("nothing:1"));
-    one_error_line(&moat, &["save", "-o", "/nonexistent/dir/x.tar", BUSYBOX]);
+    assert!(moat.one_error_line(&["tag", "nothing:1", "x:1"]).contains("not in the store"));
+    assert!(moat.one_error_line(&["push", "nothing:1"]).contains("not in the store"));
+    moat.one_error_line(&["tag", BUSYBOX, "Bad/Name"]);
+    assert!(moat.one_error_line(&["save", "-o", &out, BUSYBOX, "nothing:1"]).contains("nothing:1"));
+    moat.one_error_line(&["save", "-o", "/nonexistent/dir/x.tar", BUSYBOX]);
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0, "a failed save left a file");
 
     // A file that is no tar at all: its bytes may end up in the message, on one line still.
     let junk = out_dir.join("junk");
     std::fs::write(&junk, "root:x:0:0:root:/root:/bin/sh\n\x1b[31mred\n".repeat(30)).unwrap();
-    let line = one_error_line(&moat, &["load", "-i", &junk.to_string_lossy()]);
+    let line = moat.one_error_line(&["load", "-i", &junk.to_string_lossy()]);
     assert!(!line.contains('\x1b'), "{line:?}");
-    one_error_line(&moat, &["load", "-i", "/nonexistent/x.tar"]);
+    moat.one_error_line(&["load", "-i", "/nonexistent/x.tar"]);
     std::fs::remove_file(&junk).unwrap();
 
-    assert!(one_error_line(&moat, &["inspect", "nothing"]).contains("no such container, pod, zone or image: nothing"));
-    assert!(one_error_line(&moat, &["inspect", "--type", "container", BUSYBOX]).contains("no such container"));
+    assert!(moat.one_error_line(&["inspect", "nothing"]).contains("no such container, pod, zone or image: nothing"));
+    assert!(moat.one_error_line(&["inspect", "--type", "container", BUSYBOX]).contains("no such container"));
     assert_eq!(moat.ok(&["images", "--format", "json"]), before);
 
     // Prune asks first; with nobody at the terminal it refuses, and nothing goes.

@@ -2,16 +2,7 @@
 
 mod common;
 
-use common::{stderr_raw, stdout, Moat};
-
-fn one_error_line(moat: &Moat, args: &[&str]) -> String {
-    let out = moat.run(args);
-    assert!(!out.status.success(), "moat {args:?} succeeded");
-    let err = stderr_raw(&out);
-    assert_eq!(err.lines().count(), 1, "moat {args:?} printed more than one line: {err}");
-    assert!(err.starts_with("moat: "), "{err}");
-    err
-}
+use common::{stdout, Moat};
 
 #[test]
 fn create_list_inspect_remove() {
@@ -51,7 +42,7 @@ fn create_list_inspect_remove() {
     assert_eq!(moat.ok(&["volume", "rm", "v1", generated]), format!("v1\n{generated}\n"));
     assert!(!mountpoint.exists());
     assert_eq!(moat.ok(&["volume", "ls", "-q"]), "");
-    let err = one_error_line(&moat, &["volume", "inspect", "v1"]);
+    let err = moat.one_error_line(&["volume", "inspect", "v1"]);
     assert!(err.contains("no such volume: v1"), "{err}");
 }
 
@@ -59,16 +50,16 @@ fn create_list_inspect_remove() {
 fn bad_input_is_one_line_and_changes_nothing() {
     let moat = Moat::new();
     for bad in ["../escape", ".hidden", "a/b", "x:y"] {
-        let err = one_error_line(&moat, &["volume", "create", bad]);
+        let err = moat.one_error_line(&["volume", "create", bad]);
         assert!(err.contains("is invalid"), "{err}");
     }
     assert_eq!(moat.ok(&["volume", "ls", "-q"]), "");
     assert!(!moat.root().join("escape").exists());
 
     moat.ok(&["volume", "create", "keep"]);
-    let err = one_error_line(&moat, &["volume", "rm", "keep", "missing"]);
+    let err = moat.one_error_line(&["volume", "rm", "keep", "missing"]);
     assert!(err.contains("no such volume: missing"), "{err}");
-    let err = one_error_line(&moat, &["volume", "inspect", "keep", "missing"]);
+    let err = moat.one_error_line(&["volume", "inspect", "keep", "missing"]);
     assert!(err.contains("no such volume: missing"), "{err}");
     assert_eq!(moat.ok(&["volume", "ls", "-q"]), "keep\n", "a failed rm removed nothing");
 
@@ -107,7 +98,7 @@ fn a_volume_in_use_is_not_removed() {
     let store = moat_zone::state::ZoneStore::open(moat.root()).unwrap();
     let dir = store.create(&zone).unwrap();
 
-    let err = one_error_line(&moat, &["volume", "rm", "-f", "data"]);
+    let err = moat.one_error_line(&["volume", "rm", "-f", "data"]);
     assert!(err.contains("in use by c1"), "{err}");
     assert_eq!(moat.ok(&["volume", "ls", "-q"]), "data\n");
 

@@ -69,6 +69,16 @@ impl Moat {
         }
     }
 
+    /// Run, insist on a failure reported in one line (warnings aside), and return that line.
+    pub fn one_error_line(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "moat {args:?} succeeded");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "moat {args:?} printed more than one line:\n{err}");
+        assert!(err.starts_with("moat: "), "{err}");
+        err
+    }
+
     /// Run, insist on success, and return stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
