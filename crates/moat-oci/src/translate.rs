@@ -235,7 +235,7 @@ fn zone_shm(mount: &Mount) -> Mount {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::runtime::{LinuxCapability, LinuxDeviceBuilder, LinuxNamespaceBuilder, MountBuilder};
+    use oci_spec::runtime::{Capability, LinuxDeviceBuilder, LinuxNamespaceBuilder, MountBuilder};
 
     fn bind(source: &str, target: &str, ro: bool) -> Mount {
         let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
@@ -253,7 +253,7 @@ mod tests {
     fn podman_like(all_caps: bool) -> Spec {
         let mut spec = Spec::default();
         if all_caps {
-            let all: std::collections::HashSet<LinuxCapability> = CapSet::all().to_oci();
+            let all: std::collections::HashSet<Capability> = CapSet::all().to_oci();
             let mut process = spec.process().clone().unwrap();
             let mut caps = process.capabilities().clone().unwrap();
             caps.set_bounding(Some(all.clone())).set_effective(Some(all));
@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn every_capability_of_the_host_is_enough() {
         let mut host = CapSet::all();
-        host.remove(oci_spec::runtime::Capability::SysResource);
+        host.remove(Capability::SysResource);
         let mut spec = podman_like(false);
         let mut process = spec.process().clone().unwrap();
         let mut caps = process.capabilities().clone().unwrap();
