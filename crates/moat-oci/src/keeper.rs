@@ -30,7 +30,7 @@ const READY_FD: RawFd = 3;
 /// What an exec keeper writes on the ready pipe once its process runs.
 pub const READY: &[u8] = b"ok";
 /// How often a keeper waiting for `start` looks at the fifo and the zone.
-const START_POLL: Duration = Duration::from_millis(25);
+const START_POLL: Duration = Duration::from_millis(50);
 
 #[derive(Args, Debug)]
 pub struct KeepArgs {

@@ -43,7 +43,7 @@ enum Command {
     /// Remove a container and its zone.
     Delete(liboci_cli::Delete),
     /// Run another process in a running container.
-    Exec(liboci_cli::Exec),
+    Exec(Box<liboci_cli::Exec>),
     /// List a container's processes (`--format json`: the host processes that stand for it).
     Ps(liboci_cli::Ps),
     /// Print what this runtime supports, as JSON.
