@@ -16,7 +16,7 @@ use moat_zone::state::{read_bounded, write_atomic, ProcessId};
 use nix::sys::signal::Signal;
 
 use crate::context::{this_process, Container, Context};
-use crate::keeper;
+use crate::{hooks, keeper};
 use crate::record::{OciState, Record, Status, OCI_VERSION};
 use crate::translate::{self, Translated};
 
@@ -61,6 +61,7 @@ pub fn create(ctx: &Context, args: &liboci_cli::Create) -> anyhow::Result<ExitCo
         created: chrono::Utc::now().to_rfc3339(),
         annotations,
         killed_before_start: None,
+        hooks: translated.hooks.clone(),
     };
     ctx.records.claim(&record)?;
     let made = make(ctx, id, translated, resources, args);
@@ -75,7 +76,7 @@ pub fn create(ctx: &Context, args: &liboci_cli::Create) -> anyhow::Result<ExitCo
 
 /// The zone and the container in it, then the keeper.
 fn make(ctx: &Context, id: &str, translated: Translated, resources: Resources, args: &liboci_cli::Create) -> anyhow::Result<ExitCode> {
-    let Translated { spec, rootfs, mounts, tty, mut notes, privileged } = translated;
+    let Translated { spec, rootfs, mounts, tty, mut notes, privileged, hooks } = translated;
     if privileged {
         notes.push("every capability and no user namespace: the privileged profile, inside the zone".into());
     }
@@ -107,6 +108,11 @@ fn make(ctx: &Context, id: &str, translated: Translated, resources: Resources, a
         r.keeper = ProcessId::of(keeper);
         r.creator = None;
     })?;
+    if let Some(hooks) = &hooks {
+        let state = state_json(&ctx.container(id)?)?;
+        hooks::run_all("prestart", hooks.prestart().as_deref().unwrap_or_default(), &state)?;
+        hooks::run_all("createRuntime", hooks.create_runtime().as_deref().unwrap_or_default(), &state)?;
+    }
     if let Some(pid_file) = &args.pid_file {
         write_pid_file(pid_file, keeper)?;
     }
@@ -132,7 +138,14 @@ pub fn start(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
         if let Ok(message) = std::fs::read_to_string(ctx.records.start_error(id)) {
             bail!("{}", message.trim_end());
         }
-        if matches!(ctx.container(id)?.status, Status::Running | Status::Stopped) {
+        let container = ctx.container(id)?;
+        if matches!(container.status, Status::Running | Status::Stopped) {
+            if let Some(hooks) = &container.record.hooks {
+                // A poststart hook that fails is a warning: the process runs already.
+                if let Err(err) = hooks::run_all("poststart", hooks.poststart().as_deref().unwrap_or_default(), &state_json(&container)?) {
+                    ctx.log.note(&err.to_string());
+                }
+            }
             return Ok(ExitCode::SUCCESS);
         }
         if Instant::now() > deadline {
@@ -148,6 +161,10 @@ pub fn state(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn state_json(container: &Container) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(&oci_state(container))?)
+}
+
 pub fn oci_state(container: &Container) -> OciState<'_> {
     OciState {
         oci_version: OCI_VERSION,
@@ -161,16 +178,13 @@ pub fn oci_state(container: &Container) -> OciState<'_> {
 }
 
 /// Signal the container's process. Before `start` there is only the zone: it stops, and the
-/// keeper ends as the signal would have ended the process. After the process ended there is
-/// nothing to signal, which is no error (conmon kills in any state).
+/// keeper ends as the signal would have ended the process. A stopped container has no process:
+/// that is an error, as the runtime spec asks (podman then finds the keeper gone and goes on).
 pub fn kill(ctx: &Context, id: &str, signal: &str) -> anyhow::Result<ExitCode> {
     let signal = parse_signal(signal)?;
     let container = ctx.container(id)?;
     if !container.status.can_kill() {
-        if container.status == Status::Creating {
-            bail!("container {id} is still being created");
-        }
-        return Ok(ExitCode::SUCCESS);
+        bail!("container {id} is {}: it has no process to signal", status_name(container.status));
     }
     match (container.status, &container.found) {
         (Status::Running, Some(found)) => ctx.runtime.containers().kill(found, signal as i32)?,
@@ -193,10 +207,10 @@ pub fn parse_signal(text: &str) -> anyhow::Result<Signal> {
     name.parse::<Signal>().map_err(|_| anyhow::anyhow!("unknown signal {text:?}"))
 }
 
-/// Remove the container, its zone and its record. A running container needs `force`.
+/// Remove the container, its zone and its record. One that is not stopped needs `force`.
 pub fn delete(ctx: &Context, id: &str, force: bool) -> anyhow::Result<ExitCode> {
     let container = ctx.container(id)?;
-    if !force && !container.status.can_delete() && container.status != Status::Created {
+    if !force && !container.status.can_delete() {
         bail!("container {id} is {}: stop it first, or use --force", status_name(container.status));
     }
     if let Some(found) = &container.found {
@@ -206,6 +220,14 @@ pub fn delete(ctx: &Context, id: &str, force: bool) -> anyhow::Result<ExitCode> 
         end_keeper(keeper);
     }
     ctx.records.remove(id)?;
+    if let Some(hooks) = &container.record.hooks {
+        let mut state = oci_state(&container);
+        state.status = Status::Stopped;
+        state.pid = 0;
+        if let Err(err) = hooks::run_all("poststop", hooks.poststop().as_deref().unwrap_or_default(), &serde_json::to_string(&state)?) {
+            ctx.log.note(&err.to_string());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,6 +6,7 @@
 mod console;
 mod context;
 mod exec;
+mod hooks;
 mod keeper;
 mod lifecycle;
 mod log;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use moat_zone::state::{read_bounded, validate_name, write_atomic, ProcessId, StateError};
+use oci_spec::runtime::Hooks;
 use serde::{Deserialize, Serialize};
 
 /// The OCI runtime spec version `state` reports.
@@ -69,6 +70,9 @@ pub struct Record {
     /// The signal that `kill` sent before `start`: the keeper ends with it.
     #[serde(default)]
     pub killed_before_start: Option<i32>,
+    /// The spec's hooks, run on the host (poststop still runs once the bundle is gone).
+    #[serde(default)]
+    pub hooks: Option<Hooks>,
 }
 
 /// The OCI state document (runtime-spec `state`).
@@ -171,7 +175,7 @@ mod tests {
     use super::*;
 
     fn record(id: &str) -> Record {
-        Record { id: id.into(), bundle: "/b".into(), creator: None, keeper: None, created: "2026-01-01T00:00:00Z".into(), annotations: HashMap::new(), killed_before_start: None }
+        Record { id: id.into(), bundle: "/b".into(), creator: None, keeper: None, created: "2026-01-01T00:00:00Z".into(), annotations: HashMap::new(), killed_before_start: None, hooks: None }
     }
 
     #[test]

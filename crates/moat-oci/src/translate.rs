@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use moat_runtime::volumes::{ContainerPath, MountSource, VolumeError, VolumeMount};
 use moat_spec::caps::CapSet;
 use moat_spec::profile::PRIVILEGED;
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxNamespaceType, Mount, Spec};
+use oci_spec::runtime::{Hooks, LinuxDevice, LinuxDeviceType, LinuxNamespaceType, Mount, Spec};
 
 /// Files the zone writes for every container from its own network (see moat-runtime's
 /// `network::name_files`); the host's copies would name the host's resolvers.
@@ -54,6 +54,8 @@ pub struct Translated {
     pub tty: bool,
     /// One line per change made to the spec.
     pub notes: Vec<String>,
+    /// The spec's hooks, which run on the host.
+    pub hooks: Option<Hooks>,
 }
 
 /// Translate the spec of the bundle at `bundle`; `host_caps` is the bounding set of this host
@@ -79,14 +81,16 @@ pub fn translate(mut spec: Spec, bundle: &Path, host_caps: CapSet) -> Result<Tra
         grant_every_capability(&mut spec);
     }
 
-    if spec.hooks().is_some() {
-        notes.push("hooks dropped: they name host programs, and the container runs in a zone".into());
+    // The runtime-namespace hooks run on the host (see `hooks`); the zone never sees any.
+    let hooks = spec.hooks().clone();
+    if hooks.as_ref().is_some_and(|h| h.create_container().is_some() || h.start_container().is_some()) {
+        notes.push("createContainer and startContainer hooks dropped: they would run in the zone, which has no host programs".into());
     }
     spec.set_hooks(None);
     translate_namespaces(&mut spec, &mut notes);
     translate_devices(&mut spec, privileged, &mut notes);
     let mounts = translate_mounts(&mut spec, privileged, &mut notes)?;
-    Ok(Translated { spec, rootfs, mounts, privileged, tty, notes })
+    Ok(Translated { spec, rootfs, mounts, privileged, tty, notes, hooks })
 }
 
 /// What `podman run --privileged` writes: every capability the host has (its bounding set,

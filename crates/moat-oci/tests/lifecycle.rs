@@ -67,7 +67,8 @@ fn create_start_exec_kill_delete_in_one_zone() {
     assert!(output.contains("hello from the zone"), "{output}");
     // umoci's spec: AUDIT_WRITE, KILL and NET_BIND_SERVICE, as given.
     assert!(output.contains("CapEff:\t0000000020000420"), "{output}");
-    oci.ok(&["kill", "c1", "TERM"]);
+    let no_process = oci.run(&["kill", "c1", "TERM"]);
+    assert!(!no_process.status.success() && stderr(&no_process).contains("stopped"), "{}", stderr(&no_process));
     oci.ok(&["delete", "c1"]);
     let gone = oci.run(&["state", "c1"]);
     assert!(!gone.status.success() && stderr(&gone).contains("does not exist"), "{}", stderr(&gone));
@@ -84,12 +85,14 @@ fn a_container_killed_before_start_stops_and_deletes() {
     let status = oci.cmd(&["create", "-b", bundle.to_str().unwrap(), "--pid-file", pid_path.to_str().unwrap(), "c2"]).stdout(std::process::Stdio::null()).status().unwrap();
     assert!(status.success());
     let keeper: i32 = std::fs::read_to_string(&pid_path).unwrap().parse().unwrap();
+    let refused = oci.run(&["delete", "c2"]);
+    assert!(!refused.status.success() && stderr(&refused).contains("created"), "only a stopped container is deleted without --force: {}", stderr(&refused));
     oci.ok(&["kill", "c2", "TERM"]);
     assert_eq!(wait_exit_code(keeper), 128 + libc::SIGTERM);
     assert_eq!(oci.status("c2"), "stopped");
     let start = oci.run(&["start", "c2"]);
     assert!(!start.status.success() && stderr(&start).contains("stopped"), "{}", stderr(&start));
-    oci.ok(&["delete", "--force", "c2"]);
+    oci.ok(&["delete", "c2"]);
     oci.assert_no_zone_left();
 }
 
