@@ -128,11 +128,7 @@ pub fn start(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
     if !container.status.can_start() {
         bail!("container {id} is {}: only a created container can be started", status_name(container.status));
     }
-    let fifo = ctx.records.start_fifo(id);
-    // Non-blocking: with no keeper reading, the open fails at once instead of hanging.
-    let mut writer = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&fifo).with_context(|| format!("container {id} has lost its keeper process"))?;
-    writer.write_all(b"s").context("signalling the container's keeper")?;
-    drop(writer);
+    signal_keeper(ctx, &container)?;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(message) = std::fs::read_to_string(ctx.records.start_error(id)) {
@@ -153,6 +149,24 @@ pub fn start(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// Write to the start fifo the keeper reads. The open is non-blocking, so it fails at once
+/// (ENXIO) while no keeper reads: one that was just spawned gets a moment to open it.
+fn signal_keeper(ctx: &Context, container: &Container) -> anyhow::Result<()> {
+    let id = &container.record.id;
+    let fifo = ctx.records.start_fifo(id);
+    let deadline = Instant::now() + KEEPER_GRACE;
+    let mut writer = loop {
+        match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&fifo) {
+            Ok(writer) => break writer,
+            Err(err) if err.raw_os_error() == Some(libc::ENXIO) && container.record.keeper.is_some_and(|k| k.is_alive()) && Instant::now() < deadline => {
+                std::thread::sleep(POLL);
+            }
+            Err(err) => return Err(err).with_context(|| format!("container {id} has lost its keeper process")),
+        }
+    };
+    writer.write_all(b"s").context("signalling the container's keeper")
 }
 
 pub fn state(ctx: &Context, id: &str) -> anyhow::Result<ExitCode> {
