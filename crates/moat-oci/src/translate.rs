@@ -166,6 +166,11 @@ fn translate_devices(spec: &mut Spec, privileged: bool, notes: &mut Vec<String>)
     }
     let mut kept = Vec::new();
     for device in listed {
+        // A fifo names no device of the host: the zone makes it as it is.
+        if device.typ() == LinuxDeviceType::P {
+            kept.push(device);
+            continue;
+        }
         match zone_device(&device) {
             Some(zone) => {
                 if (zone.major(), zone.minor()) != (device.major(), device.minor()) {
@@ -274,7 +279,8 @@ mod tests {
         namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Network).path("/run/netns/netns-1").build().unwrap());
         linux.set_namespaces(Some(namespaces));
         linux.set_cgroups_path(Some("/libpod_parent/libpod-x".into()));
-        linux.set_devices(Some(vec![device("/dev/sda", 8, 0), device("/dev/fuse", 10, 229)]));
+        let fifo = LinuxDeviceBuilder::default().path("/dev/pipe").typ(LinuxDeviceType::P).build().unwrap();
+        linux.set_devices(Some(vec![device("/dev/sda", 8, 0), device("/dev/fuse", 10, 229), fifo]));
         spec
     }
 
@@ -286,7 +292,7 @@ mod tests {
         assert_eq!(t.spec.process(), podman_like(false).process(), "the process is untouched");
         let linux = t.spec.linux().as_ref().unwrap();
         let devices: Vec<_> = linux.devices().as_ref().unwrap().iter().map(|d| d.path().clone()).collect();
-        assert_eq!(devices, [PathBuf::from("/dev/fuse")]);
+        assert_eq!(devices, [PathBuf::from("/dev/fuse"), PathBuf::from("/dev/pipe")], "a fifo is no host device");
         assert!(t.notes.iter().any(|n| n.contains("/dev/sda") && n.contains("dropped")), "{:?}", t.notes);
         assert!(linux.namespaces().as_ref().unwrap().iter().all(|ns| ns.path().is_none()));
         assert!(t.notes.iter().any(|n| n.contains("/run/netns/netns-1")));
@@ -308,7 +314,7 @@ mod tests {
         assert!(moat_spec::is_privileged(&t.spec), "the zone applies its privileged profile");
         let linux = t.spec.linux().as_ref().unwrap();
         assert!(linux.devices().as_ref().unwrap().is_empty(), "never the host's devices");
-        assert!(t.notes.iter().any(|n| n.contains("2 host devices dropped")));
+        assert!(t.notes.iter().any(|n| n.contains("3 host devices dropped")));
         let dev = t.spec.mounts().as_ref().unwrap().iter().find(|m| m.destination() == Path::new("/dev")).unwrap();
         assert_eq!(dev.typ().as_deref(), Some("bind"), "the zone's /dev");
         let rules = linux.resources().as_ref().and_then(|r| r.devices().clone()).unwrap();
