@@ -40,6 +40,8 @@ pub enum TranslateError {
     NoRoot,
     #[error("mount at {target}: {err}")]
     Mount { target: String, err: VolumeError },
+    #[error("the spec asks for a user namespace: moat-oci cannot map the bundle's root directory into one (it reaches the zone through virtio-fs, which the zone's kernel cannot idmap); run without a user namespace")]
+    UserNamespace,
 }
 
 /// What the runtime gets from a bundle.
@@ -67,6 +69,9 @@ pub fn translate(mut spec: Spec, bundle: &Path, host_caps: CapSet) -> Result<Tra
     let user = format!("{}:{}", user.uid(), user.gid());
     let root = spec.root().as_ref().ok_or(TranslateError::NoRoot)?;
     let rootfs = bundle.join(root.path());
+    if moat_spec::user::has_user_namespace(&spec) {
+        return Err(TranslateError::UserNamespace);
+    }
     let privileged = is_privileged(&spec, host_caps);
     let mut notes = Vec::new();
 
@@ -346,5 +351,6 @@ mod tests {
         namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::User).build().unwrap());
         linux.set_namespaces(Some(namespaces));
         assert!(!is_privileged(&spec, CapSet::all()));
+        assert!(matches!(translate(spec, Path::new("/b"), CapSet::all()), Err(TranslateError::UserNamespace)), "refused before any zone boots");
     }
 }
