@@ -124,6 +124,14 @@ fn bad_input_gets_one_line_and_changes_nothing() {
     let bad_signal = oci.run(&["kill", "nope", "SIGNOPE"]);
     assert!(!bad_signal.status.success() && stderr(&bad_signal).contains("unknown signal"), "{}", stderr(&bad_signal));
 
+    // conmon's --log and --log-format json: the error is a JSON line there too.
+    let log = oci.root().join("log.json");
+    let logged = oci.run(&["--log", log.to_str().unwrap(), "--log-format", "json", "--systemd-cgroup", "state", "nope"]);
+    assert!(!logged.status.success());
+    let line: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert!(line["msg"].as_str().unwrap().contains("nope does not exist"), "{line}");
+
     let records: Vec<_> = std::fs::read_dir(oci.root().join("oci")).unwrap().flatten().collect();
     assert!(records.is_empty(), "nothing was created: {records:?}");
     oci.assert_no_zone_left();
