@@ -1,6 +1,7 @@
 //! The zone's disks, found by virtio serial (never by order), and each container's root
 //! filesystem: its image, an EROFS file on the zone's share mounted read-only through a loop
-//! device, under an overlay whose writable layer lives on the scratch disk.
+//! device (or a directory on the share, bound read-only), under an overlay whose writable layer
+//! lives on the scratch disk.
 
 use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
@@ -95,8 +96,7 @@ pub fn mount_container_rootfs(container: &str, image: &str, ids: Option<&Contain
     for dir in [&dirs.image, &upper, &work, &dirs.layer, &dirs.rootfs] {
         std::fs::create_dir_all(dir).map_err(|err| DiskError::Io { what: "creating", path: dir.clone(), err })?;
     }
-    let (device, _held) = loopdev::attach_read_only(&file)?;
-    mount_disk(&device, &dirs.image, "erofs", MsFlags::MS_RDONLY)?;
+    mount_image(&file, &dirs.image)?;
     bind(&dirs.scratch, &dirs.layer)?;
     let options = format!("lowerdir={},upperdir={},workdir={}", dirs.image.display(), dirs.layer.join("upper").display(), dirs.layer.join("work").display());
     match ids {
@@ -114,6 +114,19 @@ pub fn mount_container_rootfs(container: &str, image: &str, ids: Option<&Contain
         return Err(DiskError::ReadOnlyOverlay);
     }
     Ok(dirs.rootfs)
+}
+
+/// Mount the image at `target`, read-only: an EROFS file through a loop device, or a directory
+/// (a runtime bundle's root filesystem, which `moat-oci` exposes on the share) as a bind.
+fn mount_image(image: &Path, target: &Path) -> Result<(), DiskError> {
+    let is_dir = std::fs::metadata(image).map_err(|err| DiskError::Io { what: "inspecting", path: image.into(), err })?.is_dir();
+    if !is_dir {
+        let (device, _held) = loopdev::attach_read_only(image)?;
+        return mount_disk(&device, target, "erofs", MsFlags::MS_RDONLY);
+    }
+    bind(image, target)?;
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>).map_err(|err| DiskError::Mount { fstype: "bind", target: target.into(), err })
 }
 
 /// Undo [`mount_container_rootfs`] as far as it got, and delete the container's writable layer.

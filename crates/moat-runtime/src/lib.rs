@@ -2,6 +2,7 @@
 //! front-ends (the `moat` CLI, the containerd shim, `moat-oci`) translate their own inputs
 //! into the typed requests here and act on the typed results.
 
+pub mod attach;
 pub mod containers;
 pub mod copy;
 pub mod error;

@@ -1,14 +1,12 @@
 //! `moat run`: one container in its own zone, with Docker's flags and exit-code conventions.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use moat_proto::Stream;
 use moat_runtime::{exit_report, start_failure_code, ContainerConfig, Found, Placement, Resources, Runtime, RuntimeError, SandboxConfig};
 use moat_zone::accel::{self, AccelChoice, HostFacts};
 use moat_zone::assets::Assets;
@@ -285,10 +283,4 @@ fn add_checker(spec: &mut oci_spec::runtime::Spec, checker_args: &[String]) -> a
     Ok(())
 }
 
-/// Print one workload output chunk to the matching local stream.
-pub fn write_output(stream: Stream, data: &[u8]) {
-    let _ = match stream {
-        Stream::Stdout => std::io::stdout().lock().write_all(data).and_then(|()| std::io::stdout().flush()),
-        Stream::Stderr => std::io::stderr().lock().write_all(data),
-    };
-}
+pub use moat_runtime::attach::write_output;
