@@ -153,7 +153,7 @@ unshare -U -r -m -u -i -n -p -f --mount-proc sh -c 'hostname nested; echo \"nest
         lines,
         [
             "modules: dummy veth ".to_string(),
-            "links: lo mprobe0 veth0@mprobe1 mprobe1@veth0 ".to_string(),
+            "links: lo eth0 mprobe0 veth0@mprobe1 mprobe1@veth0 ".to_string(),
             "address: 10.213.0.1/24".to_string(),
             format!("dmesg: Linux version {zone_kernel}"),
             "nested: nested pid=1 uid=0 links=1".to_string(),
@@ -208,7 +208,7 @@ echo \"masked: $(stat -c %t:%T /dev/ttyS0) $(stat -c %t:%T /dev/console)\"";
         [
             "autoload: /usr/lib/moat/modprobe",
             "before: 0 ",
-            "links: lo br0 veth0@v0 v0@veth0 ",
+            "links: lo eth0 br0 veth0@v0 v0@veth0 ",
             "loaded: bridge veth ",
             "fuse: opens",
             "tun: appeared",
