@@ -205,6 +205,16 @@ pub fn volume_image_layout() -> &'static Path {
     fixture_layout(&LAYOUT, "volume")
 }
 
+/// The Debian 12 image with podman, buildah, crun and runc (tests/fixtures/debian-image.sh),
+/// built once per test binary from the fixture's cache.
+pub fn debian_layout() -> &'static Path {
+    static LAYOUT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    fixture_layout(&LAYOUT, "debian")
+}
+
+/// The reference the Debian image is imported under.
+pub const DEBIAN: &str = "debian-ci:test";
+
 impl Moat {
     /// A state root with the busybox image imported.
     pub fn with_busybox() -> Self {
