@@ -7,7 +7,7 @@ mod support;
 use std::process::Command;
 
 use moat_check::Status;
-use support::{assert_exit_matches, assert_reason_contains, assert_verdicts, run_json, running_release, Outcome, ROOT_ON_THE_HOST_KERNEL};
+use support::{assert_exit_matches, assert_kernel_log_names_the_running_kernel, assert_reason_contains, assert_verdicts, run_json, running_release, Outcome, ROOT_ON_THE_HOST_KERNEL};
 
 fn host_checker(args: &[&str]) -> Outcome {
     run_json(Command::new(env!("CARGO_BIN_EXE_moat-check")).arg("--json").args(args))
@@ -25,7 +25,7 @@ fn workload_mode_on_the_bare_host_flags_the_host() {
     let outcome = host_checker(&[]);
     assert_verdicts(&outcome, ROOT_ON_THE_HOST_KERNEL);
     assert_reason_contains(&outcome, "host-namespaces", "found host namespaces: pid, net, ipc, uts, mnt, cgroup, user");
-    assert_reason_contains(&outcome, "kernel-log", &format!("Linux version {}", running_release()));
+    assert_kernel_log_names_the_running_kernel(&outcome);
     assert_eq!(outcome.report.kernel.release, running_release());
     assert_eq!(outcome.report.kernel.zone, None);
     assert_eq!(outcome.exit, 1);

@@ -140,6 +140,17 @@ pub fn assert_reason_contains(outcome: &Outcome, id: &str, needle: &str) {
     assert!(check.reason.contains(needle), "{id} reason lacks {needle:?}: {}", check.reason);
 }
 
+/// The kernel-log check names the running kernel's banner, or, when the host's ring buffer no
+/// longer holds one (a long-running CI host), says that it rotated out.
+pub fn assert_kernel_log_names_the_running_kernel(outcome: &Outcome) {
+    let dmesg = Command::new("dmesg").output().expect("running dmesg");
+    if String::from_utf8_lossy(&dmesg.stdout).contains("Linux version") {
+        assert_reason_contains(outcome, "kernel-log", &format!("Linux version {}", running_release()));
+    } else {
+        assert_reason_contains(outcome, "kernel-log", "its Linux version banner has rotated out");
+    }
+}
+
 /// The exit status agrees with the report: 1 exactly when a high-priority check failed.
 pub fn assert_exit_matches(outcome: &Outcome) {
     let want = if outcome.report.high_failed() { 1 } else { 0 };
