@@ -27,9 +27,7 @@ pub fn image(bundle: &Path, container_id: &str, mounts: &[Mount]) -> Result<Path
     let rootfs = bundle.join("rootfs");
     std::fs::create_dir_all(&rootfs).map_err(|err| RootfsError::Io { what: "creating the bundle's rootfs", err })?;
     for mount in mounts {
-        let fs_type = (!mount.type_.is_empty()).then_some(mount.type_.as_str());
-        containerd_shim::mount::mount_rootfs(fs_type, Some(&mount.source), &mount.options, &rootfs)
-            .map_err(|err| RootfsError::Mount { kind: mount.type_.clone(), source_path: mount.source.clone(), message: err.to_string() })?;
+        mount_one(mount, &rootfs).map_err(|err| RootfsError::Mount { kind: mount.type_.clone(), source_path: mount.source.clone(), message: err.to_string() })?;
     }
     let out = bundle.join(IMAGE_FILE);
     let built = moat_image::erofs::build(&rootfs, &out, &Digest::of(container_id.as_bytes()));
@@ -39,6 +37,29 @@ pub fn image(bundle: &Path, container_id: &str, mounts: &[Mount]) -> Result<Path
     }
     built?;
     Ok(out)
+}
+
+/// One of containerd's mounts (an overlay of the snapshot's layers, or a bind), done here:
+/// the shim crate's own helper forks and waits through a reaper this shim runs without.
+fn mount_one(mount: &Mount, target: &Path) -> nix::Result<()> {
+    use nix::mount::MsFlags;
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for option in &mount.options {
+        match option.as_str() {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => {}
+            "bind" => flags |= MsFlags::MS_BIND,
+            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            other => data.push(other),
+        }
+    }
+    let fs_type = (!mount.type_.is_empty() && mount.type_ != "bind").then_some(mount.type_.as_str());
+    let data = data.join(",");
+    nix::mount::mount(Some(mount.source.as_str()), target, fs_type, flags, (!data.is_empty()).then_some(data.as_str()))
 }
 
 #[cfg(test)]
