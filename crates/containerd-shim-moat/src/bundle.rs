@@ -136,7 +136,7 @@ mod tests {
         Bundle::read(dir.path()).unwrap()
     }
 
-    const PLAIN: &str = r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"},
+    const PLAIN: &str = r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},"root":{"path":"rootfs"},
         "linux":{"namespaces":[{"type":"pid"},{"type":"network"},{"type":"ipc","path":"/proc/42/ns/ipc"}]},
         "mounts":[{"destination":"/proc","type":"proc","source":"proc"},
                   {"destination":"/etc/hosts","type":"bind","source":"/var/lib/x/hosts","options":["rbind","ro"]}]}"#;
