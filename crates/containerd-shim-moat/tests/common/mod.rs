@@ -1,5 +1,6 @@
-//! A private containerd for the shim's tests: its root, state and socket in a temp dir, the
-//! CRI plugin off, moat's zones under the same dir, and the busybox test image imported.
+//! A private containerd for the shim's tests: its root, state and socket in a temp dir, moat's
+//! zones under the same dir, and the busybox test image imported. With CRI, it runs in a network
+//! namespace of its own, so the CNI bridge and the pods' addresses never touch the host's.
 
 #![allow(dead_code)]
 
@@ -7,9 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The containerd namespace the tests use.
+/// The containerd namespace `ctr` tests use; CRI uses its own.
 pub const NAMESPACE: &str = "moat-test";
+const CRI_NAMESPACE: &str = "k8s.io";
 pub const BUSYBOX: &str = "busybox:test";
+/// The busybox image, and the same image sleeping, as the pods' sandbox (pause) image.
+pub const CRI_BUSYBOX: &str = "docker.io/moat-test/busybox:latest";
+const CRI_PAUSE: &str = "docker.io/moat-test/busybox:pause";
+/// The pods' CNI network (inside containerd's own network namespace).
+pub const POD_SUBNET: &str = "10.88.77.0/24";
 /// Longest one `ctr` command may take (a zone boots in about 3 s under TCG).
 const CTR_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -20,32 +27,62 @@ pub fn shim() -> &'static str {
 pub struct Containerd {
     dir: tempfile::TempDir,
     daemon: Child,
+    namespace: &'static str,
 }
 
 impl Containerd {
-    /// A running containerd with the busybox image imported.
+    /// A running containerd, CRI off, with the busybox image imported.
     pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// A running containerd with CRI, the runtime handler `moat`, a CNI bridge network, and the
+    /// busybox and pause images imported.
+    pub fn start_with_cri() -> Self {
+        Self::launch(true)
+    }
+
+    fn launch(cri: bool) -> Self {
         // Short paths: zone sockets must fit in a unix socket address.
         let dir = tempfile::Builder::new().prefix("moat-ctd-").tempdir_in("/tmp").expect("temp dir");
-        let config = private_config(dir.path());
+        let config = private_config(dir.path(), cri);
         std::fs::write(dir.path().join("config.toml"), config).expect("writing containerd's config");
         let log = std::fs::File::create(dir.path().join("containerd.log")).expect("containerd's log");
-        let daemon = Command::new("containerd")
-            .arg("--config")
+        let mut command = if cri {
+            std::fs::create_dir_all(dir.path().join("cni")).expect("the CNI config dir");
+            std::fs::write(dir.path().join("cni/10-moat-test.conflist"), cni_config()).expect("the CNI config");
+            let mut command = Command::new("unshare");
+            command.args(["--net", "sh", "-c", "ip link set lo up && exec containerd --config \"$0\""]);
+            command
+        } else {
+            let mut command = Command::new("containerd");
+            command.arg("--config");
+            command
+        };
+        // containerd 1.6 finds a CRI runtime's shim on its PATH only.
+        let shim_dir = Path::new(shim()).parent().expect("the shim's directory");
+        let path = format!("{}:{}", shim_dir.display(), std::env::var("PATH").unwrap_or_default());
+        let daemon = command
             .arg(dir.path().join("config.toml"))
             .env("MOAT_ROOT", dir.path().join("moat"))
+            .env("PATH", path)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("starting containerd (install the containerd package)");
-        let containerd = Containerd { dir, daemon };
+        let namespace = if cri { CRI_NAMESPACE } else { NAMESPACE };
+        let containerd = Containerd { dir, daemon, namespace };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !containerd.socket().exists() {
             assert!(Instant::now() < deadline, "containerd did not start: {}", containerd.log());
             std::thread::sleep(Duration::from_millis(50));
         }
-        containerd.import_busybox();
+        containerd.import_busybox(cri);
         containerd
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket()
     }
 
     pub fn dir(&self) -> &Path {
@@ -65,7 +102,7 @@ impl Containerd {
         let mut child = Command::new("ctr")
             .arg("--address")
             .arg(self.socket())
-            .args(["-n", NAMESPACE])
+            .args(["-n", self.namespace])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -98,13 +135,23 @@ impl Containerd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn import_busybox(&self) {
+    fn import_busybox(&self, cri: bool) {
         let layout = self.dir().join("layout");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/busybox-image.sh");
         assert!(Command::new(script).arg(&layout).status().expect("the busybox fixture").success(), "building the busybox image");
+        if cri {
+            let image = format!("{}:latest", layout.display());
+            let pause = ["config", "--image", &image, "--tag", "pause", "--config.cmd", "sleep", "--config.cmd", "1000000"];
+            assert!(Command::new("umoci").args(pause).stdout(Stdio::null()).status().expect("umoci").success(), "tagging the pause image");
+        }
         let archive = self.dir().join("busybox.tar");
         assert!(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).arg(".").status().expect("tar").success());
-        self.ok(&["images", "import", "--index-name", BUSYBOX, &archive.to_string_lossy()]);
+        let archive = archive.to_string_lossy();
+        if cri {
+            self.ok(&["images", "import", "--base-name", CRI_BUSYBOX.trim_end_matches(":latest"), &archive]);
+        } else {
+            self.ok(&["images", "import", "--index-name", BUSYBOX, &archive]);
+        }
     }
 
     /// Processes that name this containerd's dir, other than containerd itself: shims,
@@ -152,8 +199,9 @@ impl Drop for Containerd {
     }
 }
 
-/// containerd's defaults, made private to `dir`.
-fn private_config(dir: &Path) -> String {
+/// containerd's defaults, made private to `dir`; CRI off unless `cri`, and then the runtime
+/// handler `moat`, the busybox pause image and the CNI config in `dir/cni`.
+fn private_config(dir: &Path, cri: bool) -> String {
     let defaults = Command::new("containerd").args(["config", "default"]).output().expect("containerd config default");
     assert!(defaults.status.success(), "containerd config default failed");
     let d = dir.display();
@@ -162,7 +210,13 @@ fn private_config(dir: &Path) -> String {
         .map(|line| match line.trim_start() {
             l if l.starts_with("root = ") => format!("root = \"{d}/root\""),
             l if l.starts_with("state = ") => format!("state = \"{d}/state\""),
-            l if l.starts_with("disabled_plugins = ") => "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]".to_string(),
+            l if l.starts_with("disabled_plugins = ") && !cri => "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]".to_string(),
+            l if l.starts_with("sandbox_image = ") => format!("    sandbox_image = \"{CRI_PAUSE}\""),
+            "bin_dir = \"/opt/cni/bin\"" => "      bin_dir = \"/usr/lib/cni\"".to_string(),
+            "conf_dir = \"/etc/cni/net.d\"" => format!("      conf_dir = \"{d}/cni\""),
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]" => format!(
+                "        [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.moat]\n          runtime_type = \"io.containerd.moat.v2\"\n          pod_annotations = [\"moat.*\"]\n{line}"
+            ),
             "address = \"/run/containerd/containerd.sock\"" => format!("  address = \"{d}/containerd.sock\""),
             // The host lacks CAP_SYS_RESOURCE: runc may not raise a score (MACHINE.md).
             "restrict_oom_score_adj = false" => "    restrict_oom_score_adj = true".to_string(),
@@ -170,6 +224,14 @@ fn private_config(dir: &Path) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A bridge with a gateway and a default route: the veth's address, which the zone takes over.
+fn cni_config() -> String {
+    format!(
+        r#"{{"cniVersion":"0.4.0","name":"moat-test","plugins":[{{"type":"bridge","bridge":"moatcri0","isGateway":true,"ipMasq":false,
+            "ipam":{{"type":"host-local","ranges":[[{{"subnet":"{POD_SUBNET}"}}]],"routes":[{{"dst":"0.0.0.0/0"}}]}}}}]}}"#
+    )
 }
 
 pub fn host_kernel() -> String {
