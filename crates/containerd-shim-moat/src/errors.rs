@@ -16,6 +16,8 @@ pub enum ShimError {
     TaskExists(String),
     #[error("task {id} is {state}")]
     WrongState { id: String, state: &'static str },
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
     #[error("{0} is not supported by moat's shim yet")]
     Unsupported(&'static str),
     #[error(transparent)]
@@ -37,6 +39,7 @@ impl ShimError {
             ShimError::TaskExists(_) => Code::ALREADY_EXISTS,
             ShimError::WrongState { .. } => Code::FAILED_PRECONDITION,
             ShimError::Unsupported(_) => Code::UNIMPLEMENTED,
+            ShimError::BadRequest(_) => Code::INVALID_ARGUMENT,
             ShimError::Runtime(err) => code_of(err.kind()),
             ShimError::Bundle(_) => Code::INVALID_ARGUMENT,
             ShimError::Rootfs(_) | ShimError::Accel(_) | ShimError::Io { .. } => Code::INTERNAL,
@@ -77,7 +80,7 @@ mod tests {
         assert_eq!(busy.code(), Code::FAILED_PRECONDITION);
         let zone = ShimError::Runtime(RuntimeError::Zone { kind: FailureKind::ZoneGone, message: "x".into() });
         assert_eq!(zone.code(), Code::UNAVAILABLE);
-        match ttrpc::Error::from(ShimError::Unsupported("exec")) {
+        match ttrpc::Error::from(ShimError::Unsupported("checkpoints")) {
             ttrpc::Error::RpcStatus(status) => assert_eq!(status.code(), Code::UNIMPLEMENTED),
             other => panic!("{other:?}"),
         }

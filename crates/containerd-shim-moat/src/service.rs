@@ -16,14 +16,16 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{api, Config, Context, DeleteResponse, ExitSignal, Flags, StartOpts, TtrpcContext, TtrpcResult};
 use moat_runtime::network::NetworkRequest;
 use moat_runtime::{exit_report, ContainerConfig, Found, Placement, Resources, Runtime, SandboxConfig};
+use moat_proto::ExecRequest;
 use moat_zone::accel::{self, AccelChoice, HostFacts};
+use moat_zone::api::ApiRequest;
 
 use crate::bundle::{Bundle, Role};
 use crate::errors::ShimError;
 use crate::rootfs;
 use crate::stdio::{self, StdioPaths};
 use crate::supervise;
-use crate::tasks::{Task, TaskStatus};
+use crate::tasks::{Process, Task, TaskStatus};
 
 /// Where zones live unless `MOAT_ROOT` (in containerd's environment) says otherwise: the CLI's
 /// root, so `moat ps` shows the shim's zones.
@@ -125,6 +127,12 @@ impl Inner {
         self.tasks().get_mut(id).map(f).ok_or_else(|| ShimError::NoSuchTask(id.to_string()))
     }
 
+    fn with_process<T>(&self, id: &str, exec_id: &str, f: impl FnOnce(&mut Process) -> T) -> Result<T, ShimError> {
+        let mut tasks = self.tasks();
+        let task = tasks.get_mut(id).ok_or_else(|| ShimError::NoSuchTask(id.to_string()))?;
+        task.process(exec_id).map(f).ok_or_else(|| ShimError::NoSuchTask(format!("{id} exec {exec_id}")))
+    }
+
     fn found(&self, id: &str) -> Result<Found, ShimError> {
         let container = self.with_task(id, |t| t.container.clone())?;
         Ok(self.runtime.containers().find(&container)?)
@@ -177,54 +185,79 @@ impl Inner {
         };
         warnings.iter().for_each(|w| log::warn!("{w}"));
         let pid = found.zone.qemu.as_ref().or(found.zone.supervisor.as_ref()).map_or(0, |p| p.pid);
-        let stdio = StdioPaths { stdin: req.stdin.clone(), stdout: req.stdout.clone(), stderr: req.stderr.clone() };
-        let task = Task { bundle: bundle.dir, role: bundle.role, stdio, terminal: req.terminal, container: found.container.id, pid, status: TaskStatus::Created };
+        let init = Process::new(stdio_paths(&req.stdin, &req.stdout, &req.stderr), req.terminal, None);
+        let task = Task { bundle: bundle.dir, role: bundle.role, container: found.container.id, pid, init, execs: HashMap::new() };
         self.tasks().insert(req.id.clone(), task);
         Ok(pid)
     }
 
-    fn start(self: &Arc<Self>, id: &str) -> Result<u32, ShimError> {
-        let (status, stdio, pid) = self.with_task(id, |t| (t.status, t.stdio.clone(), t.pid))?;
+    /// Register an exec'd process; it runs on `start`.
+    fn exec(&self, req: &api::ExecProcessRequest) -> Result<(), ShimError> {
+        let process_json = String::from_utf8(req.spec.value.clone()).map_err(|_| ShimError::BadRequest("its process is not UTF-8 JSON"))?;
+        let exec = ExecRequest { process_json, user: None, tty: req.terminal, stdin: !req.stdin.is_empty() };
+        let process = Process::new(stdio_paths(&req.stdin, &req.stdout, &req.stderr), req.terminal, Some(exec));
+        let mut tasks = self.tasks();
+        let task = tasks.get_mut(&req.id).ok_or_else(|| ShimError::NoSuchTask(req.id.clone()))?;
+        if task.execs.contains_key(&req.exec_id) || req.exec_id.is_empty() {
+            return Err(ShimError::TaskExists(format!("{} exec {}", req.id, req.exec_id)));
+        }
+        task.execs.insert(req.exec_id.clone(), process);
+        Ok(())
+    }
+
+    fn start(self: &Arc<Self>, id: &str, exec_id: &str) -> Result<u32, ShimError> {
+        let (status, stdio, exec) = self.with_process(id, exec_id, |p| (p.status, p.stdio.clone(), p.exec.take()))?;
+        let pid = self.with_task(id, |t| t.pid)?;
         if status != TaskStatus::Created {
             return Err(ShimError::WrongState { id: id.to_string(), state: status.name() });
         }
         let found = self.found(id)?;
-        let conn = self.runtime.containers().start(&found)?;
+        let conn = match exec {
+            Some(exec) => self.runtime.containers().exec(&found, exec)?,
+            None => self.runtime.containers().start(&found)?,
+        };
+        let control = conn.sender().map_err(moat_runtime::RuntimeError::from)?;
         let relay = stdio::relay(conn, stdio).map_err(moat_runtime::RuntimeError::from)?;
-        self.set_status(id, TaskStatus::Running);
+        self.with_process(id, exec_id, |p| p.control = Some(control))?;
+        self.set_status(id, exec_id, TaskStatus::Running);
         let inner = Arc::clone(self);
-        let id = id.to_string();
+        let (id, exec_id) = (id.to_string(), exec_id.to_string());
         std::thread::spawn(move || {
             let outcome = relay.join().unwrap_or(None);
-            let exit_code = u32::from(exit_report(outcome, &found, "container").code);
-            inner.exited(&id, pid, exit_code);
+            let what = if exec_id.is_empty() { "container" } else { "process" };
+            let exit_code = u32::from(exit_report(outcome, &found, what).code);
+            inner.exited(&id, &exec_id, pid, exit_code);
         });
         Ok(pid)
     }
 
-    fn set_status(&self, id: &str, to: TaskStatus) {
-        let _ = self.with_task(id, |t| {
-            if let Some(next) = t.status.advance(to) {
-                t.status = next;
+    fn set_status(&self, id: &str, exec_id: &str, to: TaskStatus) {
+        let _ = self.with_process(id, exec_id, |p| {
+            if let Some(next) = p.status.advance(to) {
+                p.status = next;
+            }
+            if let TaskStatus::Stopped { .. } = p.status {
+                p.control = None;
             }
         });
         self.changed.notify_all();
     }
 
-    fn exited(&self, id: &str, pid: u32, exit_code: u32) {
+    fn exited(&self, id: &str, exec_id: &str, pid: u32, exit_code: u32) {
         let at = SystemTime::now();
-        self.set_status(id, TaskStatus::Stopped { exit_code, at });
-        let event = TaskExit { container_id: id.to_string(), id: id.to_string(), pid, exit_status: exit_code, exited_at: MessageField::some(Timestamp::from(at)), ..Default::default() };
+        self.set_status(id, exec_id, TaskStatus::Stopped { exit_code, at });
+        let process = if exec_id.is_empty() { id } else { exec_id };
+        let event = TaskExit { container_id: id.to_string(), id: process.to_string(), pid, exit_status: exit_code, exited_at: MessageField::some(Timestamp::from(at)), ..Default::default() };
         if let Err(err) = self.publisher.publish(Context::default(), TASK_EXIT_EVENT_TOPIC, &self.namespace, Box::new(event)) {
-            log::warn!("publishing the exit of {id}: {err}");
+            log::warn!("publishing the exit of {id} {exec_id}: {err}");
         }
     }
 
-    /// Block until the task stopped: its exit code and when.
-    fn wait(&self, id: &str) -> Result<(u32, SystemTime), ShimError> {
+    /// Block until the process stopped: its exit code and when.
+    fn wait(&self, id: &str, exec_id: &str) -> Result<(u32, SystemTime), ShimError> {
         let mut tasks = self.tasks();
         loop {
-            match tasks.get(id).map(|t| t.status) {
+            match tasks.get_mut(id).and_then(|t| t.process(exec_id)).map(|p| p.status) {
                 None => return Err(ShimError::NoSuchTask(id.to_string())),
                 Some(TaskStatus::Stopped { exit_code, at }) => return Ok((exit_code, at)),
                 Some(_) => tasks = self.changed.wait(tasks).unwrap_or_else(|poisoned| poisoned.into_inner()),
@@ -232,9 +265,22 @@ impl Inner {
         }
     }
 
-    fn kill(&self, id: &str, signal: u32) -> Result<(), ShimError> {
-        let signal = i32::try_from(signal).map_err(|_| ShimError::Runtime(moat_runtime::RuntimeError::Zone { kind: moat_proto::FailureKind::BadRequest, message: format!("signal {signal}") }))?;
-        let status = self.with_task(id, |t| t.status)?;
+    /// Send a request to a running process over its connection (stdin's end, terminal size,
+    /// an exec'd process's signal).
+    fn control(&self, id: &str, exec_id: &str, request: &ApiRequest) -> Result<(), ShimError> {
+        let sent = self.with_process(id, exec_id, |p| match (&p.status, p.control.as_mut()) {
+            (TaskStatus::Running, Some(control)) => Ok(control.send(request)),
+            (status, _) => Err(ShimError::WrongState { id: format!("{id} {exec_id}"), state: status.name() }),
+        })??;
+        sent.map_err(|err| ShimError::Runtime(moat_runtime::RuntimeError::from(err)))
+    }
+
+    fn kill(&self, id: &str, exec_id: &str, signal: u32) -> Result<(), ShimError> {
+        let signal = i32::try_from(signal).map_err(|_| ShimError::BadRequest("the signal is out of range"))?;
+        if !exec_id.is_empty() {
+            return self.control(id, exec_id, &ApiRequest::Signal { signal });
+        }
+        let status = self.with_task(id, |t| t.init.status)?;
         if let TaskStatus::Stopped { .. } = status {
             return Err(ShimError::NoSuchTask(format!("{id} (its process ended)")));
         }
@@ -242,13 +288,17 @@ impl Inner {
         Ok(self.runtime.containers().kill(&found, signal)?)
     }
 
-    fn delete(&self, id: &str) -> Result<(u32, u32, SystemTime), ShimError> {
-        let (status, pid) = self.with_task(id, |t| (t.status, t.pid))?;
+    fn delete(&self, id: &str, exec_id: &str) -> Result<(u32, u32, SystemTime), ShimError> {
+        let (status, pid) = self.with_process(id, exec_id, |p| p.status).and_then(|s| Ok((s, self.with_task(id, |t| t.pid)?)))?;
         let (exit_code, at) = match status {
             TaskStatus::Running => return Err(ShimError::WrongState { id: id.to_string(), state: status.name() }),
             TaskStatus::Stopped { exit_code, at } => (exit_code, at),
             TaskStatus::Created => (0, SystemTime::now()),
         };
+        if !exec_id.is_empty() {
+            self.with_task(id, |t| t.execs.remove(exec_id))?;
+            return Ok((pid, exit_code, at));
+        }
         if let Ok(found) = self.found(id) {
             self.runtime.containers().remove(&found, true)?;
         }
@@ -263,16 +313,12 @@ impl Inner {
     }
 }
 
-fn rpc<T>(result: Result<T, ShimError>) -> TtrpcResult<T> {
-    result.map_err(Into::into)
+fn stdio_paths(stdin: &str, stdout: &str, stderr: &str) -> StdioPaths {
+    StdioPaths { stdin: stdin.to_string(), stdout: stdout.to_string(), stderr: stderr.to_string() }
 }
 
-fn no_exec(exec_id: &str) -> Result<(), ShimError> {
-    if exec_id.is_empty() {
-        Ok(())
-    } else {
-        Err(ShimError::Unsupported("exec"))
-    }
+fn rpc<T>(result: Result<T, ShimError>) -> TtrpcResult<T> {
+    result.map_err(Into::into)
 }
 
 impl containerd_shim::Task for TaskService {
@@ -281,28 +327,33 @@ impl containerd_shim::Task for TaskService {
         Ok(api::CreateTaskResponse { pid, ..Default::default() })
     }
 
+    fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
+        rpc(self.inner.exec(&req))?;
+        Ok(api::Empty::default())
+    }
+
     fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
-        rpc(no_exec(&req.exec_id))?;
-        let pid = rpc(self.inner.start(&req.id))?;
+        let pid = rpc(self.inner.start(&req.id, &req.exec_id))?;
         Ok(api::StartResponse { pid, ..Default::default() })
     }
 
     fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
-        rpc(no_exec(&req.exec_id))?;
-        rpc(self.inner.with_task(&req.id, |t| {
-            let (exit_status, exited_at) = match t.status {
+        let (bundle, pid) = rpc(self.inner.with_task(&req.id, |t| (t.bundle.to_string_lossy().into_owned(), t.pid)))?;
+        rpc(self.inner.with_process(&req.id, &req.exec_id, |p| {
+            let (exit_status, exited_at) = match p.status {
                 TaskStatus::Stopped { exit_code, at } => (exit_code, MessageField::some(Timestamp::from(at))),
                 _ => (0, MessageField::none()),
             };
             api::StateResponse {
                 id: req.id.clone(),
-                bundle: t.bundle.to_string_lossy().into_owned(),
-                pid: t.pid,
-                status: t.status.to_proto().into(),
-                stdin: t.stdio.stdin.clone(),
-                stdout: t.stdio.stdout.clone(),
-                stderr: t.stdio.stderr.clone(),
-                terminal: t.terminal,
+                exec_id: req.exec_id.clone(),
+                bundle,
+                pid,
+                status: p.status.to_proto().into(),
+                stdin: p.stdio.stdin.clone(),
+                stdout: p.stdio.stdout.clone(),
+                stderr: p.stdio.stderr.clone(),
+                terminal: p.terminal,
                 exit_status,
                 exited_at,
                 ..Default::default()
@@ -311,20 +362,30 @@ impl containerd_shim::Task for TaskService {
     }
 
     fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
-        rpc(no_exec(&req.exec_id))?;
-        rpc(self.inner.kill(&req.id, req.signal))?;
+        rpc(self.inner.kill(&req.id, &req.exec_id, req.signal))?;
+        Ok(api::Empty::default())
+    }
+
+    fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
+        let size = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+        rpc(self.inner.control(&req.id, &req.exec_id, &ApiRequest::Resize { rows: size(req.height), cols: size(req.width) }))?;
+        Ok(api::Empty::default())
+    }
+
+    fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+        if req.stdin {
+            rpc(self.inner.control(&req.id, &req.exec_id, &ApiRequest::Stdin { data: Vec::new() }))?;
+        }
         Ok(api::Empty::default())
     }
 
     fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> TtrpcResult<api::DeleteResponse> {
-        rpc(no_exec(&req.exec_id))?;
-        let (pid, exit_status, at) = rpc(self.inner.delete(&req.id))?;
+        let (pid, exit_status, at) = rpc(self.inner.delete(&req.id, &req.exec_id))?;
         Ok(api::DeleteResponse { pid, exit_status, exited_at: MessageField::some(Timestamp::from(at)), ..Default::default() })
     }
 
     fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
-        rpc(no_exec(&req.exec_id))?;
-        let (exit_status, at) = rpc(self.inner.wait(&req.id))?;
+        let (exit_status, at) = rpc(self.inner.wait(&req.id, &req.exec_id))?;
         Ok(api::WaitResponse { exit_status, exited_at: MessageField::some(Timestamp::from(at)), ..Default::default() })
     }
 

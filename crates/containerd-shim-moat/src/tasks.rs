@@ -1,10 +1,13 @@
 //! The shim's tasks: containerd's view of a container (its bundle, stdio, pid and status) and
 //! the moat container behind it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use containerd_shim::protos::types::task::Status;
+use moat_proto::ExecRequest;
+use moat_zone::api::Sender;
 
 use crate::bundle::Role;
 use crate::stdio::StdioPaths;
@@ -45,16 +48,44 @@ impl TaskStatus {
     }
 }
 
+/// One process of a task: the container's own (exec id "") or an exec'd one.
+pub struct Process {
+    pub stdio: StdioPaths,
+    pub terminal: bool,
+    pub status: TaskStatus,
+    /// What an exec'd process will run, until it starts.
+    pub exec: Option<ExecRequest>,
+    /// The way to the running process's stdin and terminal size.
+    pub control: Option<Sender>,
+}
+
+impl Process {
+    pub fn new(stdio: StdioPaths, terminal: bool, exec: Option<ExecRequest>) -> Self {
+        Process { stdio, terminal, status: TaskStatus::Created, exec, control: None }
+    }
+}
+
 pub struct Task {
     pub bundle: PathBuf,
     pub role: Role,
-    pub stdio: StdioPaths,
-    pub terminal: bool,
     /// The moat container's id.
     pub container: String,
     /// The host process that stands for the task: its zone's QEMU.
     pub pid: u32,
-    pub status: TaskStatus,
+    pub init: Process,
+    /// Exec'd processes by containerd's exec id.
+    pub execs: HashMap<String, Process>,
+}
+
+impl Task {
+    /// The process `exec_id` names: "" for the container's own.
+    pub fn process(&mut self, exec_id: &str) -> Option<&mut Process> {
+        if exec_id.is_empty() {
+            Some(&mut self.init)
+        } else {
+            self.execs.get_mut(exec_id)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ fn ctr_run_runs_the_container_in_a_zone_and_passes_its_exit_status() {
 }
 
 #[test]
-fn privileged_sees_the_zone_kernel_and_kill_stops_a_detached_task() {
+fn privileged_sees_the_zone_kernel_exec_joins_a_task_and_kill_stops_it() {
     let containerd = Containerd::start();
     let out = containerd.run(&["--rm", "--privileged"], "p1", &["sh", "-c", "grep CapEff /proc/self/status; dmesg | grep -m1 'Linux version'"]);
     let text = stdout(&out);
@@ -32,6 +32,10 @@ fn privileged_sees_the_zone_kernel_and_kill_stops_a_detached_task() {
 
     containerd.ok(&["run", "-d", "--runtime", common::shim(), common::BUSYBOX, "k1", "sleep", "600"]);
     assert!(containerd.ok(&["task", "ls"]).contains("RUNNING"));
+    let exec = containerd.ctr(&["task", "exec", "--exec-id", "e1", "k1", "sh", "-c", "echo in-exec; pidof sleep; exit 4"]);
+    let text = stdout(&exec);
+    assert_eq!(exec.status.code(), Some(4), "the exec'd process's status: {text:?} {}", String::from_utf8_lossy(&exec.stderr));
+    assert!(text.starts_with("in-exec\n") && text.lines().nth(1).is_some_and(|pid| pid.trim() == "1"), "it runs beside the task's own process (pid 1): {text:?}");
     containerd.ok(&["task", "kill", "-s", "SIGKILL", "k1"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !containerd.ok(&["task", "ls"]).contains("STOPPED") {
