@@ -12,6 +12,13 @@ const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 const SANDBOX_TYPE: &str = "sandbox";
 /// … and every container of the pod with the sandbox's id.
 const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+/// A pod's zone size, from pod annotations containerd passes on (`pod_annotations = ["moat.*"]`):
+/// memory as Docker writes sizes (`768m`), CPUs as a decimal (`1.5`).
+const MEMORY_ANNOTATION: &str = "moat.memory";
+const CPUS_ANNOTATION: &str = "moat.cpus";
+/// A zone's size when the pod does not say.
+const DEFAULT_MEMORY: &str = "512m";
+const DEFAULT_CPUS: &str = "1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -67,6 +74,14 @@ impl Bundle {
             Role::Sandbox { pod } | Role::InPod { pod } => pod.clone(),
             Role::Alone => container_id.to_string(),
         }
+    }
+
+    /// The size of the zone this container brings (its pod's or its own): memory and CPUs as
+    /// the annotations give them, for `Resources::parse`.
+    pub fn zone_size(&self) -> (String, String) {
+        let annotations = self.spec.annotations().clone().unwrap_or_default();
+        let get = |key: &str, default: &str| annotations.get(key).cloned().unwrap_or_else(|| default.to_string());
+        (get(MEMORY_ANNOTATION, DEFAULT_MEMORY), get(CPUS_ANNOTATION, DEFAULT_CPUS))
     }
 
     /// The network the container's zone gets: the CNI namespace containerd set up for a pod,
@@ -176,6 +191,10 @@ mod tests {
         let (spec, _) = b.zone_spec().unwrap();
         let namespaces = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
         assert!(namespaces.iter().all(|n| n.typ() != LinuxNamespaceType::Network), "the pod's network is the zone's own");
+
+        assert_eq!(b.zone_size(), ("512m".to_string(), "1".to_string()));
+        let sized = sandbox.replace(r#""io.kubernetes.cri.sandbox-id":"p1""#, r#""io.kubernetes.cri.sandbox-id":"p1","moat.memory":"768m","moat.cpus":"2""#);
+        assert_eq!(bundle(&sized).zone_size(), ("768m".to_string(), "2".to_string()));
 
         let member = PLAIN.replacen(r#""root""#, r#""annotations":{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.sandbox-id":"p1"},"root""#, 1);
         assert_eq!(bundle(&member).role, Role::InPod { pod: "p1".into() });

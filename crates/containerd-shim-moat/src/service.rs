@@ -30,9 +30,6 @@ use crate::tasks::{Process, Task, TaskStatus};
 /// Where zones live unless `MOAT_ROOT` (in containerd's environment) says otherwise: the CLI's
 /// root, so `moat ps` shows the shim's zones.
 const DEFAULT_ROOT: &str = "/var/lib/moat";
-/// A zone's size until pods can ask for theirs.
-const ZONE_MEMORY: &str = "512m";
-const ZONE_CPUS: &str = "1";
 
 fn open_runtime() -> Result<Runtime, ShimError> {
     let root = std::env::var_os("MOAT_ROOT").map_or_else(|| PathBuf::from(DEFAULT_ROOT), PathBuf::from);
@@ -150,7 +147,8 @@ impl Inner {
         let (spec, mounts) = bundle.zone_spec()?;
         let sandbox = || -> Result<SandboxConfig, ShimError> {
             let (accel, accel_note) = accel::resolve(AccelChoice::Auto, &HostFacts::probe())?;
-            let resources = Resources::parse(ZONE_MEMORY, ZONE_CPUS).map_err(moat_runtime::RuntimeError::from)?;
+            let (memory, cpus) = bundle.zone_size();
+            let resources = Resources::parse(&memory, &cpus).map_err(moat_runtime::RuntimeError::from)?;
             let network = NetworkRequest { mode: bundle.zone_network(), ..Default::default() };
             Ok(SandboxConfig { name: None, id: None, resources, accel, accel_note, pod: false, debug: false, network })
         };
