@@ -1,0 +1,48 @@
+//! `ctr run` with moat's shim against a real containerd: the container runs in a zone, its
+//! exit status reaches ctr, and nothing is left afterwards.
+
+mod common;
+
+use common::{host_kernel, stdout, Containerd};
+
+#[test]
+fn ctr_run_runs_the_container_in_a_zone_and_passes_its_exit_status() {
+    let containerd = Containerd::start();
+    let out = containerd.run(&["--rm"], "t1", &["sh", "-c", "echo hello; uname -r; grep CapEff /proc/self/status; exit 7"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(7), "ctr's status is the task's; stdout {text:?}, stderr {}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first(), Some(&"hello"), "{text:?}");
+    let kernel = lines.get(1).copied().unwrap_or_default();
+    assert!(!kernel.is_empty() && kernel != host_kernel(), "the zone's kernel, not the host's {}: {kernel:?}", host_kernel());
+    assert_eq!(lines.get(2).map(|l| l.split_whitespace().collect::<Vec<_>>()), Some(vec!["CapEff:", "00000000a80425fb"]), "containerd's default capabilities: {text:?}");
+    containerd.assert_clean();
+}
+
+#[test]
+fn privileged_sees_the_zone_kernel_exec_joins_a_task_and_kill_stops_it() {
+    let containerd = Containerd::start();
+    let out = containerd.run(&["--rm", "--privileged"], "p1", &["sh", "-c", "grep CapEff /proc/self/status; dmesg | grep -m1 'Linux version'"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text:?} {}", String::from_utf8_lossy(&out.stderr));
+    let caps = text.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|hex| u64::from_str_radix(hex, 16).ok()).expect("CapEff");
+    // Every capability containerd holds, CAP_SYS_ADMIN and CAP_SYS_MODULE among them.
+    assert_eq!(caps & (1 << 21 | 1 << 16), 1 << 21 | 1 << 16, "{text:?}");
+    assert!(text.contains("Linux version") && !text.contains(&host_kernel()), "dmesg is the zone's: {text:?}");
+
+    containerd.ok(&["run", "-d", "--runtime", common::shim(), common::BUSYBOX, "k1", "sleep", "600"]);
+    assert!(containerd.ok(&["task", "ls"]).contains("RUNNING"));
+    let exec = containerd.ctr(&["task", "exec", "--exec-id", "e1", "k1", "sh", "-c", "echo in-exec; pidof sleep; exit 4"]);
+    let text = stdout(&exec);
+    assert_eq!(exec.status.code(), Some(4), "the exec'd process's status: {text:?} {}", String::from_utf8_lossy(&exec.stderr));
+    assert!(text.starts_with("in-exec\n") && text.lines().nth(1).is_some_and(|pid| pid.trim() == "1"), "it runs beside the task's own process (pid 1): {text:?}");
+    containerd.ok(&["task", "kill", "-s", "SIGKILL", "k1"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !containerd.ok(&["task", "ls"]).contains("STOPPED") {
+        assert!(std::time::Instant::now() < deadline, "the task did not stop: {}", containerd.ok(&["task", "ls"]));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    containerd.ok(&["task", "rm", "k1"]);
+    containerd.ok(&["containers", "rm", "k1"]);
+    containerd.assert_clean();
+}
