@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         return supervise::run(&args[2..]);
     }
     let config = containerd_shim::Config {
-        // The zones' supervisors and mkfs.erofs are children the shim waits for itself; a reaper
+        // The zones' supervisors are children the shim waits for itself; a reaper
         // taking every child would steal their exit statuses.
         no_reaper: true,
         ..Default::default()

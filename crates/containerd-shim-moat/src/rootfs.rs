@@ -1,42 +1,40 @@
-//! The container's root filesystem: containerd mounts the snapshot (or hands the shim its
-//! mounts), and the zone takes an EROFS image. moat-runtime has no host-directory root yet, so
-//! the shim builds that image from the bundle's `rootfs` once per container.
+//! The container's root filesystem: the bundle's `rootfs`, where containerd's mounts (an overlay
+//! of the snapshot's layers) are done, or what containerd already put there. The zone takes the
+//! directory through its share, read-only, as the lower layer of the container's overlay, so the
+//! snapshot is never copied; the container's writes stay in the zone.
 
 use std::path::{Path, PathBuf};
 
 use containerd_shim::protos::types::mount::Mount;
-use moat_image::digest::Digest;
-
-/// The image file, kept in the bundle so that it goes with it.
-pub const IMAGE_FILE: &str = "moat-rootfs.erofs";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
     #[error("mounting the container's root filesystem ({kind} {source_path}): {message}")]
     Mount { kind: String, source_path: String, message: String },
-    #[error("building the container's root filesystem image: {0}")]
-    Image(#[from] moat_image::erofs::ErofsError),
     #[error("{what}: {err}")]
     Io { what: &'static str, err: std::io::Error },
 }
 
-/// The EROFS image of the container's root filesystem, built from `mounts` (mounted at the
-/// bundle's `rootfs` for the copy, and unmounted after it) or, without mounts, from what is
-/// already at `rootfs`.
-pub fn image(bundle: &Path, container_id: &str, mounts: &[Mount]) -> Result<PathBuf, RootfsError> {
+/// The container's root directory, with `mounts` done at the bundle's `rootfs`; whether the
+/// shim mounted it (and so must unmount it, see [`release`]).
+pub fn prepare(bundle: &Path, mounts: &[Mount]) -> Result<(PathBuf, bool), RootfsError> {
     let rootfs = bundle.join("rootfs");
     std::fs::create_dir_all(&rootfs).map_err(|err| RootfsError::Io { what: "creating the bundle's rootfs", err })?;
-    for mount in mounts {
-        mount_one(mount, &rootfs).map_err(|err| RootfsError::Mount { kind: mount.type_.clone(), source_path: mount.source.clone(), message: err.to_string() })?;
+    for (done, mount) in mounts.iter().enumerate() {
+        if let Err(err) = mount_one(mount, &rootfs) {
+            if done > 0 {
+                release(&rootfs);
+            }
+            return Err(RootfsError::Mount { kind: mount.type_.clone(), source_path: mount.source.clone(), message: err.to_string() });
+        }
     }
-    let out = bundle.join(IMAGE_FILE);
-    let built = moat_image::erofs::build(&rootfs, &out, &Digest::of(container_id.as_bytes()));
-    if !mounts.is_empty() {
-        // The zone reads the image, never the snapshot: nothing keeps the mount.
-        let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
-    }
-    built?;
-    Ok(out)
+    Ok((rootfs, !mounts.is_empty()))
+}
+
+/// Unmount what [`prepare`] mounted. The zone's share holds its own bind of it until the zone
+/// lets go, so a detached unmount never pulls the root from under a running container.
+pub fn release(rootfs: &Path) {
+    let _ = nix::mount::umount2(rootfs, nix::mount::MntFlags::MNT_DETACH);
 }
 
 /// One of containerd's mounts (an overlay of the snapshot's layers, or a bind), done here:
@@ -67,13 +65,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_image_holds_the_bundles_rootfs() {
+    fn without_mounts_the_bundles_rootfs_is_taken_as_it_is() {
         let bundle = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(bundle.path().join("rootfs/etc")).unwrap();
-        std::fs::write(bundle.path().join("rootfs/etc/hostname"), "x\n").unwrap();
-        let out = image(bundle.path(), "c1", &[]).unwrap();
-        let bytes = std::fs::read(&out).unwrap();
-        // EROFS's superblock magic sits at offset 1024.
-        assert_eq!(&bytes[1024..1028], &0xE0F5_E1E2u32.to_le_bytes());
+        let (rootfs, mounted) = prepare(bundle.path(), &[]).unwrap();
+        assert_eq!((rootfs, mounted), (bundle.path().join("rootfs"), false));
+    }
+
+    #[test]
+    fn a_mount_that_fails_is_one_typed_error() {
+        let bundle = tempfile::tempdir().unwrap();
+        let bad = Mount { type_: "nosuchfs".into(), source: "none".into(), ..Default::default() };
+        assert!(matches!(prepare(bundle.path(), &[bad]), Err(RootfsError::Mount { .. })));
     }
 }

@@ -77,6 +77,7 @@ impl containerd_shim::Shim for MoatShim {
             if let Role::Sandbox { pod } = &bundle.role {
                 let _ = runtime.pods().remove(pod, true);
             }
+            rootfs::release(&bundle.dir.join("rootfs"));
             Ok(())
         };
         if let Err(err) = cleanup() {
@@ -143,7 +144,15 @@ impl Inner {
             return Err(ShimError::Unsupported("restoring a checkpoint"));
         }
         let bundle = Bundle::read(Path::new(&req.bundle))?;
-        let image_file = rootfs::image(&bundle.dir, &req.id, &req.rootfs)?;
+        let (image_file, rootfs_mounted) = rootfs::prepare(&bundle.dir, &req.rootfs)?;
+        let created = self.create_in_zone(req, &bundle, image_file.clone(), rootfs_mounted);
+        if created.is_err() && rootfs_mounted {
+            rootfs::release(&image_file);
+        }
+        created
+    }
+
+    fn create_in_zone(&self, req: &api::CreateTaskRequest, bundle: &Bundle, image_file: std::path::PathBuf, rootfs_mounted: bool) -> Result<u32, ShimError> {
         let (spec, mounts) = bundle.zone_spec()?;
         let sandbox = || -> Result<SandboxConfig, ShimError> {
             let (accel, accel_note) = accel::resolve(AccelChoice::Auto, &HostFacts::probe())?;
@@ -163,7 +172,7 @@ impl Inner {
         let config = ContainerConfig {
             name: moat_name(&req.id),
             image: format!("containerd:{}/{}", self.namespace, req.id),
-            image_file,
+            image_file: image_file.clone(),
             spec,
             tty: req.terminal,
             stdin: !req.stdin.is_empty(),
@@ -184,7 +193,8 @@ impl Inner {
         warnings.iter().for_each(|w| log::warn!("{w}"));
         let pid = found.zone.qemu.as_ref().or(found.zone.supervisor.as_ref()).map_or(0, |p| p.pid);
         let init = Process::new(stdio_paths(&req.stdin, &req.stdout, &req.stderr), req.terminal, None);
-        let task = Task { bundle: bundle.dir, role: bundle.role, container: found.container.id, pid, init, execs: HashMap::new() };
+        let rootfs = rootfs_mounted.then_some(image_file);
+        let task = Task { bundle: bundle.dir.clone(), role: bundle.role.clone(), container: found.container.id, pid, init, execs: HashMap::new(), rootfs };
         self.tasks().insert(req.id.clone(), task);
         Ok(pid)
     }
@@ -304,7 +314,9 @@ impl Inner {
             if let Role::Sandbox { pod } = &task.role {
                 self.runtime.pods().remove(pod, true)?;
             }
-            let _ = std::fs::remove_file(task.bundle.join(rootfs::IMAGE_FILE));
+            if let Some(rootfs) = &task.rootfs {
+                rootfs::release(rootfs);
+            }
         }
         self.changed.notify_all();
         Ok((pid, exit_code, at))

@@ -75,6 +75,8 @@ pub struct Task {
     pub init: Process,
     /// Exec'd processes by containerd's exec id.
     pub execs: HashMap<String, Process>,
+    /// The root filesystem the shim mounted, unmounted when the task is deleted.
+    pub rootfs: Option<PathBuf>,
 }
 
 impl Task {
