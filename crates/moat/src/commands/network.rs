@@ -62,6 +62,12 @@ impl ZoneNetworkFlags {
         Ok(NetworkRequest { mode, ports, extra_hosts: Vec::new() })
     }
 
+    /// The request of a zone that is not one container's own (a pod, a bare zone): the names
+    /// are the zone's, for every container in it.
+    pub fn shared_zone_request(&self) -> anyhow::Result<NetworkRequest> {
+        Ok(NetworkRequest { extra_hosts: self.extra_hosts()?, ..self.request(&[])? })
+    }
+
     pub fn extra_hosts(&self) -> anyhow::Result<Vec<ExtraHost>> {
         Ok(self.add_host.iter().map(|h| h.parse::<ExtraHost>()).collect::<Result<_, _>>()?)
     }

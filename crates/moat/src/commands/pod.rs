@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use moat_runtime::network::NetworkRequest;
 use moat_runtime::{Resources, Runtime, SandboxConfig};
 use moat_zone::accel::{self, AccelChoice, HostFacts};
 use moat_zone::assets::Assets;
@@ -63,7 +62,7 @@ pub fn run(root: &Path, command: PodCommand) -> anyhow::Result<ExitCode> {
                 eprintln!("moat: warning: {note}");
             }
             Assets::locate(&Assets::default_dir())?;
-            let record = pods.create(SandboxConfig { name, id: None, resources, accel, accel_note, pod: true, debug: false, network: NetworkRequest { extra_hosts: network.extra_hosts()?, ..network.request(&[])? } })?;
+            let record = pods.create(SandboxConfig { name, id: None, resources, accel, accel_note, pod: true, debug: false, network: network.shared_zone_request()? })?;
             println!("{}", record.name);
         }
         PodCommand::Ls => {

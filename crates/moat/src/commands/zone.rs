@@ -194,7 +194,7 @@ fn create(root: &Path, store: &ZoneStore, args: CreateArgs) -> anyhow::Result<Ex
     }
     // Fail on missing assets here, before a zone directory exists.
     Assets::locate(&Assets::default_dir())?;
-    let network = moat_runtime::network::NetworkRequest { extra_hosts: args.network.extra_hosts()?, ..args.network.request(&[])? };
+    let network = args.network.shared_zone_request()?;
     // The lock is held until the zone's record, with its address, is written.
     let (zone_network, _lock) = network.resolve(store)?;
     let request = CreateRequest {
