@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../../../moat/tests/common/processes.rs"]
+mod processes;
+use processes::processes_mentioning;
+
 /// The containerd namespace `ctr` tests use; CRI uses its own.
 pub const NAMESPACE: &str = "moat-test";
 const CRI_NAMESPACE: &str = "k8s.io";
@@ -157,18 +161,7 @@ impl Containerd {
     /// Processes that name this containerd's dir, other than containerd itself: shims,
     /// zone supervisors, QEMUs, virtiofsds.
     pub fn leftovers(&self) -> Vec<String> {
-        let needle = self.dir().to_string_lossy().into_owned();
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else { continue };
-            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-            let zombie = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')));
-            if cmdline.contains(&needle) && !zombie && pid != self.daemon.id() && pid != std::process::id() {
-                found.push(format!("{pid} {cmdline}"));
-            }
-        }
-        found
+        processes_mentioning(self.dir()).into_iter().filter(|(pid, _)| *pid != self.daemon.id()).map(|(pid, cmdline)| format!("{pid} {cmdline}")).collect()
     }
 
     /// Nothing of a finished container is left: no process, no zone, no container record.

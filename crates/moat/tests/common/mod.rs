@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod processes;
+use processes::processes_mentioning;
+
 /// Longest any single moat command may take in a test.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -154,20 +157,6 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-fn processes_mentioning(needle: &Path) -> Vec<(u32, String)> {
-    let needle = needle.to_string_lossy().into_owned();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-        let zombie = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')));
-        if cmdline.contains(&needle) && !zombie && pid != std::process::id() {
-            found.push((pid, cmdline));
-        }
-    }
-    found
-}
 
 /// stderr without moat's warning lines (such as the TCG fallback note on hosts without usable KVM).
 pub fn stderr(out: &Output) -> String {
