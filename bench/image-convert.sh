@@ -61,7 +61,6 @@ moat_once() { # $1 = run
     rm -rf "$d"
     echo "$t1 - $t0" | bc
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "== $RUNS runs each, alternating"
 : >"$WORK/base.times"; : >"$WORK/moat.times"

@@ -1,7 +1,7 @@
 # Shared by the benchmark scripts: the binary, a scratch directory, a millisecond clock, the
 # median of numbers on stdin, and the report lines (each series with its median, the ratio).
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # The release build of moat, or a hint to make it.
 moat_binary() {

@@ -77,7 +77,7 @@ port=$(free_port)
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/i.txt" >/dev/null 2>&1 && break; sleep 0.2; done
 rps "$port" >/dev/null; moat_rps=(); for _ in $(seq "$runs"); do moat_rps+=( "$(rps "$port")" ); done
 
-median_of() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median_of() { printf '%s\n' "$@" | median; }
 echo "runs: $runs, $mib MiB per transfer, sink at $host_ip"
 printf '%-34s %s  median %s\n' "podman TCP to host (MB/s):" "${podman_mbs[*]}" "$(median_of "${podman_mbs[@]}")"
 printf '%-34s %s  median %s\n' "moat TCP to host (MB/s):" "${moat_mbs[*]}" "$(median_of "${moat_mbs[@]}")"
