@@ -72,23 +72,24 @@ fn podman_runs_containers_through_moat_oci() {
     let missing = podman.run(&["run", "--rm", IMAGE, "/no/such/command"]);
     assert!(!missing.status.success(), "a missing command fails");
 
-    // -it through a pty of our own, as a user's terminal.
-    let tty = Command::new("script")
+    // -it through a pty of our own, as a user's terminal. The keys go in once the container's
+    // terminal answers, and stdin stays open until it exits (no EOF racing the keys).
+    let mut tty = Command::new("script")
         .args(["-qec", &format!("{} run --rm -it {IMAGE} sh -c 'tty; read line; echo got:$line; exit 3'", shell_words(&podman.command(&[]))), "/dev/null"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            std::thread::sleep(std::time::Duration::from_secs(8));
-            child.stdin.take().unwrap().write_all(b"typed\n")?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    let shown = String::from_utf8_lossy(&tty.stdout).replace('\r', "");
-    assert!(shown.contains("/dev/pts/0"), "a tty in the container: {shown}");
-    assert!(shown.contains("got:typed"), "keys reach it: {shown}");
-    assert_eq!(tty.status.code(), Some(3), "{shown}");
+        .expect("starting script");
+    let shown = OutputSoFar::collect(tty.stdout.take().unwrap());
+    if !shown.wait_for("/dev/pts/0", std::time::Duration::from_secs(120)) {
+        panic!("a tty in the container: {}\n{}", shown.text(), zone_logs());
+    }
+    let mut keys = tty.stdin.take().unwrap();
+    std::io::Write::write_all(&mut keys, b"typed\n").unwrap();
+    let status = tty.wait().unwrap();
+    drop(keys);
+    assert!(shown.wait_for("got:typed", std::time::Duration::from_secs(5)), "keys reach it: {}", shown.text());
+    assert_eq!(status.code(), Some(3), "{}", shown.text());
 
     podman.ok(&["run", "-d", "--name", "web", IMAGE, "sh", "-c", "trap 'echo got-term; exit 7' TERM; echo started; while true; do sleep 1; done"]);
     let exec = podman.run(&["exec", "web", "sh", "-c", "echo from-exec; exit 5"]);
@@ -118,6 +119,52 @@ fn entries_of_default_root() -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// A child's output, read by a thread as it comes.
+struct OutputSoFar(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl OutputSoFar {
+    fn collect(mut from: impl std::io::Read + Send + 'static) -> Self {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let filled = buffer.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = from.read(&mut chunk) {
+                filled.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        Self(buffer)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).replace('\r', "")
+    }
+
+    /// Whether `needle` shows up within `limit`.
+    fn wait_for(&self, needle: &str, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while !self.text().contains(needle) {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        true
+    }
+}
+
+/// The last lines of every zone's logs under the default root, for a failure's message.
+fn zone_logs() -> String {
+    let mut shown = String::new();
+    for zone in std::fs::read_dir(Path::new(DEFAULT_ROOT).join("zones")).into_iter().flatten().flatten() {
+        for log in ["supervisor.log", "console.log", "qemu.log"] {
+            let text = std::fs::read_to_string(zone.path().join(log)).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            shown += &format!("--- {}\n{}\n", zone.path().join(log).display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+    }
+    shown
 }
 
 /// The command line of `command`, quoted for `sh -c`.
