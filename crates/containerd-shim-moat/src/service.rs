@@ -231,7 +231,7 @@ impl Inner {
         let inner = Arc::clone(self);
         let (id, exec_id) = (id.to_string(), exec_id.to_string());
         std::thread::spawn(move || {
-            let outcome = relay.join().unwrap_or(None);
+            let outcome = relay.join().unwrap_or(moat_runtime::ProcessEnd::ZoneEnded(None));
             let what = if exec_id.is_empty() { "container" } else { "process" };
             let exit_code = u32::from(exit_report(outcome, &found, what).code);
             inner.exited(&id, &exec_id, pid, exit_code);

@@ -5,7 +5,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::thread::JoinHandle;
 
-use moat_proto::{ExitStatus, Stream};
+use moat_proto::Stream;
+use moat_runtime::ProcessEnd;
 use moat_zone::api::{ApiError, ApiRequest, ApiResponse, Connection, Sender};
 
 /// The paths containerd gave; an empty one means that stream is not wanted.
@@ -17,8 +18,8 @@ pub struct StdioPaths {
 }
 
 /// Relay between the connection and the paths until the process ends, on threads of their own.
-/// The handle yields the exit status, or `None` when the zone ended without one.
-pub fn relay(mut conn: Connection, paths: StdioPaths) -> Result<JoinHandle<Option<ExitStatus>>, ApiError> {
+/// The handle yields how the process ended.
+pub fn relay(mut conn: Connection, paths: StdioPaths) -> Result<JoinHandle<ProcessEnd>, ApiError> {
     if !paths.stdin.is_empty() {
         let sender = conn.sender()?;
         let path = paths.stdin.clone();
@@ -41,10 +42,13 @@ pub fn relay(mut conn: Connection, paths: StdioPaths) -> Result<JoinHandle<Optio
                         let _ = out.write_all(&data);
                     }
                 }
-                Ok(ApiResponse::Exited { status }) => return Some(status),
                 Ok(ApiResponse::Error { message, .. }) => log::warn!("the zone: {message}"),
-                Ok(_) => {}
-                Err(_) => return None,
+                Ok(other) => {
+                    if let Some(end) = ProcessEnd::announced_by(&other) {
+                        return end;
+                    }
+                }
+                Err(_) => return ProcessEnd::ZoneEnded(None),
             }
         }
     }))

@@ -52,7 +52,7 @@ fn run(phase: &'static str, hook: &Hook, state: &str) -> Result<(), HookError> {
         // A hook that does not read its stdin is no error.
         let _ = stdin.write_all(state.as_bytes());
     }
-    let limit = hook.timeout().and_then(|t| u64::try_from(t).ok()).map_or(MAX_HOOK_TIME, Duration::from_secs);
+    let limit = hook.timeout().and_then(|t| u64::try_from(t).ok()).map_or(MAX_HOOK_TIME, |t| Duration::from_secs(t).min(MAX_HOOK_TIME));
     let deadline = Instant::now() + limit;
     loop {
         match child.try_wait().map_err(spawn_err)? {

@@ -131,14 +131,14 @@ impl OutputSoFar {
         std::thread::spawn(move || {
             let mut chunk = [0u8; 4096];
             while let Ok(n @ 1..) = from.read(&mut chunk) {
-                filled.lock().unwrap().extend_from_slice(&chunk[..n]);
+                filled.lock().expect("output buffer").extend_from_slice(&chunk[..n]);
             }
         });
         Self(buffer)
     }
 
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).replace('\r', "")
+        String::from_utf8_lossy(&self.0.lock().expect("output buffer")).replace('\r', "")
     }
 
     /// Whether `needle` shows up within `limit`.

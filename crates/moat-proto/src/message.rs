@@ -209,12 +209,26 @@ pub enum ExitStatus {
     OomKilled,
 }
 
+/// The highest signal number Linux has (SIGRTMAX).
+pub const MAX_SIGNAL: i32 = 64;
+
 impl ExitStatus {
+    /// Whether a real process could have ended this way: a code a process can return (0–255),
+    /// or a signal Linux has.
+    pub fn is_possible(self) -> bool {
+        match self {
+            ExitStatus::Code { code } => (0..=255).contains(&code),
+            ExitStatus::Signal { signal } => (1..=MAX_SIGNAL).contains(&signal),
+            ExitStatus::OomKilled => true,
+        }
+    }
+
     /// Docker's convention: the exit code, or 128 + the signal number; OOM shows as SIGKILL.
     pub fn shell_code(self) -> i32 {
         match self {
             ExitStatus::Code { code } => code,
-            ExitStatus::Signal { signal } => 128 + signal,
+            // Saturating: a record on disk is not checked the way a guest's message is.
+            ExitStatus::Signal { signal } => 128i32.saturating_add(signal),
             ExitStatus::OomKilled => 137,
         }
     }

@@ -37,6 +37,8 @@ pub enum SessionError {
     ContainerExists(String),
     #[error("{MAX_COPIES} copies already run in this zone; wait for one to end")]
     TooManyCopies,
+    #[error("guest reported an exit no process can have: {0:?}")]
+    ImpossibleExit(ExitStatus),
 }
 
 impl SessionError {
@@ -183,6 +185,7 @@ impl HostSession {
                 }
                 Ok(SessionEvent::Output { process, stream, data })
             }
+            (true, GuestMessage::Exited { status, .. }) if !status.is_possible() => Err(SessionError::ImpossibleExit(status)),
             (true, GuestMessage::Exited { process, status }) => {
                 if self.running.remove(&process).is_none() {
                     return Err(SessionError::NotRunning { what: "an exit", process });
@@ -418,5 +421,32 @@ mod tests {
             s.request(Request::Ping).unwrap();
         }
         assert_eq!(s.request(Request::Ping).unwrap_err(), SessionError::TooManyPending);
+    }
+
+    fn any_status() -> impl proptest::strategy::Strategy<Value = ExitStatus> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<i32>().prop_map(|code| ExitStatus::Code { code }),
+            any::<i32>().prop_map(|signal| ExitStatus::Signal { signal }),
+            Just(ExitStatus::OomKilled),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn guest_exit_numbers_never_panic_and_only_possible_ones_pass(status in any_status()) {
+            let code = status.shell_code();
+            let mut s = HostSession::new();
+            s.accept(hello()).unwrap();
+            done(&mut s, create("c", 1));
+            done(&mut s, Request::StartContainer { container: "c".into() });
+            let accepted = s.accept(GuestMessage::Exited { process: 1, status });
+            if status.is_possible() {
+                proptest::prop_assert!(accepted.is_ok());
+                proptest::prop_assert!((0..=128 + crate::message::MAX_SIGNAL).contains(&code));
+            } else {
+                proptest::prop_assert_eq!(accepted.unwrap_err(), SessionError::ImpossibleExit(status));
+            }
+        }
     }
 }

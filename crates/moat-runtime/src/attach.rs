@@ -6,19 +6,19 @@
 use std::io::{Read, Write};
 use std::sync::mpsc;
 
-use moat_proto::{ExitStatus, Stream};
+use moat_proto::Stream;
 use moat_zone::api::{ApiRequest, ApiResponse, Connection, Sender};
 use nix::sys::signal::{SigSet, Signal};
 
+use crate::containers::ProcessEnd;
 use crate::error::{Result, RuntimeError};
 
 /// Signals the attached front-end forwards to the workload. With `-t -i` the keys that make them (Ctrl-C)
 /// reach the workload's terminal as bytes instead, and its line discipline signals.
 const FORWARDED: [Signal; 6] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 
-/// Relay until the process the connection is attached to exits. `None` means the zone ended
-/// without reporting its exit.
-pub fn attach(mut conn: Connection, stdin: bool, tty: bool) -> Result<Option<ExitStatus>> {
+/// Relay until the process the connection is attached to exits, or its zone ends.
+pub fn attach(mut conn: Connection, stdin: bool, tty: bool) -> Result<ProcessEnd> {
     let mut signals = SigSet::empty();
     FORWARDED.iter().for_each(|s| signals.add(*s));
     signals.add(Signal::SIGWINCH);
@@ -49,20 +49,21 @@ pub fn attach(mut conn: Connection, stdin: bool, tty: bool) -> Result<Option<Exi
         loop {
             match conn.receive() {
                 Ok(ApiResponse::Output { stream, data }) => write_output(stream, &data),
-                Ok(ApiResponse::Exited { status }) => {
-                    let _ = done_tx.send(Some(status));
-                    return;
-                }
                 Ok(ApiResponse::Error { message, .. }) => eprintln!("moat: {message}"),
-                Ok(_) => {}
+                Ok(other) => {
+                    if let Some(end) = ProcessEnd::announced_by(&other) {
+                        let _ = done_tx.send(end);
+                        return;
+                    }
+                }
                 Err(_) => {
-                    let _ = done_tx.send(None);
+                    let _ = done_tx.send(ProcessEnd::ZoneEnded(None));
                     return;
                 }
             }
         }
     });
-    Ok(done_rx.recv().unwrap_or(None))
+    Ok(done_rx.recv().unwrap_or(ProcessEnd::ZoneEnded(None)))
 }
 
 fn forward_stdin(sender: &mut Sender) {

@@ -58,6 +58,25 @@ pub struct Found {
     pub container: ContainerRecord,
 }
 
+/// How the relay of an attached process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessEnd {
+    Exited(ExitStatus),
+    /// The zone ended first; with the supervisor's reason when it could send one.
+    ZoneEnded(Option<String>),
+}
+
+impl ProcessEnd {
+    /// The end an attached client's stream announces, if `response` is one.
+    pub fn announced_by(response: &ApiResponse) -> Option<Self> {
+        match response {
+            ApiResponse::Exited { status } => Some(ProcessEnd::Exited(*status)),
+            ApiResponse::ZoneEnded { reason } => Some(ProcessEnd::ZoneEnded(Some(reason.clone()))),
+            _ => None,
+        }
+    }
+}
+
 /// How a container or exec'd process ended, as a front-end reports it.
 pub struct ExitReport {
     /// Docker's exit code: the process's own, 128 + a signal, 137 for an OOM kill, 125 when
@@ -250,7 +269,8 @@ impl Containers<'_> {
     /// Wait for the container's exit status; `Some(None)` when its zone ended without one, and
     /// `None` once `timeout` passed (never, without one).
     pub fn wait(&self, found: &Found, timeout: Option<Duration>) -> Result<Option<Option<ExitStatus>>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too long to reach is no timeout.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let Ok(zone) = found.dir.read() else { return Ok(Some(None)) };
             match zone.container(&found.container.id) {
@@ -350,17 +370,17 @@ pub fn is_running(found: &Found) -> bool {
 
 /// How an attached process ended, as an exit code and, for an OOM kill or a zone that ended
 /// first, one line saying so. `what` names the process ("container", "process").
-pub fn exit_report(outcome: Option<ExitStatus>, found: &Found, what: &str) -> ExitReport {
+pub fn exit_report(outcome: ProcessEnd, found: &Found, what: &str) -> ExitReport {
     match outcome {
-        Some(status) => {
+        ProcessEnd::Exited(status) => {
             let message = (status == ExitStatus::OomKilled).then(|| {
                 let limit = found.container.memory_limit.map_or(String::new(), |bytes| format!(" of {} MiB", bytes >> 20));
                 format!("the {what} was OOM-killed: it reached its memory limit{limit} (the zone has {} MiB)", found.zone.config.memory_mib)
             });
             ExitReport { code: u8::try_from(status.shell_code() & 0xff).unwrap_or(125), message }
         }
-        None => {
-            let reason = found.dir.read().ok().and_then(|r| r.effective_state().reason().map(String::from));
+        ProcessEnd::ZoneEnded(announced) => {
+            let reason = announced.or_else(|| found.dir.read().ok().and_then(|r| r.effective_state().reason().map(String::from)));
             ExitReport { code: 125, message: Some(format!("the zone ended before the {what} did: {}", reason.unwrap_or_else(|| "unknown reason".into()))) }
         }
     }

@@ -21,7 +21,7 @@ use moat_zone::ops::SupervisorCommand;
 use moat_zone::state::ZoneStore;
 
 pub use copy::{CopyArg, CopyError};
-pub use containers::{exit_report, is_running, start_failure_code, ContainerConfig, Containers, ExitReport, Found, Placement};
+pub use containers::{exit_report, is_running, start_failure_code, ContainerConfig, Containers, ExitReport, Found, Placement, ProcessEnd};
 pub use error::{Result, RuntimeError};
 pub use pods::{pod_name, Pods, SandboxConfig};
 pub use resources::Resources;

@@ -95,6 +95,8 @@ pub enum ApiResponse {
     Error { kind: FailureKind, message: String },
     Output { stream: Stream, #[serde(with = "moat_proto::bytes")] data: Vec<u8> },
     Exited { status: ExitStatus },
+    /// The zone ended before the process did: the last message every attached client hears.
+    ZoneEnded { reason: String },
     /// A copy out of a container is staged in `dir`, withdrawn from the share: the copy is
     /// `dir/`[`moat_proto::copy::STAGED_ITEM`], as the guest wrote it, so hostile. The caller
     /// freezes, reads and removes it (see [`crate::staging`]).

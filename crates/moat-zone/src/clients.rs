@@ -106,6 +106,22 @@ impl Routes {
         *listeners = alive;
     }
 
+    /// Send `msg` to every client that hears any process, and wait (up to `within`) until
+    /// their queues are written out: the zone's end drops every connection right after.
+    pub async fn announce(&mut self, msg: ApiResponse, within: std::time::Duration) {
+        let processes: Vec<u32> = self.listeners.keys().copied().collect();
+        for process in processes {
+            self.send_within(process, msg.clone(), within).await;
+        }
+        let listeners: Vec<Reply> = self.listeners.values().flatten().cloned().collect();
+        let drained = async {
+            while listeners.iter().any(|l| !l.is_closed() && l.capacity() < l.max_capacity()) {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        let _ = tokio::time::timeout(within, drained).await;
+    }
+
     /// `process` ended: there is nothing more to hear from it.
     pub fn ended(&mut self, process: u32) {
         self.listeners.remove(&process);

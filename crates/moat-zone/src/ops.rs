@@ -173,13 +173,13 @@ pub fn stop(dir: &ZoneDir, timeout: Duration) -> Result<ZoneRecord, OpsError> {
     }
     api::call(&dir.api_socket(), &ApiRequest::Stop { timeout_secs: timeout.as_secs() }, Duration::from_secs(5))?;
     // The supervisor kills QEMU at the timeout; allow it a little longer to write the record.
-    let deadline = Instant::now() + timeout + Duration::from_secs(10);
+    let deadline = Instant::now().checked_add(timeout).and_then(|t| t.checked_add(Duration::from_secs(10)));
     loop {
         let record = dir.read()?;
         if record.is_finished() {
             return Ok(record);
         }
-        if Instant::now() > deadline {
+        if deadline.is_some_and(|d| Instant::now() > d) {
             return Err(OpsError::Timeout { name: record.name, secs: timeout.as_secs() });
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -42,6 +42,9 @@ enum Command {
         /// Show exited containers too.
         #[arg(short, long)]
         all: bool,
+        /// Print only the containers' ids.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Print a container's output.
     Logs {
@@ -115,7 +118,7 @@ fn main() -> ExitCode {
         Command::Start { attach, containers } => commands::container::start(&cli.root, &containers, attach),
         Command::Exec(args) => commands::exec::exec(&cli.root, *args),
         Command::Cp(args) => commands::cp::cp(&cli.root, args),
-        Command::Ps { all } => commands::container::ps(&cli.root, all),
+        Command::Ps { all, quiet } => commands::container::ps(&cli.root, all, quiet),
         Command::Logs { follow, container } => commands::container::logs(&cli.root, &container, follow),
         Command::Kill { signal, container } => commands::container::kill(&cli.root, &container, &signal),
         Command::Stop { time, container } => commands::container::stop(&cli.root, &container, time),

@@ -277,3 +277,15 @@ echo \"child $(grep oom_kill /sys/fs/cgroup/child/memory.events)\"";
     moat.ok(&["pod", "rm", "-f", "cg"]);
     moat.assert_nothing_running();
 }
+
+#[test]
+fn an_rm_container_goes_with_its_zone_even_when_the_zone_panics() {
+    let moat = Moat::with_busybox();
+    let out = moat.run(&["run", "--rm", "--privileged", BUSYBOX, "sh", "-c", "echo c > /proc/sysrq-trigger"]);
+    assert_eq!(out.status.code(), Some(125), "Docker's code when the runtime, not the process, ended it");
+    let said = common::stderr(&out);
+    assert!(said.contains("the zone ended before the container did: guest kernel panic: Kernel panic - not syncing: sysrq triggered crash"), "the reason, though the record is gone: {said}");
+    assert_eq!(moat.ok(&["ps", "-a", "-q"]).trim(), "", "no container left");
+    assert_eq!(moat.zone_files(), Vec::<std::path::PathBuf>::new(), "no zone files (the sparse scratch disk included)");
+    moat.assert_nothing_running();
+}

@@ -165,7 +165,13 @@ fn kill_and_stop_reach_the_workload() {
     moat.ok(&["stop", "-t", "1", "t"]);
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert!(moat.ok(&["ps", "-a"]).lines().any(|l| l.contains(" t") && l.contains("Exited (137)")));
-    moat.ok(&["rm", "k", "s", "t"]);
+
+    // A timeout too long to reach (u64::MAX seconds) waits for the process, without overflow.
+    moat.ok(&["run", "-d", "--name", "u", BUSYBOX, "sh", "-c", "trap 'exit 3' TERM; echo armed; while :; do sleep 1; done"]);
+    moat.wait_for_log("u", "armed");
+    moat.ok(&["stop", "-t", "18446744073709551615", "u"]);
+    assert_eq!(moat.ok(&["wait", "u"]).trim(), "3");
+    moat.ok(&["rm", "k", "s", "t", "u"]);
     moat.assert_nothing_running();
 }
 

@@ -106,9 +106,9 @@ pub fn supervise(dir: ZoneDir, assets_dir: &Path) -> Result<(), SupervisorError>
         }
         record.clone()
     })?;
-    // `--rm`: a one-container zone goes once its container has exited.
-    let removable = |c: &crate::state::ContainerRecord| c.auto_remove && c.exit.is_some();
-    if unshared.is_ok() && !record.config.pod && !record.containers.is_empty() && record.containers.iter().all(removable) {
+    // `--rm`: a one-container zone goes with its container, however the zone ended, as Docker
+    // removes an `--rm` container whatever its end (attached clients heard the reason).
+    if unshared.is_ok() && !record.config.pod && !record.containers.is_empty() && record.containers.iter().all(|c| c.auto_remove) {
         let _ = std::fs::remove_dir_all(&dir.path);
     }
     result.map(|_| ())
@@ -243,7 +243,9 @@ async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option
     let mut zone = Zone::new(dir, share, started, to_guest);
     let status = zone.serve(&mut qemu, listeners.api, guest_rx, qmp_events).await;
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, console_task).await;
-    Ok(zone.outcome().final_state(status, &tail, &dir.path.join("qemu.log")))
+    let state = zone.outcome().final_state(status, &tail, &dir.path.join("qemu.log"));
+    zone.announce_end(&state).await;
+    Ok(state)
 }
 
 /// A fresh sparse scratch disk for the containers' writable layers, and the shared read-only

@@ -79,6 +79,14 @@ impl<'a> Zone<'a> {
         &self.outcome
     }
 
+    /// Tell every attached client why the zone ended, while it can still be told: an `--rm`
+    /// zone's record goes with the zone.
+    pub async fn announce_end(&mut self, state: &ZoneState) {
+        if let Some(reason) = state.reason() {
+            self.routes.announce(ApiResponse::ZoneEnded { reason: reason.to_string() }, DRAIN_TIMEOUT).await;
+        }
+    }
+
     pub async fn serve(
         &mut self,
         qemu: &mut tokio::process::Child,
@@ -491,7 +499,8 @@ impl<'a> Zone<'a> {
                 r.state = next;
             }
         });
-        self.deadline = Some(Instant::now() + grace);
+        // A grace too long to reach (`stop -t` with a huge number) means no forced stop.
+        self.deadline = Instant::now().checked_add(grace);
         if self.session.is_ready() {
             if let Ok((_, msg)) = self.session.request(Request::Shutdown) {
                 if let Ok(frame) = encode(&msg) {

@@ -17,14 +17,20 @@ fn open(root: &Path) -> anyhow::Result<Runtime> {
     Ok(Runtime::open(root, moat_runtime::pods::default_supervisor(root)?)?)
 }
 
-pub fn ps(root: &Path, all: bool) -> anyhow::Result<ExitCode> {
+pub fn ps(root: &Path, all: bool, quiet: bool) -> anyhow::Result<ExitCode> {
     let runtime = open(root)?;
-    println!("{:<14} {:<32} {:<24} {:<28} {:<16} NAMES", "CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "POD");
+    if !quiet {
+        println!("{:<14} {:<32} {:<24} {:<28} {:<16} NAMES", "CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "POD");
+    }
     for found in runtime.containers().list()? {
         if !all && !is_running(&found) {
             continue;
         }
         let c = &found.container;
+        if quiet {
+            println!("{}", c.id);
+            continue;
+        }
         let status = ps_status(c.exit, c.started_unix.is_some(), &found.zone.effective_state());
         let command = format!("\"{}\"", c.command.join(" "));
         let pod = pod_name(&found.zone).unwrap_or("");
