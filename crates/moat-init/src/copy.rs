@@ -16,7 +16,8 @@ use std::path::{Component, Path, PathBuf};
 
 use moat_proto::copy::{MAX_COPIES, MAX_COPY_BYTES, MAX_COPY_DEPTH, MAX_COPY_ENTRIES, STAGED_ITEM};
 use moat_proto::layout::SHARE_DIR;
-use moat_proto::{CopyIn, CopyOut, CopyPath, FailureKind, GuestMessage, Response};
+use moat_proto::copy::MAX_ARCHIVE_BYTES;
+use moat_proto::{CopyIn, CopyOut, CopyPath, CopySource, FailureKind, GuestMessage, Response};
 use moat_tree::{ErrorClass, Kind, Limits, Options, TreeError, What};
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
@@ -26,6 +27,8 @@ use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::channel::Channel;
 use crate::runner::Container;
+use crate::archive::{self, ArchiveError, Tree};
+use crate::disks::RootfsDirs;
 use crate::{idmap, log, Error};
 
 /// Longest share path the host may name for a copy.
@@ -48,6 +51,8 @@ const OPTIONS_IN: Options = Options {
 pub struct Target {
     /// The container's root filesystem as init sees it.
     pub rootfs: PathBuf,
+    /// Its writable layer: overlayfs's upper directory, on the scratch disk.
+    pub upper: PathBuf,
     /// The zone's uid and gid of the container's root.
     pub root_ids: (u32, u32),
     pub read_only: bool,
@@ -61,6 +66,7 @@ impl Target {
         let mounts = spec.mounts().as_deref().unwrap_or_default().iter().map(|m| m.destination().to_string_lossy().into_owned()).collect();
         Ok(Self {
             rootfs: container.rootfs.clone(),
+            upper: RootfsDirs::of(&container.id).upper(),
             root_ids: idmap::root_ids(spec)?,
             read_only: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
             mounts,
@@ -99,6 +105,11 @@ impl Failure {
 
     fn response(self) -> Response {
         Response::Failed { kind: self.kind, message: self.message.chars().take(MAX_MESSAGE_CHARS).collect() }
+    }
+
+    fn archive(err: ArchiveError) -> Self {
+        let kind = if err.is_limit() { FailureKind::Limit } else { FailureKind::Internal };
+        Self { kind, message: format!("writing the container's files as a tar: {err}") }
     }
 
     /// A tree error, in words that say where.
@@ -154,13 +165,20 @@ impl Copies {
 
     /// Start a copy out of `target` into a staging directory on the share.
     pub fn copy_out(&mut self, request: u64, copy: &CopyOut, target: Target) -> Result<(), Response> {
-        let checked = (|| {
-            let from = parse(&copy.from)?;
-            target.check_not_mounted(&from)?;
-            Ok((from, share_path(&copy.to)?))
-        })();
-        let (from, staging) = checked.map_err(Failure::response)?;
-        self.spawn(request, move || copy_out(&target.rootfs, &from, &staging))
+        let staging = share_path(&copy.to).map_err(Failure::response)?;
+        let (root, tree, max_bytes) = match &copy.from {
+            CopySource::Path(from) => {
+                let from = parse(from).and_then(|from| target.check_not_mounted(&from).map(|()| from)).map_err(Failure::response)?;
+                return self.spawn(request, move || copy_out(&target.rootfs, &from, &staging));
+            }
+            CopySource::RootTar { max_bytes } => (target.rootfs, Tree::Merged, *max_bytes),
+            CopySource::LayerTar { max_bytes } => (target.upper, Tree::Layer, *max_bytes),
+        };
+        let max_bytes = max_bytes.min(MAX_ARCHIVE_BYTES);
+        self.spawn(request, move || {
+            let staging = open_in_share(&staging)?;
+            archive::write(&root, tree, &staging, OsStr::new(STAGED_ITEM), max_bytes).map_err(Failure::archive)
+        })
     }
 
     /// Run `work` in a child whose answer init sends once it reaps it.
@@ -374,7 +392,7 @@ mod tests {
     }
 
     fn target(mounts: &[&str]) -> Target {
-        Target { rootfs: PathBuf::from("/nonexistent"), root_ids: (0, 0), read_only: false, mounts: mounts.iter().map(|m| m.to_string()).collect() }
+        Target { rootfs: PathBuf::from("/nonexistent"), upper: PathBuf::from("/nonexistent"), root_ids: (0, 0), read_only: false, mounts: mounts.iter().map(|m| m.to_string()).collect() }
     }
 
     #[test]
