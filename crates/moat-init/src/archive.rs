@@ -15,12 +15,15 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use moat_proto::copy::MAX_COPY_DEPTH;
 use nix::dir::Dir;
 use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, major, minor, FileStat, Mode, SFlag};
+use oci_spec::runtime::LinuxIdMapping;
+
+use crate::idmap;
 
 const OPAQUE_XATTR: &CStr = c"trusted.overlay.opaque";
 /// Overlay features whose upper entries do not hold what the container sees: a redirected
@@ -37,6 +40,18 @@ pub enum Tree {
     Merged,
     /// Overlayfs's upper directory, as an OCI layer.
     Layer,
+}
+
+/// What the container makes of the tree it is written from.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// The container's uid and gid mappings, when it has a user namespace and the tree shows
+    /// the zone's ids (the merged view does; the upper directory, written through an idmapped
+    /// mount, holds the image's own).
+    pub ids: Option<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)>,
+    /// The destinations of the container's mounts, relative to its root: an empty file there
+    /// in the writable layer is the mount point runc made, not the container's content.
+    pub mount_points: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +74,7 @@ impl ArchiveError {
 
 /// Write the tree at `root` as a tar to `out_name` in the directory `out_dir` (created; it must
 /// not exist), at most `max_bytes` long.
-pub fn write(root: &Path, tree: Tree, out_dir: &OwnedFd, out_name: &OsStr, max_bytes: u64) -> Result<(), ArchiveError> {
+pub fn write(root: &Path, tree: Tree, view: &View, out_dir: &OwnedFd, out_name: &OsStr, max_bytes: u64) -> Result<(), ArchiveError> {
     let top = nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).map_err(io("opening", root.display()))?;
     // SAFETY: open just returned this descriptor and nothing else owns it.
     let top = unsafe { OwnedFd::from_raw_fd(top) };
@@ -68,7 +83,7 @@ pub fn write(root: &Path, tree: Tree, out_dir: &OwnedFd, out_name: &OsStr, max_b
     // SAFETY: openat just returned this descriptor and nothing else owns it.
     let file = unsafe { File::from_raw_fd(file) };
     let out = Bounded { inner: BufWriter::with_capacity(WRITE_BUFFER, file), written: 0, max: max_bytes };
-    let mut walk = Walk { tree, builder: tar::Builder::new(out), device: fstat(top.as_raw_fd()).map_err(io("inspecting", root.display()))?.st_dev };
+    let mut walk = Walk { tree, view, builder: tar::Builder::new(out), device: fstat(top.as_raw_fd()).map_err(io("inspecting", root.display()))?.st_dev };
     walk.builder.mode(tar::HeaderMode::Complete);
     let walked = walk.directory(&top, Path::new(""), 0).and_then(|()| walk.builder.finish().map_err(io("writing", "the tar")));
     let over = walk.builder.get_ref().written > max_bytes;
@@ -88,14 +103,15 @@ fn io<E: Into<io::Error>>(what: &'static str, path: impl std::fmt::Display) -> i
     move |err| ArchiveError::Io { what, path: path.to_string(), err: err.into() }
 }
 
-struct Walk {
+struct Walk<'v> {
     tree: Tree,
+    view: &'v View,
     builder: tar::Builder<Bounded<BufWriter<File>>>,
     /// The root's filesystem: a directory on another is a mount, written empty.
     device: u64,
 }
 
-impl Walk {
+impl Walk<'_> {
     /// Write what the open directory `dir` (at `path` in the tar) holds, sorted by name.
     fn directory(&mut self, dir: &OwnedFd, path: &Path, depth: usize) -> Result<(), ArchiveError> {
         if depth > MAX_COPY_DEPTH {
@@ -117,7 +133,10 @@ impl Walk {
             marker.push(name);
             return self.marker(&path.with_file_name(marker), &stat);
         }
-        let mut header = header(&stat);
+        if self.tree == Tree::Layer && kind == SFlag::S_IFREG && stat.st_size == 0 && self.view.mount_points.iter().any(|m| m == path) {
+            return Ok(());
+        }
+        let mut header = self.header(&stat);
         let append = |builder: &mut tar::Builder<_>, header: &mut tar::Header, data: &mut dyn Read| builder.append_data(header, path, data).map_err(io("writing", path.display()));
         match kind {
             SFlag::S_IFDIR => {
@@ -172,23 +191,28 @@ impl Walk {
 
     /// An empty regular file: a whiteout or an opaque marker.
     fn marker(&mut self, path: &Path, stat: &FileStat) -> Result<(), ArchiveError> {
-        let mut header = header(stat);
+        let mut header = self.header(stat);
         header.set_mode(0);
         header.set_size(0);
         header.set_entry_type(tar::EntryType::Regular);
         self.builder.append_data(&mut header, path, io::empty()).map_err(io("writing", path.display()))
     }
-}
 
-/// A header with the entry's owner, permission bits and modification time.
-fn header(stat: &FileStat) -> tar::Header {
-    let mut header = tar::Header::new_gnu();
-    header.set_mode(stat.st_mode & 0o7777);
-    header.set_uid(u64::from(stat.st_uid));
-    header.set_gid(u64::from(stat.st_gid));
-    header.set_mtime(u64::try_from(stat.st_mtime).unwrap_or(0));
-    header.set_size(0);
-    header
+    /// A header with the entry's owner (as the container sees it), permission bits and
+    /// modification time.
+    fn header(&self, stat: &FileStat) -> tar::Header {
+        let (uid, gid) = match &self.view.ids {
+            Some((uids, gids)) => (idmap::container_id(uids, stat.st_uid), idmap::container_id(gids, stat.st_gid)),
+            None => (stat.st_uid, stat.st_gid),
+        };
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(stat.st_mode & 0o7777);
+        header.set_uid(u64::from(uid));
+        header.set_gid(u64::from(gid));
+        header.set_mtime(u64::try_from(stat.st_mtime).unwrap_or(0));
+        header.set_size(0);
+        header
+    }
 }
 
 fn open_at(dir: &OwnedFd, name: &OsStr, flags: OFlag, path: &Path) -> Result<OwnedFd, ArchiveError> {
@@ -298,7 +322,7 @@ mod tests {
         let dir = nix::fcntl::open(out.path(), OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
         // SAFETY: open just returned it.
         let dir = unsafe { OwnedFd::from_raw_fd(dir) };
-        write(root, tree, &dir, OsStr::new("item"), max)?;
+        write(root, tree, &View { ids: None, mount_points: vec![PathBuf::from("etc/hosts")] }, &dir, OsStr::new("item"), max)?;
         Ok(std::fs::read(out.path().join("item")).unwrap())
     }
 
@@ -309,12 +333,16 @@ mod tests {
         std::fs::write(root.path().join("d/f"), "hello").unwrap();
         std::fs::write(root.path().join("a"), "").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.path().join("pw")).unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/hosts"), "").unwrap();
         let bytes = written(root.path(), Tree::Merged, 1 << 20).unwrap();
         let seen = entries(&bytes);
         let names: Vec<&str> = seen.iter().map(|(n, _, _)| n.as_str()).collect();
-        assert_eq!(names, ["a", "d", "d/f", "pw"]);
+        assert_eq!(names, ["a", "d", "d/f", "etc", "etc/hosts", "pw"]);
+        let layer = entries(&written(root.path(), Tree::Layer, 1 << 20).unwrap());
+        assert!(!layer.iter().any(|(n, _, _)| n == "etc/hosts"), "a mount point runc made is no layer content");
         assert_eq!(seen[2], ("d/f".into(), tar::EntryType::Regular, 5));
-        assert_eq!(seen[3].1, tar::EntryType::Symlink);
+        assert_eq!(seen[5].1, tar::EntryType::Symlink);
         assert!(matches!(written(root.path(), Tree::Merged, 2048), Err(ArchiveError::TooLarge(2048))));
     }
 

@@ -24,10 +24,11 @@ use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::LinuxIdMapping;
 
 use crate::channel::Channel;
 use crate::runner::Container;
-use crate::archive::{self, ArchiveError, Tree};
+use crate::archive::{self, ArchiveError, Tree, View};
 use crate::disks::RootfsDirs;
 use crate::{idmap, log, Error};
 
@@ -58,6 +59,8 @@ pub struct Target {
     pub read_only: bool,
     /// The container's own mounts (volumes, tmpfs, /proc ...), which a copy does not reach.
     pub mounts: Vec<String>,
+    /// Its user namespace's mappings, when it has one: how it sees the zone's ids.
+    pub ids: Option<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)>,
 }
 
 impl Target {
@@ -70,7 +73,16 @@ impl Target {
             root_ids: idmap::root_ids(spec)?,
             read_only: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
             mounts,
+            ids: spec.linux().as_ref().filter(|_| moat_spec::user::has_user_namespace(spec)).map(|linux| {
+                (linux.uid_mappings().clone().unwrap_or_default(), linux.gid_mappings().clone().unwrap_or_default())
+            }),
         })
+    }
+
+    /// How the container sees `tree`, for a tar of it.
+    fn view(&self, tree: Tree) -> View {
+        let mount_points = self.mounts.iter().map(|m| PathBuf::from(m.trim_start_matches('/'))).collect();
+        View { ids: if tree == Tree::Merged { self.ids.clone() } else { None }, mount_points }
     }
 
     /// Refuse a path at or below one of the container's mounts: init sees only the root
@@ -166,18 +178,18 @@ impl Copies {
     /// Start a copy out of `target` into a staging directory on the share.
     pub fn copy_out(&mut self, request: u64, copy: &CopyOut, target: Target) -> Result<(), Response> {
         let staging = share_path(&copy.to).map_err(Failure::response)?;
-        let (root, tree, max_bytes) = match &copy.from {
-            CopySource::Path(from) => {
+        let (root, tree, max_bytes) = match copy.from {
+            CopySource::Path(ref from) => {
                 let from = parse(from).and_then(|from| target.check_not_mounted(&from).map(|()| from)).map_err(Failure::response)?;
                 return self.spawn(request, move || copy_out(&target.rootfs, &from, &staging));
             }
-            CopySource::RootTar { max_bytes } => (target.rootfs, Tree::Merged, *max_bytes),
-            CopySource::LayerTar { max_bytes } => (target.upper, Tree::Layer, *max_bytes),
+            CopySource::RootTar { max_bytes } => (&target.rootfs, Tree::Merged, max_bytes),
+            CopySource::LayerTar { max_bytes } => (&target.upper, Tree::Layer, max_bytes),
         };
-        let max_bytes = max_bytes.min(MAX_ARCHIVE_BYTES);
+        let (root, view, max_bytes) = (root.clone(), target.view(tree), max_bytes.min(MAX_ARCHIVE_BYTES));
         self.spawn(request, move || {
             let staging = open_in_share(&staging)?;
-            archive::write(&root, tree, &staging, OsStr::new(STAGED_ITEM), max_bytes).map_err(Failure::archive)
+            archive::write(&root, tree, &view, &staging, OsStr::new(STAGED_ITEM), max_bytes).map_err(Failure::archive)
         })
     }
 
@@ -392,7 +404,7 @@ mod tests {
     }
 
     fn target(mounts: &[&str]) -> Target {
-        Target { rootfs: PathBuf::from("/nonexistent"), upper: PathBuf::from("/nonexistent"), root_ids: (0, 0), read_only: false, mounts: mounts.iter().map(|m| m.to_string()).collect() }
+        Target { rootfs: PathBuf::from("/nonexistent"), upper: PathBuf::from("/nonexistent"), root_ids: (0, 0), read_only: false, mounts: mounts.iter().map(|m| m.to_string()).collect(), ids: None }
     }
 
     #[test]

@@ -101,8 +101,9 @@ pub fn retar(input: impl Read, output: impl Write, max_bytes: u64) -> Result<Wri
         let written = match from.entry_type() {
             EntryType::Regular | EntryType::Continuous => {
                 header.set_entry_type(EntryType::Regular);
-                header.set_size(entry.size());
-                builder.append_data(&mut header, path.to_path(), &mut *entry)
+                let size = entry.size();
+                header.set_size(size);
+                builder.append_data(&mut header, path.to_path(), Exact { inner: &mut *entry, left: size })
             }
             EntryType::Directory => {
                 header.set_entry_type(EntryType::Directory);
@@ -143,9 +144,31 @@ pub fn retar(input: impl Read, output: impl Write, max_bytes: u64) -> Result<Wri
     Ok(Written { entries, read })
 }
 
+/// Exactly `left` bytes of `inner`, or an error: a short entry would misalign the tar written
+/// (the tar crate pads to what it copied, not to what the header says).
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the tar ends inside an entry"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::unpack::members::tests::stream;
 
     fn header(name: &[u8], kind: EntryType, size: u64, link: Option<&[u8]>) -> tar::Header {
         let mut h = tar::Header::new_gnu();
@@ -161,17 +184,6 @@ mod tests {
         }
         h.set_cksum();
         h
-    }
-
-    fn stream(parts: &[(tar::Header, &[u8])]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (h, data) in parts {
-            out.extend_from_slice(h.as_bytes());
-            out.extend_from_slice(data);
-            out.resize(out.len().div_ceil(512) * 512, 0);
-        }
-        out.resize(out.len() + 1024, 0);
-        out
     }
 
     fn listing(bytes: &[u8]) -> Vec<(String, EntryType, u32)> {
@@ -213,6 +225,9 @@ mod tests {
         assert!(matches!(refused(&[(header(b"escape", EntryType::Symlink, 0, Some(b"../../etc")), b"")]), RetarError::Entry(EntryError::SymlinkEscapes { .. })));
         assert!(matches!(refused(&[(header(b"a/.wh.", EntryType::Regular, 0, None), b"")]), RetarError::Entry(EntryError::BadWhiteout(_))));
         assert!(matches!(refused(&[(header(b"h", EntryType::Link, 0, Some(b"../x")), b"")]), RetarError::Header { .. }));
+        let mut short = stream(&[(header(b"f", EntryType::Regular, 4096, None), b"abc")]);
+        short.truncate(515);
+        assert!(retar(&short[..], io::sink(), 1 << 20).is_err(), "a truncated entry");
         let big = vec![b'x'; 4096];
         let err = retar(&stream(&[(header(b"big", EntryType::Regular, 4096, None), &big)])[..], io::sink(), 2048).unwrap_err();
         assert!(matches!(err, RetarError::TooLarge { limit: 2048 }), "{err}");
