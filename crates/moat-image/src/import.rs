@@ -304,18 +304,12 @@ impl Store {
 
     /// Stores the OCI manifest a `docker save` entry stands for.
     fn synthesize_docker_manifest(&self, entry: &DockerSaveEntry, scan: &Scan, origin: &Path) -> Result<(manifest::Image, Digest), ImportError> {
-        let file = |name: &str| scan.file(name).cloned().ok_or_else(|| ImportError::MissingFile(name.to_owned()));
-        let descriptor = |blob: BlobRef, media_type: &str| {
-            serde_json::json!({ "mediaType": media_type, "digest": blob.digest.to_string(), "size": blob.size })
+        let file = |name: &str, media_type: &str| {
+            let blob = scan.file(name).cloned().ok_or_else(|| ImportError::MissingFile(name.to_owned()))?;
+            Ok::<_, ImportError>(BlobRef { media_type: media_type.to_owned(), ..blob })
         };
-        let layers = entry.layers.iter().map(|l| Ok(descriptor(file(l)?, manifest::OCI_LAYER_TAR))).collect::<Result<Vec<_>, ImportError>>()?;
-        let synthesized = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": manifest::OCI_MANIFEST,
-            "config": descriptor(file(&entry.config)?, manifest::OCI_CONFIG),
-            "layers": layers,
-        });
-        let bytes = synthesized.to_string().into_bytes();
+        let layers = entry.layers.iter().map(|l| file(l, manifest::OCI_LAYER_TAR)).collect::<Result<Vec<_>, ImportError>>()?;
+        let bytes = manifest::image_manifest(&file(&entry.config, manifest::OCI_CONFIG)?, &layers);
         let stored = blobs::put_bytes(&self.layout, &bytes, manifest::OCI_MANIFEST).map_err(StoreError::from)?;
         let Manifest::Image(image) = manifest::parse(&bytes).map_err(manifest_err("docker save manifest"))? else {
             return Err(ImportError::Unrecognized(origin.to_owned()));

@@ -11,6 +11,7 @@
 //! # let _ = rootfs; Ok(()) }
 //! ```
 
+pub mod commit;
 pub mod digest;
 pub mod erofs;
 mod import;
@@ -23,6 +24,7 @@ mod save;
 pub mod store;
 pub mod unpack;
 
+pub use commit::{ChangeError, CommitOptions, ConfigChange};
 pub use digest::Digest;
 pub use import::{ImportError, ImportOptions};
 pub use limits::Limits;

@@ -208,6 +208,18 @@ pub fn select_platform<'a>(entries: &'a [IndexEntry], wanted: &Platform) -> Resu
     })
 }
 
+/// An OCI image manifest for `config` and `layers`, as stored bytes.
+pub fn image_manifest(config: &BlobRef, layers: &[BlobRef]) -> Vec<u8> {
+    let descriptor = |blob: &BlobRef| serde_json::json!({ "mediaType": blob.media_type, "digest": blob.digest.to_string(), "size": blob.size });
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(config),
+        "layers": layers.iter().map(descriptor).collect::<Vec<_>>(),
+    });
+    manifest.to_string().into_bytes()
+}
+
 /// A parsed image configuration and its layer diff IDs, checked against the manifest.
 #[derive(Debug, Clone)]
 pub struct Config {

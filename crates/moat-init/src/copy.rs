@@ -16,16 +16,20 @@ use std::path::{Component, Path, PathBuf};
 
 use moat_proto::copy::{MAX_COPIES, MAX_COPY_BYTES, MAX_COPY_DEPTH, MAX_COPY_ENTRIES, STAGED_ITEM};
 use moat_proto::layout::SHARE_DIR;
-use moat_proto::{CopyIn, CopyOut, CopyPath, FailureKind, GuestMessage, Response};
+use moat_proto::copy::MAX_ARCHIVE_BYTES;
+use moat_proto::{CopyIn, CopyOut, CopyPath, CopySource, FailureKind, GuestMessage, Response};
 use moat_tree::{ErrorClass, Kind, Limits, Options, TreeError, What};
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::LinuxIdMapping;
 
 use crate::channel::Channel;
 use crate::runner::Container;
+use crate::archive::{self, ArchiveError, Tree, View};
+use crate::disks::RootfsDirs;
 use crate::{idmap, log, Error};
 
 /// Longest share path the host may name for a copy.
@@ -48,11 +52,15 @@ const OPTIONS_IN: Options = Options {
 pub struct Target {
     /// The container's root filesystem as init sees it.
     pub rootfs: PathBuf,
+    /// Its writable layer: overlayfs's upper directory, on the scratch disk.
+    pub upper: PathBuf,
     /// The zone's uid and gid of the container's root.
     pub root_ids: (u32, u32),
     pub read_only: bool,
     /// The container's own mounts (volumes, tmpfs, /proc ...), which a copy does not reach.
     pub mounts: Vec<String>,
+    /// Its user namespace's mappings, when it has one: how it sees the zone's ids.
+    pub ids: Option<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)>,
 }
 
 impl Target {
@@ -61,10 +69,20 @@ impl Target {
         let mounts = spec.mounts().as_deref().unwrap_or_default().iter().map(|m| m.destination().to_string_lossy().into_owned()).collect();
         Ok(Self {
             rootfs: container.rootfs.clone(),
+            upper: RootfsDirs::of(&container.id).upper(),
             root_ids: idmap::root_ids(spec)?,
             read_only: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
             mounts,
+            ids: spec.linux().as_ref().filter(|_| moat_spec::user::has_user_namespace(spec)).map(|linux| {
+                (linux.uid_mappings().clone().unwrap_or_default(), linux.gid_mappings().clone().unwrap_or_default())
+            }),
         })
+    }
+
+    /// How the container sees `tree`, for a tar of it.
+    fn view(&self, tree: Tree) -> View {
+        let mount_points = self.mounts.iter().map(|m| PathBuf::from(m.trim_start_matches('/'))).collect();
+        View { ids: if tree == Tree::Merged { self.ids.clone() } else { None }, mount_points }
     }
 
     /// Refuse a path at or below one of the container's mounts: init sees only the root
@@ -99,6 +117,11 @@ impl Failure {
 
     fn response(self) -> Response {
         Response::Failed { kind: self.kind, message: self.message.chars().take(MAX_MESSAGE_CHARS).collect() }
+    }
+
+    fn archive(err: ArchiveError) -> Self {
+        let kind = if err.is_limit() { FailureKind::Limit } else { FailureKind::Internal };
+        Self { kind, message: format!("writing the container's files as a tar: {err}") }
     }
 
     /// A tree error, in words that say where.
@@ -154,13 +177,20 @@ impl Copies {
 
     /// Start a copy out of `target` into a staging directory on the share.
     pub fn copy_out(&mut self, request: u64, copy: &CopyOut, target: Target) -> Result<(), Response> {
-        let checked = (|| {
-            let from = parse(&copy.from)?;
-            target.check_not_mounted(&from)?;
-            Ok((from, share_path(&copy.to)?))
-        })();
-        let (from, staging) = checked.map_err(Failure::response)?;
-        self.spawn(request, move || copy_out(&target.rootfs, &from, &staging))
+        let staging = share_path(&copy.to).map_err(Failure::response)?;
+        let (root, tree, max_bytes) = match copy.from {
+            CopySource::Path(ref from) => {
+                let from = parse(from).and_then(|from| target.check_not_mounted(&from).map(|()| from)).map_err(Failure::response)?;
+                return self.spawn(request, move || copy_out(&target.rootfs, &from, &staging));
+            }
+            CopySource::RootTar { max_bytes } => (&target.rootfs, Tree::Merged, max_bytes),
+            CopySource::LayerTar { max_bytes } => (&target.upper, Tree::Layer, max_bytes),
+        };
+        let (root, view, max_bytes) = (root.clone(), target.view(tree), max_bytes.min(MAX_ARCHIVE_BYTES));
+        self.spawn(request, move || {
+            let staging = open_in_share(&staging)?;
+            archive::write(&root, tree, &view, &staging, OsStr::new(STAGED_ITEM), max_bytes).map_err(Failure::archive)
+        })
     }
 
     /// Run `work` in a child whose answer init sends once it reaps it.
@@ -374,7 +404,7 @@ mod tests {
     }
 
     fn target(mounts: &[&str]) -> Target {
-        Target { rootfs: PathBuf::from("/nonexistent"), root_ids: (0, 0), read_only: false, mounts: mounts.iter().map(|m| m.to_string()).collect() }
+        Target { rootfs: PathBuf::from("/nonexistent"), upper: PathBuf::from("/nonexistent"), root_ids: (0, 0), read_only: false, mounts: mounts.iter().map(|m| m.to_string()).collect(), ids: None }
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub const SCRATCH_DIR: &str = "/run/moat/scratch";
 pub const CONTAINERS_DIR: &str = "/run/moat/containers";
 /// Parent of the zone kernel's module tree; the initramfs holds a partial copy.
 const MODULES_ROOT: &str = "/lib/modules";
+/// The writable layer's directory in a container's scratch directory.
+const UPPER: &str = "upper";
 /// Longest image path on the share the host may name.
 const MAX_IMAGE_PATH: usize = 255;
 
@@ -70,6 +72,11 @@ impl RootfsDirs {
             base,
         }
     }
+
+    /// The overlay's upper directory: what the container wrote, with overlayfs's whiteouts.
+    pub fn upper(&self) -> PathBuf {
+        self.scratch.join(UPPER)
+    }
 }
 
 /// The image's file on the share, refused unless it is a plain relative path inside it.
@@ -91,14 +98,14 @@ pub fn mount_container_rootfs(container: &str, image: &str, ids: Option<&Contain
     let file = image_on_share(image)?;
     mount_scratch()?;
     let dirs = RootfsDirs::of(container);
-    let upper = dirs.scratch.join("upper");
+    let upper = dirs.upper();
     let work = dirs.scratch.join("work");
     for dir in [&dirs.image, &upper, &work, &dirs.layer, &dirs.rootfs] {
         std::fs::create_dir_all(dir).map_err(|err| DiskError::Io { what: "creating", path: dir.clone(), err })?;
     }
     mount_image(&file, &dirs.image)?;
     bind(&dirs.scratch, &dirs.layer)?;
-    let options = format!("lowerdir={},upperdir={},workdir={}", dirs.image.display(), dirs.layer.join("upper").display(), dirs.layer.join("work").display());
+    let options = format!("lowerdir={},upperdir={},workdir={}", dirs.image.display(), dirs.layer.join(UPPER).display(), dirs.layer.join("work").display());
     match ids {
         Some(ids) => {
             idmap::idmap_in_place(&dirs.image, ids.userns.as_fd())?;

@@ -105,6 +105,16 @@ pub fn zone_id_of_root(mappings: &[LinuxIdMapping], kind: &'static str) -> Resul
     moat_spec::user::zone_id_of_root(mappings).ok_or(IdmapError::RootUnmapped(kind))
 }
 
+/// The container's id for the zone's `id`, as the container sees it: through `mappings`, or the
+/// kernel's overflow id (65534) for an id they leave out.
+pub fn container_id(mappings: &[LinuxIdMapping], id: u32) -> u32 {
+    let inside = mappings.iter().find(|m| id >= m.host_id() && u64::from(id) < u64::from(m.host_id()) + u64::from(m.size()));
+    inside.map_or(OVERFLOW_ID, |m| id - m.host_id() + m.container_id())
+}
+
+/// What the kernel shows for an id a user namespace does not map.
+const OVERFLOW_ID: u32 = 65_534;
+
 /// A user namespace with these uid_map and gid_map contents, as an fd for `mount_setattr`.
 ///
 /// A forked child unshares a new user namespace and waits; init, which holds CAP_SETUID and
@@ -252,6 +262,12 @@ mod tests {
     fn container_root_maps_to_the_zone_id_of_container_zero() {
         assert_eq!(zone_id_of_root(&[mapping(1, 5, 10), mapping(0, 100_000, 1)], "uid").unwrap(), 100_000);
         assert!(matches!(zone_id_of_root(&[mapping(1, 100_000, 10)], "gid"), Err(IdmapError::RootUnmapped("gid"))));
+    }
+
+    #[test]
+    fn zone_ids_map_back_to_the_containers() {
+        let map = [mapping(0, 100_000, 1000), mapping(1000, 1000, 1)];
+        assert_eq!([0, 100_000, 100_999, 1000, 101_000].map(|id| container_id(&map, id)), [65_534, 0, 999, 1000, 65_534]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! (see [`runner`] and [`containers`]), all in the pod's shared namespaces (see [`pod`]).
 //! Called as `modprobe`, the same binary is the zone kernel's module loader (see [`modprobe`]).
 
+mod archive;
 mod bundle;
 mod cgroups;
 mod channel;

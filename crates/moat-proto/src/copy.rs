@@ -7,6 +7,12 @@
 /// bounds what init writes to the scratch disk for one request.
 pub const MAX_COPY_BYTES: u64 = 1 << 30;
 
+/// Most bytes of one tar out of a container (`moat export`, `moat commit`), headers included.
+///
+/// Threat: the tar is staged on the host like a copy, in the same bounded tmpfs; a front-end
+/// may ask for less, never more.
+pub const MAX_ARCHIVE_BYTES: u64 = MAX_COPY_BYTES;
+
 /// Most files, directories and links one copy holds.
 ///
 /// Threat: each is an inode in the staging tmpfs and a file the host creates; a hostile guest

@@ -14,7 +14,7 @@ pub mod session;
 
 pub use frame::{encode, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use copy::{CopyPath, CopyPathError};
-pub use message::{valid_container_id, CopyIn, CopyOut, CreateContainer, DebugRequest, ExecRequest, ExitStatus, FailureKind, GuestMessage, HostMessage, NameFiles, Request, Response, Stream, MAX_CONTAINERS, MAX_CONTAINER_ID, MAX_EXEC_PROCESSES, MAX_HOSTS_FILE, MAX_PROBE_READ, PROTOCOL_VERSION};
+pub use message::{valid_container_id, CopyIn, CopyOut, CopySource, CreateContainer, DebugRequest, ExecRequest, ExitStatus, FailureKind, GuestMessage, HostMessage, NameFiles, Request, Response, Stream, MAX_CONTAINERS, MAX_CONTAINER_ID, MAX_EXEC_PROCESSES, MAX_HOSTS_FILE, MAX_PROBE_READ, PROTOCOL_VERSION};
 pub use session::{HostSession, SessionError, SessionEvent};
 
 /// Serde through a type's text (`Display` and `FromStr`), for a type marked

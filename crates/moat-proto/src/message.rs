@@ -116,13 +116,25 @@ pub struct CopyIn {
 #[serde(deny_unknown_fields)]
 pub struct CopyOut {
     pub container: String,
-    /// A container path as [`crate::CopyPath`] parses it, resolved in the container's root. A
-    /// symlink at its end is copied as the link; with `/` or `/.` at its end it is followed,
-    /// inside the root, and must reach a directory.
-    pub from: String,
+    pub from: CopySource,
     /// The staging directory, relative to the share (a writable exposure); the copy goes there
     /// as [`crate::copy::STAGED_ITEM`].
     pub to: String,
+}
+
+/// What a copy out of a container takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum CopySource {
+    /// A container path as [`crate::CopyPath`] parses it, resolved in the container's root (`moat
+    /// cp`). A symlink at its end is copied as the link; with `/` or `/.` at its end it is
+    /// followed, inside the root, and must reach a directory.
+    Path(String),
+    /// The container's whole root filesystem as it sees it, as one tar file (`moat export`).
+    RootTar { max_bytes: u64 },
+    /// The container's writable layer as an OCI layer tar, overlay whiteouts turned into `.wh.`
+    /// markers (`moat commit`).
+    LayerTar { max_bytes: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

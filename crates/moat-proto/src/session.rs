@@ -388,7 +388,7 @@ mod tests {
     fn copies_in_flight_are_bounded() {
         let mut s = HostSession::new();
         s.accept(hello()).unwrap();
-        let copy_out = || Request::CopyOut(Box::new(crate::CopyOut { container: "c".into(), from: "/etc".into(), to: "cp/1".into() }));
+        let copy_out = || Request::CopyOut(Box::new(crate::CopyOut { container: "c".into(), from: crate::CopySource::Path("/etc".into()), to: "cp/1".into() }));
         let mut ids = Vec::new();
         for _ in 0..MAX_COPIES {
             ids.push(s.request(copy_out()).unwrap().0);

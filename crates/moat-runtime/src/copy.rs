@@ -26,8 +26,9 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use moat_proto::copy::{MAX_COPY_BYTES, MAX_COPY_DEPTH, MAX_COPY_ENTRIES, STAGED_ITEM};
-use moat_proto::{CopyPath, CopyPathError, FailureKind};
+use moat_proto::copy::{MAX_ARCHIVE_BYTES, MAX_COPY_BYTES, MAX_COPY_DEPTH, MAX_COPY_ENTRIES, STAGED_ITEM};
+use moat_proto::{CopyPath, CopyPathError, CopySource, FailureKind};
+use nix::fcntl::OFlag;
 use moat_tree::{ErrorClass, Kind, Limits, Options, TreeError, Totals, What};
 use moat_zone::api::{self, ApiRequest, ApiResponse};
 use moat_zone::lifecycle::ZoneState;
@@ -66,12 +67,14 @@ pub enum CopyError {
     ParentMissing(PathBuf),
     #[error("cannot copy a directory to a file: {0} exists and is not a directory")]
     DirectoryOntoFile(PathBuf),
-    #[error("container {container} cannot be copied to or from: its zone is {state}")]
+    #[error("container {container}'s files cannot be reached: its zone is {state} (a stopped container's files stay reachable only while its pod runs)")]
     ZoneNotRunning { container: String, state: String },
     #[error("copying {what} to {dest}: {err}")]
     Tree { what: String, dest: PathBuf, err: TreeError },
     #[error("the zone answered a copy out with {0}")]
     Unexpected(String),
+    #[error("the zone staged no tar: {0}")]
+    NotATar(String),
     #[error(transparent)]
     Staging(#[from] StagingError),
     #[error("{what} {path}: {err}")]
@@ -90,6 +93,7 @@ impl CopyError {
                 ErrorClass::Io => FailureKind::Internal,
             },
             CopyError::Unexpected(_) | CopyError::Staging(_) | CopyError::Io { .. } => FailureKind::Internal,
+            CopyError::NotATar(_) => FailureKind::BadRequest,
             _ => FailureKind::BadRequest,
         }
     }
@@ -139,8 +143,34 @@ impl Containers<'_> {
     pub fn copy_out(&self, found: &Found, from: &str, dest: &str) -> Result<()> {
         let from_path = CopyPath::parse(from).map_err(CopyError::from)?;
         let dest = HostDest::resolve(dest)?;
+        let staged = self.stage(found, CopySource::Path(from.to_string()))?;
+        deliver(&staged.dir, &from_path, &dest, &FROM_ZONE)?;
+        Ok(())
+    }
+
+    /// The container's root filesystem (`moat export`) or writable layer (`moat commit`) as a
+    /// tar the zone wrote, at most `max_bytes`: hostile, so read it through a checker
+    /// (`moat_image::unpack::retar`). A stopped container's files stay reachable while its zone
+    /// runs (a pod's).
+    pub fn tar_out(&self, found: &Found, tree: TarTree, max_bytes: u64) -> Result<StagedTar> {
+        let max_bytes = max_bytes.min(MAX_ARCHIVE_BYTES);
+        let from = match tree {
+            TarTree::Root => CopySource::RootTar { max_bytes },
+            TarTree::Layer => CopySource::LayerTar { max_bytes },
+        };
+        let staged = self.stage(found, from)?;
+        let file = open_staged(&staged.dir, OFlag::O_RDONLY).map_err(|err| CopyError::NotATar(err.to_string()))?;
+        let meta = file.metadata().map_err(|err| CopyError::Io { what: "inspecting", path: staged.dir.join(STAGED_ITEM), err })?;
+        if !meta.is_file() {
+            return Err(CopyError::NotATar(format!("{} is not a regular file", staged.dir.join(STAGED_ITEM).display())).into());
+        }
+        Ok(StagedTar { file: std::io::Read::take(file, max_bytes.saturating_add(1)), _staged: staged })
+    }
+
+    /// Ask the zone to copy `from` into a fresh staging directory, and freeze what it wrote.
+    fn stage(&self, found: &Found, from: CopySource) -> Result<Staged> {
         check_zone(found)?;
-        let request = ApiRequest::CopyOut { container: found.container.id.clone(), from: from.to_string() };
+        let request = ApiRequest::CopyOut { container: found.container.id.clone(), from };
         let dir = match api::call(&found.dir.api_socket(), &request, COPY_TIMEOUT)? {
             ApiResponse::Staged { dir } => dir,
             ApiResponse::Error { kind, message } => return Err(RuntimeError::Zone { kind, message }),
@@ -148,8 +178,29 @@ impl Containers<'_> {
         };
         let staged = Staged { dir };
         staging::freeze(&staged.dir).map_err(CopyError::from)?;
-        deliver(&staged.dir, &from_path, &dest, &FROM_ZONE)?;
-        Ok(())
+        Ok(staged)
+    }
+}
+
+/// Which tree of a container [`Containers::tar_out`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TarTree {
+    /// Its root filesystem as it sees it.
+    Root,
+    /// Its writable layer, as an OCI layer.
+    Layer,
+}
+
+/// A tar a zone staged, open for reading; its staging directory goes when it is dropped.
+pub struct StagedTar {
+    /// Bounded one byte past the limit, so the checker sees the limit broken.
+    file: std::io::Take<std::fs::File>,
+    _staged: Staged,
+}
+
+impl std::io::Read for StagedTar {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.file.read(buf)
     }
 }
 
@@ -305,10 +356,22 @@ fn open_dir(path: &Path) -> Result<std::fs::File, CopyError> {
 
 /// The staged item as a directory, never through a symlink.
 fn open_staged_dir(staged: &std::fs::File, staging: &Path) -> Result<std::fs::File, CopyError> {
-    use nix::fcntl::{openat, OFlag};
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(Some(staged.as_raw_fd()), STAGED_ITEM, flags, nix::sys::stat::Mode::empty()).map_err(|errno| CopyError::Io { what: "opening", path: staging.join(STAGED_ITEM), err: errno.into() })?;
+    use std::os::fd::AsRawFd;
+    open_at(staged.as_raw_fd(), staging, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+}
+
+/// The staged item in the staging directory `staging`, never through a symlink, and never
+/// blocking on a named pipe.
+fn open_staged(staging: &Path, flags: OFlag) -> Result<std::fs::File, CopyError> {
+    use std::os::fd::AsRawFd;
+    let dir = open_dir(staging)?;
+    open_at(dir.as_raw_fd(), staging, flags | OFlag::O_NONBLOCK)
+}
+
+fn open_at(dir: std::os::fd::RawFd, staging: &Path, flags: OFlag) -> Result<std::fs::File, CopyError> {
+    use std::os::fd::FromRawFd;
+    let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::openat(Some(dir), STAGED_ITEM, flags, nix::sys::stat::Mode::empty()).map_err(|errno| CopyError::Io { what: "opening", path: staging.join(STAGED_ITEM), err: errno.into() })?;
     // SAFETY: openat just returned this descriptor and nothing else owns it.
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }

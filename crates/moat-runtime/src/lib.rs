@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use moat_zone::ops::SupervisorCommand;
 use moat_zone::state::ZoneStore;
 
-pub use copy::{CopyArg, CopyError};
+pub use copy::{CopyArg, CopyError, StagedTar, TarTree};
 pub use containers::{exit_report, is_running, start_failure_code, ContainerConfig, Containers, ExitReport, Found, Placement, ProcessEnd};
 pub use error::{Result, RuntimeError};
 pub use pods::{pod_name, Pods, SandboxConfig};

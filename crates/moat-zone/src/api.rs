@@ -35,10 +35,10 @@ pub enum ApiRequest {
     /// Copy a host file or directory into a container (`moat cp HOST CTR:PATH`): the
     /// supervisor exposes it read-only on the share while init copies it. Answered with Done.
     CopyIn(Box<CopyIn>),
-    /// Copy a file, directory or symlink out of a container (`moat cp CTR:PATH HOST`) into a
-    /// fresh staging directory on the host, answered with [`ApiResponse::Staged`]. `from` is a
-    /// container path as [`moat_proto::CopyPath`] parses it.
-    CopyOut { container: String, from: String },
+    /// Copy a file, directory or symlink out of a container (`moat cp CTR:PATH HOST`), or its
+    /// root filesystem or writable layer as a tar (`moat export`, `moat commit`), into a fresh
+    /// staging directory on the host, answered with [`ApiResponse::Staged`].
+    CopyOut { container: String, from: moat_proto::CopySource },
     /// Give a container's `/etc/hosts` new content (names on the zone's network changed).
     UpdateHosts { container: String, hosts: String },
     /// For the process this connection talks to.

@@ -37,6 +37,10 @@ enum Command {
     Exec(Box<commands::exec::ExecArgs>),
     /// Copy files and directories between a container and the host.
     Cp(commands::cp::CpArgs),
+    /// Make a new image from a container's changes (its writable layer on top of its image).
+    Commit(Box<commands::commit::CommitArgs>),
+    /// Write a container's whole file system as a tar, to stdout or -o FILE.
+    Export(commands::commit::ExportArgs),
     /// List containers.
     Ps {
         /// Show exited containers too.
@@ -118,6 +122,8 @@ fn main() -> ExitCode {
         Command::Start { attach, containers } => commands::container::start(&cli.root, &containers, attach),
         Command::Exec(args) => commands::exec::exec(&cli.root, *args),
         Command::Cp(args) => commands::cp::cp(&cli.root, args),
+        Command::Commit(args) => commands::commit::commit(&cli.root, *args),
+        Command::Export(args) => commands::commit::export(&cli.root, args),
         Command::Ps { all, quiet } => commands::container::ps(&cli.root, all, quiet),
         Command::Logs { follow, container } => commands::container::logs(&cli.root, &container, follow),
         Command::Kill { signal, container } => commands::container::kill(&cli.root, &container, &signal),

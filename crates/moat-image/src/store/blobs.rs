@@ -92,6 +92,18 @@ impl BlobWriter {
     }
 }
 
+/// For streams that write a blob as they go; a limit surfaces as an error that
+/// [`limit_exceeded`] recognises.
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// Streams `source` into the store. See [`BlobWriter::begin`] for `expected` and `limit`.
 pub fn put_reader(
     layout: &Layout,

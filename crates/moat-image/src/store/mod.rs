@@ -45,6 +45,8 @@ pub enum StoreError {
     Unpack(#[from] UnpackError),
     #[error(transparent)]
     Erofs(#[from] ErofsError),
+    #[error("the new layer: {0}")]
+    Layer(crate::unpack::RetarError),
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {

@@ -163,7 +163,7 @@ fn put<R: Read>(rootfs: &Rootfs, path: &RelPath, member: &Member, entry: &mut ta
 }
 
 /// Owner, mode and xattrs from the header and its PAX records (which win where both speak).
-fn meta(header: &tar::Header, pax: &[(String, Vec<u8>)]) -> Result<Meta, String> {
+pub(super) fn meta(header: &tar::Header, pax: &[(String, Vec<u8>)]) -> Result<Meta, String> {
     let mode = header.mode().map_err(|e| format!("bad mode: {e}"))?;
     let mut uid = header.uid().map_err(|e| format!("bad uid: {e}"))?;
     let mut gid = header.gid().map_err(|e| format!("bad gid: {e}"))?;

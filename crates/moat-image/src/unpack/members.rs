@@ -111,7 +111,7 @@ pub fn walk<R: Read, E: From<MemberError>>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn header(name: &str, kind: EntryType, size: u64) -> tar::Header {
@@ -124,7 +124,8 @@ mod tests {
         h
     }
 
-    fn stream(parts: &[(tar::Header, &[u8])]) -> Vec<u8> {
+    /// A tar stream of `parts`, each padded, with the end-of-archive blocks.
+    pub(crate) fn stream(parts: &[(tar::Header, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
         for (h, data) in parts {
             out.extend_from_slice(h.as_bytes());

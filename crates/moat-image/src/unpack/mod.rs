@@ -4,12 +4,14 @@
 pub mod entry;
 mod layer;
 pub mod members;
+pub mod retar;
 mod rootfs;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 pub use layer::{decompressed, LayerError};
+pub use retar::{retar, RetarError};
 pub use rootfs::RootfsError;
 
 use crate::digest::Digest;

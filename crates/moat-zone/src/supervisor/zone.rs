@@ -394,7 +394,7 @@ impl<'a> Zone<'a> {
 
     /// Make a fresh staging directory, expose it writable under a fresh name, and ask init to
     /// copy the container's path into it. The client hears where it is staged.
-    async fn copy_out(&mut self, container: String, from: String, reply: Reply, client: ClientId) {
+    async fn copy_out(&mut self, container: String, from: moat_proto::CopySource, reply: Reply, client: ClientId) {
         let (name, dir) = match self.start_copy(&container) {
             Ok(number) => (copy_share_name(number), staging::path(self.dir, number)),
             Err(err) => {

@@ -97,7 +97,7 @@ pub enum Format {
 pub struct LimitArgs {
     /// Largest layer accepted, compressed or decompressed (bytes; K, M, G suffixes allowed).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value_t = DEFAULT_MAX_LAYER_BYTES)]
-    max_layer_size: u64,
+    pub max_layer_size: u64,
 }
 
 #[derive(clap::Args)]

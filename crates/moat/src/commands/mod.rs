@@ -2,6 +2,7 @@
 
 mod attach;
 pub mod check;
+pub mod commit;
 pub mod container;
 pub mod cp;
 pub mod exec;
