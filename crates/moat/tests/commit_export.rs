@@ -4,6 +4,8 @@
 //! one more zone shows the error for a container whose zone is gone.
 
 mod common;
+#[path = "../../moat-image/tests/common/registry.rs"]
+mod registry;
 
 use std::process::Command;
 
@@ -56,6 +58,15 @@ fn commit_and_export_take_a_containers_changes_and_refuse_hostile_ones() {
         assert!(names.iter().any(|n| n == present), "{present} missing from the layer: {names:?}");
     }
     assert!(!names.iter().any(|n| n == "etc/hosts"), "{names:?}");
+
+    // The committed image pushes, and pulls back once removed.
+    let registry = registry::Registry::start(None);
+    let remote = format!("{}/test/c:1", registry.addr);
+    moat.ok(&["tag", "committed:1", &remote]);
+    moat.ok(&["push", "-q", &remote]);
+    moat.ok(&["image", "rm", &remote]);
+    moat.ok(&["pull", "-q", &remote]);
+    assert_eq!(moat.ok(&["run", "--rm", "--pod", "p", &remote]), "new\n", "the pulled-back image is the committed one");
 
     // Export: the merged tree, to a file and to stdout.
     let out = tempfile::tempdir().unwrap();

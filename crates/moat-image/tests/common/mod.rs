@@ -6,8 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
@@ -328,53 +327,10 @@ pub fn skopeo_copy(from: &str, to: &str, extra: &[&str]) {
 // ---------------------------------------------------------------------------------------------
 // A real registry on loopback
 
-pub struct Registry {
-    child: Child,
-    pub addr: String,
-    pub dir: tempfile::TempDir,
-}
-
-pub struct Credentials {
-    pub user: &'static str,
-    pub password: &'static str,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+mod registry;
+pub use registry::{Credentials, Registry};
 
 impl Registry {
-    pub fn start(credentials: Option<&Credentials>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.path().join("data").display()
-        );
-        if let Some(c) = credentials {
-            let htpasswd = dir.path().join("htpasswd");
-            run(Command::new("htpasswd").args(["-Bbc"]).arg(&htpasswd).args([c.user, c.password]));
-            config.push_str(&format!("auth:\n  htpasswd:\n    realm: moat-test\n    path: {}\n", htpasswd.display()));
-        }
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("registry.log")).unwrap())
-            .spawn()
-            .expect("docker-registry is installed");
-        let registry = Self { child, addr, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&registry.addr).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        registry
-    }
-
     /// Pushes `layout_dir:tag` as `name:tag` (with `--all` for indexes).
     pub fn push(&self, layout_dir: &Path, tag: &str, name: &str, creds: Option<&Credentials>) -> String {
         let target = format!("{}/{name}:{tag}", self.addr);
@@ -391,13 +347,6 @@ impl Registry {
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = &digest[7..];
         self.dir.path().join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
