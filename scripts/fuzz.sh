@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Run every fuzz target for N seconds each (default 30), on stable Rust without sanitizers.
+# The budget is per target: `scripts/fuzz.sh 720` runs the five targets for an hour in all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-30}"

@@ -92,20 +92,51 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> Result
     if n == 0 {
         return Err(QmpError::Closed);
     }
-    if !line.ends_with(b"\n") {
+    decode_line(&line)
+}
+
+/// One line as QEMU sends it (newline included), bounded and parsed.
+pub fn decode_line(line: &[u8]) -> Result<Value, QmpError> {
+    if !line.ends_with(b"\n") || line.len() as u64 > MAX_QMP_LINE {
         return Err(QmpError::Unexpected(format!("line longer than {MAX_QMP_LINE} bytes")));
     }
-    serde_json::from_slice(&line).map_err(|e| QmpError::Unexpected(e.to_string()))
+    serde_json::from_slice(line).map_err(|e| QmpError::Unexpected(e.to_string()))
+}
+
+/// What one QMP message is to moat.
+#[derive(Debug, PartialEq)]
+pub enum QmpMessage {
+    Return(Value),
+    Error(String),
+    Event(QmpEvent),
+    /// An event moat does not act on, or something else.
+    Ignored,
+}
+
+/// Sort a decoded message into a command's reply, an event, or nothing moat needs.
+pub fn classify(msg: &Value) -> QmpMessage {
+    if let Some(value) = msg.get("return") {
+        QmpMessage::Return(value.clone())
+    } else if let Some(error) = msg.get("error") {
+        QmpMessage::Error(error.get("desc").and_then(Value::as_str).unwrap_or("unknown error").to_string())
+    } else {
+        parse_event(msg).map_or(QmpMessage::Ignored, QmpMessage::Event)
+    }
 }
 
 async fn route<R: tokio::io::AsyncBufRead + Unpin>(mut reader: R, replies: mpsc::Sender<Result<Value, String>>, events: mpsc::Sender<QmpEvent>) {
     while let Ok(msg) = read_line(&mut reader).await {
-        if let Some(value) = msg.get("return") {
-            let _ = replies.send(Ok(value.clone())).await;
-        } else if let Some(error) = msg.get("error") {
-            let _ = replies.send(Err(error.get("desc").and_then(Value::as_str).unwrap_or("unknown error").to_string())).await;
-        } else if let Some(event) = parse_event(&msg) {
-            let _ = events.send(event).await;
+        match classify(&msg) {
+            QmpMessage::Return(value) => {
+                let _ = replies.send(Ok(value)).await;
+            }
+            QmpMessage::Error(message) => {
+                let _ = replies.send(Err(message)).await;
+            }
+            QmpMessage::Event(event) => {
+                let _ = events.send(event).await;
+            }
+            QmpMessage::Ignored => {}
         }
     }
 }
@@ -131,6 +162,16 @@ mod tests {
         assert_eq!(parse_event(&shutdown), Some(QmpEvent::Shutdown { reason: "guest-reset".into() }));
         assert_eq!(parse_event(&json!({"event": "RESUME"})), None);
         assert_eq!(parse_event(&json!({"event": "SHUTDOWN"})), None);
+    }
+
+    #[test]
+    fn replies_errors_and_events_are_told_apart() {
+        assert_eq!(classify(&json!({"return": {"status": "running"}})), QmpMessage::Return(json!({"status": "running"})));
+        assert_eq!(classify(&json!({"error": {"class": "GenericError", "desc": "no"}})), QmpMessage::Error("no".into()));
+        assert_eq!(classify(&json!({"error": 7})), QmpMessage::Error("unknown error".into()));
+        assert_eq!(classify(&json!({"event": "GUEST_PANICKED", "data": {}})), QmpMessage::Event(QmpEvent::GuestPanicked));
+        assert_eq!(classify(&json!([1, 2])), QmpMessage::Ignored);
+        assert!(decode_line(b"{\"return\": {}}").is_err(), "a line without its newline is cut short");
     }
 
     #[tokio::test]
