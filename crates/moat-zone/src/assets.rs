@@ -13,9 +13,9 @@ use moat_kmod::{KmodError, ModuleDeps};
 /// Where `scripts/provision-kernel.sh` puts the kernel, unless `MOAT_ASSETS` says otherwise.
 pub const DEFAULT_ASSETS_DIR: &str = "/var/lib/moat/assets";
 
-/// Modules init loads before it opens the channel to the host: the channel, and the share
-/// (virtio-fs), which init mounts during boot.
-pub const BOOT_MODULES: &[&str] = &["virtio_mmio", "virtio_console", "virtiofs"];
+/// Modules init loads before it opens the channel to the host: the channel, the share
+/// (virtio-fs), which init mounts during boot, and pvpanic, which tells QEMU of a panic.
+pub const BOOT_MODULES: &[&str] = &["virtio_mmio", "virtio_console", "virtiofs", "pvpanic_mmio"];
 /// Modules init loads when a workload starts: its disks, its overlay root, loop devices for
 /// container images (EROFS files) that arrive through the share, and the network device.
 pub const WORKLOAD_MODULES: &[&str] = &["virtio_blk", "erofs", "overlay", "loop", "virtio_net"];

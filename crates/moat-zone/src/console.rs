@@ -15,25 +15,48 @@ pub const MAX_CONSOLE_LOG: u64 = 16 * 1024 * 1024;
 /// Bytes of recent console output kept for diagnosing a failure.
 const TAIL_LEN: usize = 16 * 1024;
 
+/// What the kernel prints first when it panics.
+const PANIC_MARKER: &[u8] = b"Kernel panic - not syncing";
+
 #[derive(Clone, Default)]
-pub struct ConsoleTail(Arc<Mutex<Vec<u8>>>);
+pub struct ConsoleTail {
+    tail: Arc<Mutex<Vec<u8>>>,
+    /// Signalled once, when the console first shows a panic.
+    panic: Arc<tokio::sync::Notify>,
+}
 
 impl ConsoleTail {
     fn push(&self, data: &[u8]) {
-        let Ok(mut tail) = self.0.lock() else { return };
+        let Ok(mut tail) = self.tail.lock() else { return };
+        let already = contains(&tail, PANIC_MARKER);
         tail.extend_from_slice(data);
+        // Only the new bytes (and a marker's length before them) can hold a new marker.
+        let from = tail.len().saturating_sub(data.len() + PANIC_MARKER.len());
+        let panicked = !already && contains(&tail[from..], PANIC_MARKER);
         let excess = tail.len().saturating_sub(TAIL_LEN);
         tail.drain(..excess);
+        if panicked {
+            self.panic.notify_one();
+        }
+    }
+
+    /// Wait until the console shows a kernel panic (once).
+    pub async fn panicked(&self) {
+        self.panic.notified().await;
     }
 
     /// The kernel's panic line, if the console shows one.
     pub fn panic_line(&self) -> Option<String> {
-        let tail = self.0.lock().ok()?;
+        let tail = self.tail.lock().ok()?;
         let text = String::from_utf8_lossy(&tail);
         let line = text.lines().find(|l| l.contains("Kernel panic - not syncing"))?;
         let start = line.find("Kernel panic").unwrap_or(0);
         Some(moat_proto::session::clip(line[start..].trim().to_string()))
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Copy the console until QEMU closes it.
@@ -69,6 +92,16 @@ mod tests {
         tail.push(&vec![b'x'; TAIL_LEN * 2]);
         tail.push(b"\n[    2.1] Kernel panic - not syncing: sysrq triggered crash\n");
         assert_eq!(tail.panic_line().unwrap(), "Kernel panic - not syncing: sysrq triggered crash");
-        assert!(tail.0.lock().unwrap().len() <= TAIL_LEN);
+        assert!(tail.tail.lock().unwrap().len() <= TAIL_LEN);
+    }
+
+    #[tokio::test]
+    async fn a_panic_split_across_reads_is_signalled_once() {
+        let tail = ConsoleTail::default();
+        tail.push(b"boot\n[    2.1] Kernel pan");
+        tail.push(b"ic - not syncing: sysrq triggered crash\n");
+        tokio::time::timeout(std::time::Duration::from_secs(1), tail.panicked()).await.expect("signalled");
+        tail.push(b"Kernel panic - not syncing: again\n");
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(50), tail.panicked()).await.is_err(), "only once");
     }
 }

@@ -4,12 +4,14 @@
 pub mod accel;
 pub mod api;
 pub mod assets;
+pub mod cgroup;
 pub mod clients;
 pub mod console;
 pub mod guest_disks;
 pub mod helper;
 pub mod host_net;
 pub mod initramfs;
+pub mod jail;
 pub mod lifecycle;
 pub mod logs;
 pub mod network;

@@ -1,8 +1,9 @@
 //! The zone's NAT: one passt process per zone, the other end of the zone's virtio-net device
 //! (QEMU's `-netdev stream`, over a socket pair the supervisor makes and hands to both: passt
-//! drops to `nobody`, who could not reach a socket file in the zone's directory). passt turns the zone's frames into ordinary
-//! socket calls on the host and forwards published ports back. It runs as `nobody`, in
-//! namespaces of its own, with a seccomp filter (all its defaults), and quits when QEMU hangs up.
+//! drops to the zone's passt uid, which could not reach a socket file in the zone's directory).
+//! passt turns the zone's frames into ordinary socket calls on the host and forwards published
+//! ports back. It runs as a uid of its own (see [`crate::jail::passt_uid`]), in namespaces of
+//! its own, with a seccomp filter (all its defaults), and quits when QEMU hangs up.
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
@@ -16,12 +17,15 @@ pub const PASST_BINARY: &str = "passt";
 /// passt's command line for one zone.
 pub struct Config<'a> {
     pub nat: &'a Nat,
+    /// The uid and gid passt drops to.
+    pub runas: u32,
 }
 
 impl Config<'_> {
     pub fn args(&self) -> Vec<OsString> {
         let guest = NAT_GUEST;
         let mut args: Vec<OsString> = vec!["--foreground".into(), "--quiet".into(), "--ipv4-only".into(), "--fd".into(), INHERITED_FD.to_string().into()];
+        args.extend(["--runas".into(), format!("{0}:{0}", self.runas).into()]);
         let pairs = [("--address", guest.address.to_string()), ("--netmask", guest.prefix.to_string()), ("--gateway", guest.gateway.to_string()), ("--dns-forward", NAT_DNS.to_string())];
         for (flag, value) in pairs {
             args.extend([flag.into(), value.into()]);
@@ -65,14 +69,14 @@ mod tests {
     use crate::network::PublishedPort;
 
     fn args(nat: &Nat) -> String {
-        let config = Config { nat };
+        let config = Config { nat, runas: 1234 };
         config.args().into_iter().map(|a| a.into_string().unwrap()).collect::<Vec<_>>().join(" ")
     }
 
     #[test]
     fn the_hosts_loopback_is_closed_unless_asked_for() {
         let closed = args(&Nat::default());
-        assert!(closed.starts_with("--foreground --quiet --ipv4-only --fd 3 --address 10.0.2.100 --netmask 24 --gateway 10.0.2.2 --dns-forward 10.0.2.3"), "{closed}");
+        assert!(closed.starts_with("--foreground --quiet --ipv4-only --fd 3 --runas 1234:1234 --address 10.0.2.100 --netmask 24 --gateway 10.0.2.2 --dns-forward 10.0.2.3"), "{closed}");
         assert!(closed.contains("--no-map-gw"));
         assert!(closed.ends_with("--tcp-ports none --udp-ports none"));
         assert!(!args(&Nat { ports: vec![], host_gateway: true }).contains("--no-map-gw"));

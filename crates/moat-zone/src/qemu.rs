@@ -2,34 +2,38 @@
 //! option string without going through [`QemuArg`].
 
 use std::ffi::OsString;
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 use moat_proto::layout::SHARE_TAG;
 
 use crate::accel::Accel;
-use crate::helper::INHERITED_FD;
 use crate::network::Mac;
 
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 
-/// One virtio-blk disk.
+/// One virtio-blk disk, on descriptors QEMU inherits: the jailed QEMU cannot open the store's
+/// files by path.
 #[derive(Debug, Clone)]
 pub struct Disk {
     pub id: String,
-    pub path: PathBuf,
-    pub read_only: bool,
+    /// Opened read-only: QEMU opens every image read-only first.
+    pub read_fd: RawFd,
+    /// Opened read-write, for a writable disk: QEMU reopens it so once the guest's device
+    /// attaches. QEMU picks from a disk's fd set by access mode.
+    pub write_fd: Option<RawFd>,
     /// The guest finds its disks by this serial, never by probe order.
     pub serial: String,
 }
 
-/// Host-side unix sockets that QEMU connects to as a client.
-#[derive(Debug, Clone)]
+/// Connected unix sockets QEMU inherits; the supervisor holds their other ends.
+#[derive(Debug, Clone, Copy)]
 pub struct Sockets {
-    pub console: PathBuf,
-    pub control: PathBuf,
-    pub qmp: PathBuf,
-    /// virtiofsd's vhost-user socket, serving the zone's share under [`SHARE_TAG`].
-    pub share: PathBuf,
+    pub console: RawFd,
+    pub control: RawFd,
+    pub qmp: RawFd,
+    /// A connection to virtiofsd's vhost-user socket, serving the zone's share under [`SHARE_TAG`].
+    pub share: RawFd,
 }
 
 #[derive(Debug, Clone)]
@@ -37,13 +41,13 @@ pub struct VmConfig {
     pub accel: Accel,
     pub cpus: u32,
     pub memory_mib: u32,
+    /// The kernel and initramfs as QEMU's jail shows them (see [`crate::jail`]).
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub kernel_cmdline: String,
     pub sockets: Sockets,
     pub disks: Vec<Disk>,
-    /// The zone's virtio-net device, on what QEMU inherits as [`INHERITED_FD`]; none for a
-    /// zone without a network.
+    /// The zone's virtio-net device; none for a zone without a network.
     pub network: Option<VmNetwork>,
 }
 
@@ -52,6 +56,8 @@ pub struct VmNetwork {
     pub backend: NetBackend,
     /// The device's Ethernet address; QEMU's default when none.
     pub mac: Option<Mac>,
+    /// The backend's descriptor, which QEMU inherits.
+    pub fd: RawFd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,11 +75,29 @@ pub const CONTROL_PORT_NAME: &str = "moat.ctl";
 /// a shareable memfd rather than QEMU's private anonymous memory.
 const MEMORY_BACKEND: &str = "mem";
 
+/// QEMU's seccomp filter, with every optional part denied: no obsolete system calls, no
+/// setuid/setgid, no fork or exec, no changes of scheduling or affinity.
+const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
+/// What QEMU does when the guest reports a panic (pvpanic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PanicAction {
+    /// Emit GUEST_PANICKED, then exit: a panicked zone ends without waiting on anyone.
+    Shutdown,
+}
+
 enum QemuArg {
     Flag(&'static str),
     Opt(&'static str, String),
     Path(&'static str, PathBuf),
-    Chardev { id: &'static str, path: PathBuf },
+    /// `-chardev socket` on an inherited, connected socket.
+    Chardev { id: &'static str, fd: RawFd },
+    /// `-add-fd`: an inherited descriptor in fd set `set`, which options name `/dev/fdset/SET`.
+    AddFd { fd: RawFd, set: u32 },
+    /// `-drive` on fd set `set`.
+    Drive { id: String, set: u32, read_only: bool },
+    Sandbox,
+    Action { panic: PanicAction },
     Device(Device),
     /// `-object memory-backend-memfd,share=on`: guest RAM that a vhost-user process can map.
     SharedMemory { id: &'static str, size_mib: u32 },
@@ -91,6 +115,9 @@ enum Device {
     VirtioBlk { drive: String, serial: String },
     VhostUserFs { chardev: &'static str, tag: &'static str },
     VirtioNet { netdev: &'static str, mac: Option<Mac> },
+    /// The ISA pvpanic device (the one microvm takes): the guest's `pvpanic` driver, bound
+    /// through ACPI, reports a panic to QEMU as GUEST_PANICKED.
+    Pvpanic,
 }
 
 impl Device {
@@ -102,21 +129,28 @@ impl Device {
             Device::VhostUserFs { chardev, tag } => format!("vhost-user-fs-device,chardev={chardev},tag={tag}"),
             Device::VirtioNet { netdev, mac: None } => format!("virtio-net-device,netdev={netdev}"),
             Device::VirtioNet { netdev, mac: Some(mac) } => format!("virtio-net-device,netdev={netdev},mac={mac}"),
+            Device::Pvpanic => "pvpanic".into(),
         }
     }
 }
 
-/// QEMU splits option values on commas; a comma in a path is written twice.
-fn escape(path: &std::path::Path) -> String {
-    path.to_string_lossy().replace(',', ",,")
-}
-
 impl VmConfig {
+    /// Every descriptor the command line names, which QEMU must inherit.
+    pub fn inherited_fds(&self) -> Vec<RawFd> {
+        let s = self.sockets;
+        let mut fds = vec![s.console, s.control, s.qmp, s.share];
+        fds.extend(self.network.map(|n| n.fd));
+        fds.extend(self.disks.iter().flat_map(|d| [Some(d.read_fd), d.write_fd]).flatten());
+        fds
+    }
+
     pub fn args(&self) -> Vec<OsString> {
         let mut list = vec![
+            QemuArg::Sandbox,
             QemuArg::Flag("-nodefaults"),
             QemuArg::Flag("-no-user-config"),
             QemuArg::Flag("-no-reboot"),
+            QemuArg::Action { panic: PanicAction::Shutdown },
             QemuArg::Opt("-display", "none".into()),
             QemuArg::Opt("-M", format!("microvm,acpi=on,x-option-roms=off,memory-backend={MEMORY_BACKEND}")),
             // libvhost-user (virtiofsd) refuses legacy virtio; this switches every virtio-mmio
@@ -130,29 +164,30 @@ impl VmConfig {
             QemuArg::Path("-kernel", self.kernel.clone()),
             QemuArg::Path("-initrd", self.initrd.clone()),
             QemuArg::Opt("-append", self.kernel_cmdline.clone()),
-            QemuArg::Chardev { id: "console", path: self.sockets.console.clone() },
+            QemuArg::Device(Device::Pvpanic),
+            QemuArg::Chardev { id: "console", fd: self.sockets.console },
             QemuArg::Opt("-serial", "chardev:console".into()),
-            QemuArg::Chardev { id: "qmp", path: self.sockets.qmp.clone() },
+            QemuArg::Chardev { id: "qmp", fd: self.sockets.qmp },
             QemuArg::Opt("-mon", "chardev=qmp,mode=control".into()),
             QemuArg::Device(Device::VirtioSerial),
-            QemuArg::Chardev { id: "ctl", path: self.sockets.control.clone() },
+            QemuArg::Chardev { id: "ctl", fd: self.sockets.control },
             QemuArg::Device(Device::SerialPort { chardev: "ctl", name: CONTROL_PORT_NAME }),
-            QemuArg::Chardev { id: "share", path: self.sockets.share.clone() },
+            QemuArg::Chardev { id: "share", fd: self.sockets.share },
             QemuArg::Device(Device::VhostUserFs { chardev: "share", tag: SHARE_TAG }),
         ];
         if let Some(network) = self.network {
             list.push(match network.backend {
-                NetBackend::Stream => QemuArg::StreamNetdev { id: "net", fd: INHERITED_FD },
-                NetBackend::Tap => QemuArg::TapNetdev { id: "net", fd: INHERITED_FD },
+                NetBackend::Stream => QemuArg::StreamNetdev { id: "net", fd: network.fd },
+                NetBackend::Tap => QemuArg::TapNetdev { id: "net", fd: network.fd },
             });
             list.push(QemuArg::Device(Device::VirtioNet { netdev: "net", mac: network.mac }));
         }
-        for disk in &self.disks {
-            let ro = if disk.read_only { "on" } else { "off" };
-            list.push(QemuArg::Opt(
-                "-drive",
-                format!("id={},file={},format=raw,if=none,readonly={ro},cache=none,aio=threads", disk.id, escape(&disk.path)),
-            ));
+        for (set, disk) in (1..).zip(&self.disks) {
+            list.push(QemuArg::AddFd { fd: disk.read_fd, set });
+            if let Some(fd) = disk.write_fd {
+                list.push(QemuArg::AddFd { fd, set });
+            }
+            list.push(QemuArg::Drive { id: disk.id.clone(), set, read_only: disk.write_fd.is_none() });
             list.push(QemuArg::Device(Device::VirtioBlk { drive: disk.id.clone(), serial: disk.serial.clone() }));
         }
         list.into_iter().flat_map(render).collect()
@@ -164,7 +199,19 @@ fn render(arg: QemuArg) -> Vec<OsString> {
         QemuArg::Flag(flag) => vec![flag.into()],
         QemuArg::Opt(name, value) => vec![name.into(), value.into()],
         QemuArg::Path(name, path) => vec![name.into(), path.into()],
-        QemuArg::Chardev { id, path } => vec!["-chardev".into(), format!("socket,id={id},path={}", escape(&path)).into()],
+        QemuArg::Chardev { id, fd } => vec!["-chardev".into(), format!("socket,id={id},fd={fd}").into()],
+        QemuArg::AddFd { fd, set } => vec!["-add-fd".into(), format!("fd={fd},set={set}").into()],
+        QemuArg::Drive { id, set, read_only } => {
+            let ro = if read_only { "on" } else { "off" };
+            vec!["-drive".into(), format!("id={id},file=/dev/fdset/{set},format=raw,if=none,readonly={ro},cache=none,aio=threads").into()]
+        }
+        QemuArg::Sandbox => vec!["-sandbox".into(), SANDBOX.into()],
+        QemuArg::Action { panic } => {
+            let action = match panic {
+                PanicAction::Shutdown => "shutdown",
+            };
+            vec!["-action".into(), format!("panic={action}").into()]
+        }
         QemuArg::Device(device) => vec!["-device".into(), device.render().into()],
         QemuArg::SharedMemory { id, size_mib } => {
             vec!["-object".into(), format!("memory-backend-memfd,id={id},size={size_mib}M,share=on").into()]
@@ -187,14 +234,12 @@ mod tests {
             kernel: "/k/vmlinuz".into(),
             initrd: "/k/init.cpio".into(),
             kernel_cmdline: "console=ttyS0".into(),
-            sockets: Sockets {
-                console: "/z/console.sock".into(),
-                control: "/z/a,b/ctl.sock".into(),
-                qmp: "/z/qmp.sock".into(),
-                share: "/z/vfs.sock".into(),
-            },
-            disks: vec![Disk { id: "rootfs".into(), path: "/i/x.erofs".into(), read_only: true, serial: "moat-rootfs".into() }],
-            network: Some(VmNetwork { backend: NetBackend::Stream, mac: None }),
+            sockets: Sockets { console: 10, control: 11, qmp: 12, share: 13 },
+            disks: vec![
+                Disk { id: "scratch".into(), read_fd: 14, write_fd: Some(16), serial: "moat-scratch".into() },
+                Disk { id: "rootfs".into(), read_fd: 15, write_fd: None, serial: "moat-rootfs".into() },
+            ],
+            network: Some(VmNetwork { backend: NetBackend::Stream, mac: None, fd: 3 }),
         }
     }
 
@@ -204,10 +249,9 @@ mod tests {
         let joined = args.join(" ");
         assert!(joined.contains("-accel tcg,thread=multi"));
         assert!(joined.contains("-smp 2 -m 256M"));
-        assert!(joined.contains("-chardev socket,id=ctl,path=/z/a,,b/ctl.sock"), "commas are escaped: {joined}");
-        assert!(joined.contains("virtserialport,chardev=ctl,name=moat.ctl"));
-        assert!(joined.contains("readonly=on"));
-        assert!(joined.contains("virtio-blk-device,drive=rootfs,serial=moat-rootfs"));
+        assert!(joined.contains("-chardev socket,id=ctl,fd=11 -device virtserialport,chardev=ctl,name=moat.ctl"), "{joined}");
+        assert!(joined.contains("-chardev socket,id=console,fd=10 -serial chardev:console"));
+        assert!(joined.contains("-chardev socket,id=qmp,fd=12 -mon chardev=qmp,mode=control"));
         let append = args.iter().position(|a| a == "-append").unwrap();
         assert_eq!(args[append + 1], "console=ttyS0", "the kernel command line is one argument");
     }
@@ -219,7 +263,7 @@ mod tests {
         assert_eq!(value_of("-M", "microvm").unwrap(), "microvm,acpi=on,x-option-roms=off,memory-backend=mem");
         assert_eq!(value_of("-object", "memory-backend-memfd").unwrap(), "memory-backend-memfd,id=mem,size=256M,share=on", "as large as -m");
         assert_eq!(value_of("-global", "virtio-mmio").unwrap(), "virtio-mmio.force-legacy=false");
-        assert_eq!(value_of("-chardev", "socket,id=share").unwrap(), "socket,id=share,path=/z/vfs.sock");
+        assert_eq!(value_of("-chardev", "socket,id=share").unwrap(), "socket,id=share,fd=13");
         assert_eq!(value_of("-device", "vhost-user-fs").unwrap(), "vhost-user-fs-device,chardev=share,tag=moat-share");
     }
 
@@ -235,9 +279,29 @@ mod tests {
     }
 
     #[test]
+    fn disks_are_inherited_descriptors_in_fd_sets() {
+        let joined = config().args().into_iter().map(|a| a.into_string().unwrap()).collect::<Vec<_>>().join(" ");
+        assert!(joined.contains("-add-fd fd=14,set=1 -add-fd fd=16,set=1 -drive id=scratch,file=/dev/fdset/1,format=raw,if=none,readonly=off,cache=none,aio=threads -device virtio-blk-device,drive=scratch,serial=moat-scratch"), "{joined}");
+        assert!(joined.contains("-add-fd fd=15,set=2 -drive id=rootfs,file=/dev/fdset/2,format=raw,if=none,readonly=on,"), "{joined}");
+        assert!(!joined.contains(".erofs") && !joined.contains(".sock"), "no store or zone path reaches QEMU: {joined}");
+        let mut fds = config().inherited_fds();
+        fds.sort_unstable();
+        assert_eq!(fds, [3, 10, 11, 12, 13, 14, 15, 16]);
+    }
+
+    #[test]
+    fn qemu_is_sandboxed_and_a_guest_panic_ends_it() {
+        let args: Vec<String> = config().args().into_iter().map(|a| a.into_string().unwrap()).collect();
+        assert_eq!(args[..2], ["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"], "the filter comes first");
+        let joined = args.join(" ");
+        assert!(joined.contains("-no-reboot -action panic=shutdown"), "{joined}");
+        assert!(joined.contains("-device pvpanic"), "{joined}");
+    }
+
+    #[test]
     fn a_zone_on_a_tap_has_its_own_mac() {
         let mut tap = config();
-        tap.network = Some(VmNetwork { backend: NetBackend::Tap, mac: Some(Mac([0x02, 0x42, 10, 89, 1, 2])) });
+        tap.network = Some(VmNetwork { backend: NetBackend::Tap, mac: Some(Mac([0x02, 0x42, 10, 89, 1, 2])), fd: 3 });
         let joined = tap.args().into_iter().map(|a| a.into_string().unwrap()).collect::<Vec<_>>().join(" ");
         assert!(joined.contains("-netdev tap,id=net,fd=3 -device virtio-net-device,netdev=net,mac=02:42:0a:59:01:02"), "{joined}");
     }

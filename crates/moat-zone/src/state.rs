@@ -210,21 +210,16 @@ impl ZoneDir {
     pub fn api_socket(&self) -> PathBuf {
         self.path.join("api.sock")
     }
-    pub fn console_socket(&self) -> PathBuf {
-        self.path.join("console.sock")
-    }
-    pub fn control_socket(&self) -> PathBuf {
-        self.path.join("ctl.sock")
-    }
-    pub fn qmp_socket(&self) -> PathBuf {
-        self.path.join("qmp.sock")
-    }
     /// virtiofsd's vhost-user socket (virtiofsd listens, QEMU connects).
     pub fn share_socket(&self) -> PathBuf {
         self.path.join("vfs.sock")
     }
-    pub fn sockets(&self) -> [PathBuf; 5] {
-        [self.api_socket(), self.console_socket(), self.control_socket(), self.qmp_socket(), self.share_socket()]
+    pub fn sockets(&self) -> [PathBuf; 2] {
+        [self.api_socket(), self.share_socket()]
+    }
+    /// The mount point of QEMU's root in its own mount namespace; empty on the host.
+    pub fn jail_dir(&self) -> PathBuf {
+        self.path.join("jail")
     }
     /// The zone's share as virtiofsd serves it: a read-only mount of [`Self::share_base`],
     /// with each exposed file or directory mounted below it (see [`crate::share`]).

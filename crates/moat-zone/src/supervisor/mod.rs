@@ -7,7 +7,7 @@ mod network;
 mod outcome;
 mod zone;
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -21,6 +21,8 @@ use self::outcome::describe_exit;
 use self::zone::Zone;
 use crate::accel::Accel;
 use crate::assets::{AssetError, Assets};
+use crate::cgroup::{CgroupError, Limits, ZoneCgroup};
+use crate::jail::{self, Bind, Jail, JailError};
 use crate::console::{copy_console, ConsoleTail};
 use crate::guest_disks::{self, ToolFile};
 use crate::lifecycle::ZoneState;
@@ -33,7 +35,7 @@ use crate::helper::{Helper, HelperError};
 use self::network::ZoneNet;
 use crate::virtiofsd::{self, VirtiofsdError};
 
-/// How long QEMU may take to connect its sockets after starting.
+/// How long QEMU may take to greet on QMP after starting.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the guest may take from QEMU's start to its hello.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -53,9 +55,13 @@ pub enum SupervisorError {
     Assets(#[from] AssetError),
     #[error("{what}: {err}")]
     Io { what: String, err: std::io::Error },
-    #[error("starting {QEMU_BINARY}: {0}")]
+    #[error("starting {QEMU_BINARY} in its jail: {0}")]
     Spawn(std::io::Error),
-    #[error("QEMU did not connect its sockets within {0:?}")]
+    #[error(transparent)]
+    Jail(#[from] JailError),
+    #[error("the zone's cgroup: {0}")]
+    Cgroup(#[from] CgroupError),
+    #[error("QEMU did not answer on QMP within {0:?}")]
     ConnectTimeout(Duration),
     #[error("QEMU exited before the zone started ({0})")]
     EarlyExit(String),
@@ -114,20 +120,16 @@ pub fn supervise(dir: ZoneDir, assets_dir: &Path) -> Result<(), SupervisorError>
     result.map(|_| ())
 }
 
-struct Listeners {
-    api: UnixListener,
-    console: UnixListener,
-    control: UnixListener,
-    qmp: UnixListener,
-}
-
 fn bind(path: PathBuf) -> Result<UnixListener, SupervisorError> {
     let _ = std::fs::remove_file(&path);
     UnixListener::bind(&path).map_err(io(format!("binding {}", path.display())))
 }
 
 fn kernel_cmdline(record: &ZoneRecord, release: &str) -> String {
-    let mut cmdline = format!("console=ttyS0 quiet panic=-1 moat.zone={} moat.kernel={release}", record.id);
+    // A panic reboots at once (pvpanic has told QEMU first, when its driver is loaded), and
+    // the reboot is a triple fault, which -no-reboot turns into QEMU's exit; the kernel's
+    // other reboot methods can spin for minutes on a microvm, which lacks their devices.
+    let mut cmdline = format!("console=ttyS0 quiet panic=-1 reboot=t moat.zone={} moat.kernel={release}", record.id);
     if let Some(network) = record.config.network.guest() {
         cmdline.push(' ');
         cmdline.push_str(&network.kernel_arg());
@@ -178,9 +180,16 @@ async fn run(dir: &ZoneDir, assets_dir: &Path) -> Result<ZoneState, SupervisorEr
     result
 }
 
-/// Run QEMU; `network` is its end of the zone's network (passt's socket or the tap), when the
-/// zone has one.
-async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option<(std::os::fd::OwnedFd, VmNetwork)>) -> Result<ZoneState, SupervisorError> {
+/// The supervisor's end of a socket pair, and QEMU's.
+fn socket_pair(what: &str) -> Result<(UnixStream, OwnedFd), SupervisorError> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(io(format!("making the {what} socket pair")))?;
+    ours.set_nonblocking(true).map_err(io(format!("making the {what} socket pair")))?;
+    Ok((UnixStream::from_std(ours).map_err(io(format!("making the {what} socket pair")))?, theirs.into()))
+}
+
+/// Run QEMU in its jail; `network` is its end of the zone's network (passt's socket or the
+/// tap), when the zone has one.
+async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option<(OwnedFd, VmNetwork)>) -> Result<ZoneState, SupervisorError> {
     let record = dir.read()?;
 
     let assets = Assets::locate(assets_dir)?;
@@ -188,50 +197,90 @@ async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option
     // tools disk holds them.
     let tools = assets.tools()?;
     let initrd = assets.initramfs(&tools)?;
-    let listeners = Listeners {
-        api: bind(dir.api_socket())?,
-        console: bind(dir.console_socket())?,
-        control: bind(dir.control_socket())?,
-        qmp: bind(dir.qmp_socket())?,
-    };
+    let api = bind(dir.api_socket())?;
+    let (console, console_end) = socket_pair("console")?;
+    let (control, control_end) = socket_pair("control channel")?;
+    let (qmp, qmp_end) = socket_pair("QMP")?;
+    let share_end: OwnedFd = std::os::unix::net::UnixStream::connect(dir.share_socket()).map_err(io("connecting to virtiofsd"))?.into();
+    let disks = open_disks(zone_disks(dir, &record.config, &assets, &tools)?)?;
+    let in_jail = |name: &str| Path::new(jail::ZONE_DIR_IN_JAIL).join(name);
     let vm = VmConfig {
         accel: record.config.accel,
         cpus: record.config.cpus,
         memory_mib: record.config.memory_mib,
-        kernel: assets.kernel.clone(),
-        initrd,
+        kernel: in_jail("vmlinuz"),
+        initrd: in_jail("initrd"),
         kernel_cmdline: kernel_cmdline(&record, &assets.kernel_release),
-        sockets: Sockets {
-            console: dir.console_socket(),
-            control: dir.control_socket(),
-            qmp: dir.qmp_socket(),
-            share: dir.share_socket(),
-        },
-        disks: zone_disks(dir, &record.config, &assets, &tools)?,
+        sockets: Sockets { console: console_end.as_raw_fd(), control: control_end.as_raw_fd(), qmp: qmp_end.as_raw_fd(), share: share_end.as_raw_fd() },
+        disks: disks.iter().map(|(_, disk)| disk.clone()).collect(),
         network: network.as_ref().map(|(_, vm)| *vm),
+    };
+    let cgroup = match ZoneCgroup::create(&record.id, Limits::for_zone(vm.cpus, vm.memory_mib)) {
+        Ok(cgroup) => Some(cgroup),
+        Err(err @ CgroupError::Missing(_)) => {
+            tracing::warn!(%err, "the zone's QEMU runs without that cgroup limit");
+            None
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let kvm = vm.accel == Accel::Kvm;
+    let jail = Jail {
+        root: dir.jail_dir(),
+        uid: jail::vmm_uid(std::process::id()),
+        groups: if kvm { vec![jail::kvm_group()?] } else { vec![] },
+        files: vec![
+            Bind { source: assets.kernel.clone(), target: vm.kernel.clone(), writable: false },
+            Bind { source: initrd, target: vm.initrd.clone(), writable: false },
+        ],
+        kvm,
+        cgroups: cgroup.as_ref().map(ZoneCgroup::procs_files).unwrap_or_default(),
+        inherit: vm.inherited_fds(),
     };
 
     let started = Instant::now();
-    let mut qemu = spawn_qemu(&vm, &dir.path.join("qemu.log"), network.as_ref().map(|(fd, _)| fd.as_raw_fd()))?;
-    // QEMU has its copy; passt must see the connection close when QEMU ends, and the tap go.
-    drop(network);
+    let mut qemu = spawn_qemu(&vm, &jail, &dir.path.join("qemu.log"))?;
+    // QEMU has its copies; passt must see the connection close when QEMU ends, and the tap go.
+    drop((network, console_end, control_end, qmp_end, share_end, disks));
+    let streams = QemuStreams { api, console, control, qmp };
+    let result = drive_vm(dir, share, &mut qemu, streams, started).await;
+    // Whatever happened, QEMU is gone and reaped before its cgroup goes.
+    let _ = qemu.start_kill();
+    let _ = qemu.wait().await;
+    drop(cgroup);
+    result
+}
+
+/// The supervisor's ends of what QEMU talks over, and the API listener.
+struct QemuStreams {
+    api: UnixListener,
+    console: UnixStream,
+    control: UnixStream,
+    qmp: UnixStream,
+}
+
+/// Run the started QEMU until it exits, and say how the zone ended.
+async fn drive_vm(dir: &ZoneDir, share: &Share, qemu: &mut tokio::process::Child, streams: QemuStreams, started: Instant) -> Result<ZoneState, SupervisorError> {
+    let QemuStreams { api, console, control, qmp } = streams;
+    let qemu_log = dir.path.join("qemu.log");
     let qemu_id = qemu.id().and_then(ProcessId::of);
     dir.update(|r| r.qemu = qemu_id)?;
 
-    let accepted = tokio::select! {
-        accepted = accept_qemu(&listeners) => accepted?,
-        status = qemu.wait() => return Err(SupervisorError::EarlyExit(describe_exit(status.ok(), &dir.path.join("qemu.log")))),
-        () = tokio::time::sleep(CONNECT_TIMEOUT) => {
-            let _ = qemu.start_kill();
-            return Err(SupervisorError::ConnectTimeout(CONNECT_TIMEOUT));
-        }
-    };
-    let (console, control, qmp) = accepted;
-
+    // Copied from the start, so an early failure's console is in the log.
     let tail = ConsoleTail::default();
     let console_task = tokio::spawn(copy_console(console, dir.console_log(), tail.clone()));
     let (qmp_events_tx, qmp_events) = mpsc::channel(16);
-    let mut qmp = Qmp::connect(qmp, qmp_events_tx).await?;
+    let connected = tokio::select! {
+        qmp = Qmp::connect(qmp, qmp_events_tx) => qmp,
+        () = tokio::time::sleep(CONNECT_TIMEOUT) => return Err(SupervisorError::ConnectTimeout(CONNECT_TIMEOUT)),
+    };
+    let mut qmp = match connected {
+        Ok(qmp) => qmp,
+        // QMP closes when QEMU exits early; its log says why.
+        Err(err) => match tokio::time::timeout(DRAIN_TIMEOUT, qemu.wait()).await {
+            Ok(status) => return Err(SupervisorError::EarlyExit(describe_exit(status.ok(), &qemu_log))),
+            Err(_) => return Err(err.into()),
+        },
+    };
     qmp.execute(QmpCommand::QueryStatus).await?;
 
     let (read, write) = control.into_split();
@@ -241,16 +290,41 @@ async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option
     tokio::spawn(write_guest(write, to_guest_rx));
 
     let mut zone = Zone::new(dir, share, started, to_guest);
-    let status = zone.serve(&mut qemu, listeners.api, guest_rx, qmp_events).await;
+    let status = zone.serve(qemu, api, guest_rx, qmp_events, tail.clone()).await;
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, console_task).await;
-    let state = zone.outcome().final_state(status, &tail, &dir.path.join("qemu.log"));
+    let state = zone.outcome().final_state(status, &tail, &qemu_log);
     zone.announce_end(&state).await;
     Ok(state)
 }
 
+/// A disk of the zone, before it is opened.
+struct DiskFile {
+    id: String,
+    path: PathBuf,
+    read_only: bool,
+    serial: String,
+}
+
+/// Open each disk for QEMU to inherit: read-only, and read-write too when writable.
+fn open_disks(files: Vec<DiskFile>) -> Result<Vec<(Vec<OwnedFd>, Disk)>, SupervisorError> {
+    let open = |path: &Path, write: bool| -> Result<OwnedFd, SupervisorError> {
+        let file = std::fs::OpenOptions::new().read(true).write(write).open(path).map_err(io(format!("opening {}", path.display())))?;
+        Ok(file.into())
+    };
+    files
+        .into_iter()
+        .map(|file| {
+            let read = open(&file.path, false)?;
+            let write = if file.read_only { None } else { Some(open(&file.path, true)?) };
+            let disk = Disk { id: file.id, read_fd: read.as_raw_fd(), write_fd: write.as_ref().map(AsRawFd::as_raw_fd), serial: file.serial };
+            Ok((std::iter::once(read).chain(write).collect(), disk))
+        })
+        .collect()
+}
+
 /// A fresh sparse scratch disk for the containers' writable layers, and the shared read-only
 /// modules and tools disks. Images come later, through the share.
-fn zone_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets, tools: &[ToolFile]) -> Result<Vec<Disk>, SupervisorError> {
+fn zone_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets, tools: &[ToolFile]) -> Result<Vec<DiskFile>, SupervisorError> {
     let scratch = dir.scratch_disk();
     let file = std::fs::File::create(&scratch).map_err(io(format!("creating {}", scratch.display())))?;
     file.set_len(u64::from(config.scratch_mib) << 20).map_err(io("sizing the scratch disk"))?;
@@ -265,27 +339,27 @@ fn zone_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets,
     let modules = guest_disks::modules_disk(&assets.dir, &assets.modules_dir, &assets.kernel_release)?;
     let tools = guest_disks::tools_disk(&assets.dir, tools)?;
     Ok(vec![
-        Disk { id: "scratch".into(), path: scratch, read_only: false, serial: layout::SCRATCH_SERIAL.into() },
-        Disk { id: "modules".into(), path: modules, read_only: true, serial: layout::MODULES_SERIAL.into() },
-        Disk { id: "tools".into(), path: tools, read_only: true, serial: layout::TOOLS_SERIAL.into() },
+        DiskFile { id: "scratch".into(), path: scratch, read_only: false, serial: layout::SCRATCH_SERIAL.into() },
+        DiskFile { id: "modules".into(), path: modules, read_only: true, serial: layout::MODULES_SERIAL.into() },
+        DiskFile { id: "tools".into(), path: tools, read_only: true, serial: layout::TOOLS_SERIAL.into() },
     ]
     .into_iter()
-    .chain(config.extra_disks.iter().enumerate().map(|(n, path)| Disk { id: format!("extra{n}"), path: path.clone(), read_only: true, serial: format!("moat-extra-{n}") }))
+    .chain(config.extra_disks.iter().enumerate().map(|(n, path)| DiskFile { id: format!("extra{n}"), path: path.clone(), read_only: true, serial: format!("moat-extra-{n}") }))
     .collect())
 }
 
-fn spawn_qemu(vm: &VmConfig, log: &Path, network: Option<RawFd>) -> Result<tokio::process::Child, SupervisorError> {
+/// The absolute path of QEMU's binary: the jail has /usr but no PATH search of the host's.
+fn qemu_binary() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|dir| dir.join(QEMU_BINARY)).find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(QEMU_BINARY))
+}
+
+fn spawn_qemu(vm: &VmConfig, jail: &Jail, log: &Path) -> Result<tokio::process::Child, SupervisorError> {
     let stderr = std::fs::File::create(log).map_err(io(format!("creating {}", log.display())))?;
-    let mut command = std::process::Command::new(QEMU_BINARY);
+    let mut command = std::process::Command::new(qemu_binary());
     command.args(vm.args()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
-    // A zone never outlives its supervisor.
-    crate::helper::die_with_parent(&mut command, network);
+    jail.apply(&mut command)?;
+    // A zone never outlives its supervisor (set after the jail's change of uid, which clears it).
+    crate::helper::die_with_parent(&mut command, None);
     tokio::process::Command::from(command).kill_on_drop(true).spawn().map_err(SupervisorError::Spawn)
 }
-
-async fn accept_qemu(l: &Listeners) -> Result<(UnixStream, UnixStream, UnixStream), SupervisorError> {
-    let (console, control, qmp) = tokio::join!(l.console.accept(), l.control.accept(), l.qmp.accept());
-    let accepted = |r: std::io::Result<(UnixStream, _)>| r.map(|(stream, _)| stream).map_err(io("accepting QEMU's connection"));
-    Ok((accepted(console)?, accepted(control)?, accepted(qmp)?))
-}
-

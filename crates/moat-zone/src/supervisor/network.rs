@@ -2,7 +2,7 @@
 //! (on a moat network's bridge, or in a namespace another tool set up), and what QEMU gets of
 //! it. Undone with the zone.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use super::{io, SupervisorError};
@@ -14,7 +14,8 @@ use crate::{host_net, passt, tap};
 
 pub(super) struct ZoneNet {
     pub passt: Option<Helper>,
-    /// QEMU's end (passt's socket, or the tap) and how QEMU uses it; taken when QEMU starts.
+    /// QEMU's end (passt's socket, or the tap) and how QEMU uses it (naming that descriptor);
+    /// taken when QEMU starts.
     pub qemu: Option<(OwnedFd, VmNetwork)>,
     /// The namespace and veth whose redirection to the tap is undone at the end.
     redirected: Option<(PathBuf, String)>,
@@ -23,14 +24,19 @@ pub(super) struct ZoneNet {
 impl ZoneNet {
     pub async fn start(dir: &ZoneDir, record: &ZoneRecord) -> Result<Self, SupervisorError> {
         let mac = record.config.network.mac();
-        let tap_end = |fd| Some((fd, VmNetwork { backend: NetBackend::Tap, mac }));
+        let end = |fd: OwnedFd, backend| {
+            let vm = VmNetwork { backend, mac, fd: fd.as_raw_fd() };
+            Some((fd, vm))
+        };
+        let tap_end = |fd| end(fd, NetBackend::Tap);
         let name = tap::tap_name(&record.id);
         match &record.config.network {
             ZoneNetwork::None => Ok(Self { passt: None, qemu: None, redirected: None }),
             ZoneNetwork::Nat(nat) => {
                 let (passt_end, qemu_end) = std::os::unix::net::UnixStream::pair().map(|(a, b)| (OwnedFd::from(a), OwnedFd::from(b))).map_err(io("making the zone's network socket pair"))?;
-                let passt = passt::start(&passt::Config { nat }, passt_end, &dir.passt_log()).await?;
-                Ok(Self { passt: Some(passt), qemu: Some((qemu_end, VmNetwork { backend: NetBackend::Stream, mac })), redirected: None })
+                let runas = crate::jail::passt_uid(std::process::id());
+                let passt = passt::start(&passt::Config { nat, runas }, passt_end, &dir.passt_log()).await?;
+                Ok(Self { passt: Some(passt), qemu: end(qemu_end, NetBackend::Stream), redirected: None })
             }
             ZoneNetwork::Bridge(bridge) => {
                 let fd = tap::open(&name, None)?;

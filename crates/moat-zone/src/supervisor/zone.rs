@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::outcome::{describe_status, Outcome};
 use super::{BOOT_TIMEOUT, DRAIN_TIMEOUT};
 use crate::api::{self, ApiRequest, ApiResponse, CreateContainer};
+use crate::console::ConsoleTail;
 use crate::clients::{serve_client, ClientEvent, ClientId, Reply, Routes, CLIENT_QUEUE};
 use crate::lifecycle::ZoneState;
 use crate::logs::WorkloadLog;
@@ -19,6 +20,10 @@ use crate::qmp::QmpEvent;
 use crate::share::{Share, ShareError};
 use crate::staging;
 use crate::state::{unix_now, ZoneDir};
+
+/// How long QEMU may take to exit by itself after a guest panic (pvpanic's action, or the
+/// kernel's triple-fault reboot, normally ends it within milliseconds).
+const PANIC_GRACE: Duration = Duration::from_millis(1000);
 
 struct Waiter {
     reply: Reply,
@@ -41,6 +46,8 @@ pub struct Zone<'a> {
     outcome: Outcome,
     /// Boot timeout before the hello; stop timeout after a stop request.
     deadline: Option<Instant>,
+    /// When QEMU is killed after a guest panic.
+    panic_deadline: Option<Instant>,
     /// Which clients hear which process, and which process each client talks to.
     routes: Routes,
     /// The log of each container's own process, by its number.
@@ -66,6 +73,7 @@ impl<'a> Zone<'a> {
             to_guest,
             outcome: Outcome::default(),
             deadline: Some(started + BOOT_TIMEOUT),
+            panic_deadline: None,
             routes: Routes::default(),
             logs: BTreeMap::new(),
             images: HashSet::new(),
@@ -93,6 +101,7 @@ impl<'a> Zone<'a> {
         api: UnixListener,
         mut guest: mpsc::Receiver<Result<GuestMessage, FrameError>>,
         mut qmp_events: mpsc::Receiver<QmpEvent>,
+        console: ConsoleTail,
     ) -> Option<ExitStatus> {
         let (api_tx, mut api_rx) = mpsc::channel::<ClientEvent>(CLIENT_QUEUE);
         let mut clients: ClientId = 0;
@@ -127,6 +136,12 @@ impl<'a> Zone<'a> {
                     ClientEvent::Closed(client) => self.routes.forget(client),
                 },
                 Some(event) = qmp_events.recv() => self.on_qmp(event),
+                () = console.panicked() => self.on_panic(),
+                () = sleep_until(self.panic_deadline.map(tokio::time::Instant::from_std)) => {
+                    // The guest is dead; whatever QEMU still does is no progress.
+                    self.panic_deadline = None;
+                    let _ = qemu.start_kill();
+                }
                 () = next_signal(&mut terminate) => self.stop(Duration::from_secs(10)),
                 () = sleep_until(deadline) => {
                     let reason = if self.session.is_ready() { "the guest did not power off in time; QEMU was killed" } else { "the guest did not finish booting in time (see the console log)" };
@@ -286,9 +301,19 @@ impl<'a> Zone<'a> {
     }
 
     fn on_qmp(&mut self, event: QmpEvent) {
+        tracing::info!(?event, "QMP event");
         match event {
             QmpEvent::Shutdown { reason } => self.outcome.shutdown_reason = Some(reason),
-            QmpEvent::GuestPanicked => self.outcome.panicked = true,
+            QmpEvent::GuestPanicked => self.on_panic(),
+        }
+    }
+
+    /// The guest kernel panicked (pvpanic said so, or the console shows it): the zone has
+    /// failed, and QEMU gets [`PANIC_GRACE`] to exit on its own before it is killed.
+    fn on_panic(&mut self) {
+        self.outcome.panicked = true;
+        if self.panic_deadline.is_none() {
+            self.panic_deadline = Some(Instant::now() + PANIC_GRACE);
         }
     }
 

@@ -1,0 +1,269 @@
+//! QEMU's jail, in the manner of Firecracker's jailer but done in the fork before exec: the
+//! zone's cgroup, its own mount and IPC namespaces whose root is a small tmpfs holding only
+//! what QEMU must open by path (its binary and libraries, its firmware, a few device nodes,
+//! the zone's kernel and initramfs), an unprivileged uid of its own with no capabilities and
+//! no_new_privs. Everything else QEMU uses (disks, sockets, the network) arrives as inherited
+//! descriptors, so the store and the zone directory stay closed to it.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+/// The first uid (and gid) of the range zones' host processes run as. Each zone takes two,
+/// from its supervisor's pid (unique among live processes, so no allocation state is
+/// needed): [`vmm_uid`] for QEMU and [`vmm_uid`] + 1 for passt. Linux pids stay below 2^22,
+/// so the range ends below 0x6080_0000, clear of the usual subordinate-id ranges.
+pub const ZONE_UID_BASE: u32 = 0x6000_0000;
+
+/// Host directories QEMU runs from: its binary, shared libraries and firmware. Each is bound
+/// read-only, or recreated as the same symlink on a merged-/usr host.
+const SYSTEM_PATHS: &[&str] = &["/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache"];
+/// Device nodes QEMU may open; /dev/kvm is added when the zone uses KVM.
+const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"];
+pub const KVM_DEVICE: &str = "/dev/kvm";
+/// Where the zone's own files appear inside the jail.
+pub const ZONE_DIR_IN_JAIL: &str = "/zone";
+
+#[derive(Debug, thiserror::Error)]
+pub enum JailError {
+    #[error("preparing QEMU's jail: {path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("preparing QEMU's jail: {0} holds a NUL byte")]
+    Nul(PathBuf),
+}
+
+/// QEMU's uid (and gid) for the zone whose supervisor is `supervisor_pid`.
+pub fn vmm_uid(supervisor_pid: u32) -> u32 {
+    ZONE_UID_BASE + 2 * supervisor_pid
+}
+
+/// passt's uid (and gid) for the same zone: another than QEMU's, so neither can signal or
+/// trace the other.
+pub fn passt_uid(supervisor_pid: u32) -> u32 {
+    vmm_uid(supervisor_pid) + 1
+}
+
+/// A host file or directory that QEMU sees at `target` in its jail, read-only unless `writable`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub writable: bool,
+}
+
+/// What the jail holds and who QEMU runs as.
+#[derive(Debug, Clone)]
+pub struct Jail {
+    /// An empty directory the supervisor owns (`<zone>/jail`): the tmpfs root is mounted on it
+    /// in QEMU's mount namespace only.
+    pub root: PathBuf,
+    pub uid: u32,
+    /// Supplementary groups (the group of /dev/kvm, for a KVM zone).
+    pub groups: Vec<u32>,
+    /// The zone's own files, at paths under [`ZONE_DIR_IN_JAIL`].
+    pub files: Vec<Bind>,
+    pub kvm: bool,
+    /// The `cgroup.procs` files of the zone's cgroups, joined before anything else.
+    pub cgroups: Vec<PathBuf>,
+    /// Descriptors QEMU keeps, under their own numbers.
+    pub inherit: Vec<RawFd>,
+}
+
+/// One filesystem step inside the new mount namespace, with every path made before the fork.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    Mkdir(CString),
+    /// An empty file to bind a file onto.
+    Touch(CString),
+    Symlink { target: CString, link: CString },
+    Bind { source: CString, target: CString, writable: bool },
+}
+
+fn cstring(path: &Path) -> Result<CString, JailError> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| JailError::Nul(path.to_path_buf()))
+}
+
+fn meta(path: &Path) -> Result<std::fs::Metadata, JailError> {
+    std::fs::symlink_metadata(path).map_err(|err| JailError::Io { path: path.to_path_buf(), err })
+}
+
+impl Jail {
+    fn binds(&self) -> Vec<Bind> {
+        let mut binds: Vec<Bind> = SYSTEM_PATHS.iter().map(|p| Bind { source: p.into(), target: p.into(), writable: false }).collect();
+        let devices = DEVICES.iter().copied().chain(self.kvm.then_some(KVM_DEVICE));
+        binds.extend(devices.map(|d| Bind { source: d.into(), target: d.into(), writable: true }));
+        binds.extend(self.files.iter().cloned());
+        binds
+    }
+
+    /// The steps that build the jail's tree under [`Self::root`], in order.
+    fn steps(&self) -> Result<Vec<Step>, JailError> {
+        let mut steps = Vec::new();
+        let mut made: Vec<PathBuf> = Vec::new();
+        for bind in self.binds() {
+            let relative = bind.target.strip_prefix("/").unwrap_or(&bind.target);
+            let inside = self.root.join(relative);
+            // Parents first; each is made once.
+            for parent in relative.ancestors().skip(1).collect::<Vec<_>>().into_iter().rev() {
+                if parent.as_os_str().is_empty() || made.iter().any(|m| m == parent) {
+                    continue;
+                }
+                made.push(parent.to_path_buf());
+                steps.push(Step::Mkdir(cstring(&self.root.join(parent))?));
+            }
+            let meta = match meta(&bind.source) {
+                Ok(meta) => meta,
+                // A system path this host lacks (no /lib64, say) is simply absent.
+                Err(_) if SYSTEM_PATHS.iter().any(|p| Path::new(p) == bind.source) => continue,
+                Err(err) => return Err(err),
+            };
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&bind.source).map_err(|err| JailError::Io { path: bind.source.clone(), err })?;
+                steps.push(Step::Symlink { target: cstring(&target)?, link: cstring(&inside)? });
+                continue;
+            }
+            steps.push(if meta.is_dir() { Step::Mkdir(cstring(&inside)?) } else { Step::Touch(cstring(&inside)?) });
+            steps.push(Step::Bind { source: cstring(&bind.source)?, target: cstring(&inside)?, writable: bind.writable });
+        }
+        Ok(steps)
+    }
+
+    /// Make `command` start in the jail. Register this before anything else that runs in the
+    /// child: a change of uid clears the parent-death signal, which must be set after it.
+    pub fn apply(&self, command: &mut std::process::Command) -> Result<(), JailError> {
+        std::fs::create_dir_all(&self.root).map_err(|err| JailError::Io { path: self.root.clone(), err })?;
+        let steps = self.steps()?;
+        let root = cstring(&self.root)?;
+        let old = cstring(&self.root.join(".old"))?;
+        let cgroups = self.cgroups.iter().map(|p| cstring(p)).collect::<Result<Vec<_>, _>>()?;
+        let (uid, groups, inherit) = (self.uid, self.groups.clone(), self.inherit.clone());
+        // SAFETY: the closure makes raw system calls on memory prepared before the fork (no
+        // allocation, no locks), which is what is allowed between fork and exec.
+        unsafe {
+            command.pre_exec(move || enter(&root, &old, &steps, &cgroups, uid, &groups, &inherit));
+        }
+        Ok(())
+    }
+}
+
+/// The group that owns /dev/kvm, which a KVM zone's QEMU needs as a supplementary group.
+pub fn kvm_group() -> Result<u32, JailError> {
+    Ok(meta(Path::new(KVM_DEVICE))?.gid())
+}
+
+fn check(ret: libc::c_int) -> std::io::Result<()> {
+    if ret < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Runs in the child between fork and exec.
+fn enter(root: &CString, old: &CString, steps: &[Step], cgroups: &[CString], uid: u32, groups: &[u32], inherit: &[RawFd]) -> std::io::Result<()> {
+    // SAFETY: plain system calls on NUL-terminated strings and slices that outlive them.
+    unsafe {
+        for procs in cgroups {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            check(fd)?;
+            // "0" is the writing process.
+            let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+            if written != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC))?;
+        let none = c"none".as_ptr();
+        check(libc::mount(none, c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))?;
+        check(libc::mount(c"tmpfs".as_ptr(), root.as_ptr(), c"tmpfs".as_ptr(), libc::MS_NOSUID, c"mode=0755,size=64k".as_ptr().cast()))?;
+        for step in steps {
+            match step {
+                Step::Mkdir(path) => check(libc::mkdir(path.as_ptr(), 0o755))?,
+                Step::Touch(path) => {
+                    let fd = libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                    check(fd)?;
+                    libc::close(fd);
+                }
+                Step::Symlink { target, link } => check(libc::symlink(target.as_ptr(), link.as_ptr()))?,
+                Step::Bind { source, target, writable } => {
+                    check(libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
+                    let readonly = if *writable { 0 } else { libc::MS_RDONLY };
+                    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | readonly;
+                    check(libc::mount(none, target.as_ptr(), std::ptr::null(), flags, std::ptr::null()))?;
+                }
+            }
+        }
+        check(libc::mkdir(old.as_ptr(), 0o700))?;
+        check(libc::c_int::try_from(libc::syscall(libc::SYS_pivot_root, root.as_ptr(), old.as_ptr())).unwrap_or(-1))?;
+        check(libc::chdir(c"/".as_ptr()))?;
+        check(libc::umount2(c"/.old".as_ptr(), libc::MNT_DETACH))?;
+        check(libc::rmdir(c"/.old".as_ptr()))?;
+        check(libc::mount(none, c"/".as_ptr(), std::ptr::null(), libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID, std::ptr::null()))?;
+
+        // No capability may come back: empty the bounding and ambient sets, then leave root.
+        for cap in 0..64 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        check(libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0))?;
+        check(libc::setgroups(groups.len(), groups.as_ptr()))?;
+        check(libc::setresgid(uid, uid, uid))?;
+        // With every uid non-zero and no SECBIT_KEEP_CAPS, this empties the permitted and
+        // effective sets.
+        check(libc::setresuid(uid, uid, uid))?;
+        check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+        // Only the listed descriptors pass: the supervisor may hold others it inherited.
+        check(libc::c_int::try_from(libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)).unwrap_or(-1))?;
+        for &fd in inherit {
+            check(libc::fcntl(fd, libc::F_SETFD, 0))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zone_uids_are_unprivileged_and_distinct() {
+        assert_eq!(vmm_uid(0), ZONE_UID_BASE);
+        assert_ne!(vmm_uid(7), passt_uid(7));
+        assert_ne!(passt_uid(7), vmm_uid(8));
+        assert!(passt_uid(1 << 22) < 0x6080_0002);
+    }
+
+    #[test]
+    fn the_jail_holds_the_system_paths_the_devices_and_the_zones_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = dir.path().join("vmlinuz");
+        std::fs::write(&kernel, b"k").unwrap();
+        let jail = Jail {
+            root: "/z/jail".into(),
+            uid: vmm_uid(1),
+            groups: vec![],
+            files: vec![Bind { source: kernel.clone(), target: "/zone/vmlinuz".into(), writable: false }],
+            kvm: false,
+            cgroups: vec![],
+            inherit: vec![],
+        };
+        let steps = jail.steps().unwrap();
+        let c = |p: &str| CString::new(p).unwrap();
+        assert!(steps.contains(&Step::Bind { source: c("/usr"), target: c("/z/jail/usr"), writable: false }));
+        assert!(steps.contains(&Step::Bind { source: c("/dev/null"), target: c("/z/jail/dev/null"), writable: true }));
+        assert!(steps.contains(&Step::Touch(c("/z/jail/zone/vmlinuz"))));
+        let zone = steps.iter().position(|s| *s == Step::Mkdir(c("/z/jail/zone"))).unwrap();
+        let file = steps.iter().position(|s| *s == Step::Touch(c("/z/jail/zone/vmlinuz"))).unwrap();
+        assert!(zone < file, "parents come first");
+        assert_eq!(steps.iter().filter(|s| **s == Step::Mkdir(c("/z/jail/dev"))).count(), 1);
+        assert!(!steps.iter().any(|s| matches!(s, Step::Bind { target, .. } if target.to_bytes().ends_with(b"kvm"))));
+        if std::fs::symlink_metadata("/lib").unwrap().file_type().is_symlink() {
+            assert!(steps.iter().any(|s| matches!(s, Step::Symlink { link, .. } if *link == c("/z/jail/lib"))), "merged /usr keeps its symlinks");
+        }
+    }
+}

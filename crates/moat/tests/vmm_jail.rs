@@ -1,0 +1,168 @@
+//! QEMU runs jailed (its own uid, no capabilities, no_new_privs, its seccomp filter, its own
+//! mount and IPC namespaces holding only what it must open, and a cgroup), and a zone whose
+//! kernel panics ends at once, with the panic named.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Moat, BUSYBOX};
+
+/// The first uid of the range zones' QEMU and passt run as (moat_zone::jail::ZONE_UID_BASE).
+const ZONE_UID_BASE: u64 = 0x6000_0000;
+/// From the panic on the console to QEMU gone, and to the CLI's answer. Measured: about 0.05 s.
+const PANIC_BOUND: Duration = Duration::from_secs(5);
+
+/// The fields of /proc/PID/status, by name.
+fn status(pid: i32) -> std::collections::HashMap<String, String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process is alive");
+    text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.to_string(), v.trim().to_string())).collect()
+}
+
+fn first_uid(status: &std::collections::HashMap<String, String>) -> u64 {
+    status["Uid"].split_whitespace().next().and_then(|u| u.parse().ok()).expect("a numeric uid")
+}
+
+/// A process that has exited, reaped or not, is gone.
+fn gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+}
+
+/// The directory of QEMU's cgroup in the v1 hierarchy `controller`.
+fn cgroup_dir(pid: i32, controller: &str) -> PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("the process is alive");
+    let path = text
+        .lines()
+        .find_map(|l| l.splitn(3, ':').nth(2).filter(|_| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == controller))))
+        .expect("a v1 hierarchy of that controller");
+    Path::new("/sys/fs/cgroup").join(controller).join(path.trim_start_matches('/'))
+}
+
+fn read_trimmed(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).trim().to_string()
+}
+
+fn console_shows_panic(zone_dir: &Path) -> bool {
+    std::fs::read(zone_dir.join("console.log")).is_ok_and(|log| log.windows(12).any(|w| w == b"Kernel panic"))
+}
+
+/// Poll until the console shows the panic, then until QEMU is gone; the second instant minus
+/// the first is the time a panicked zone took to end.
+fn panic_then_gone(zone_dir: impl Fn() -> Option<PathBuf>, qemu: impl Fn(&Path) -> Option<i32>, deadline: Instant) -> (Instant, Instant) {
+    let (dir, panicked) = loop {
+        if let Some(dir) = zone_dir().filter(|d| console_shows_panic(d)) {
+            break (dir, Instant::now());
+        }
+        assert!(Instant::now() < deadline, "the console never showed the panic");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let pid = qemu(&dir).expect("the zone's record names its QEMU");
+    while !gone(pid) {
+        assert!(panicked.elapsed() < PANIC_BOUND * 4, "QEMU {pid} still runs {:?} after the panic", panicked.elapsed());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (panicked, Instant::now())
+}
+
+fn qemu_of(zone_dir: &Path) -> Option<i32> {
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(zone_dir.join("zone.json")).ok()?).ok()?;
+    record["qemu"]["pid"].as_i64().and_then(|p| i32::try_from(p).ok())
+}
+
+#[test]
+fn a_zones_qemu_is_jailed_and_its_kernel_panic_ends_it_at_once() {
+    let moat = Moat::with_busybox();
+    moat.ok(&["run", "-d", "--privileged", "--memory", "256m", "--name", "jailed", BUSYBOX, "sleep", "600"]);
+    let zone = moat.inspect("jailed");
+    let pid = |which: &str| i32::try_from(zone["pids"][which].as_i64().unwrap()).unwrap();
+    let (qemu, passt, supervisor) = (pid("qemu"), pid("passt"), pid("supervisor"));
+
+    let s = status(qemu);
+    println!("QEMU {qemu}: Uid {} CapEff {} CapBnd {} Seccomp {} NoNewPrivs {}", s["Uid"], s["CapEff"], s["CapBnd"], s["Seccomp"], s["NoNewPrivs"]);
+    let uid = first_uid(&s);
+    assert_eq!(uid, ZONE_UID_BASE + 2 * u64::try_from(supervisor).unwrap(), "a uid of the zone's own");
+    assert!(s["Uid"].split_whitespace().all(|u| u == uid.to_string()) && s["Gid"].split_whitespace().all(|g| g == uid.to_string()), "{s:?}");
+    assert_eq!(s["Groups"], "");
+    for caps in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(s[caps], "0000000000000000", "{caps}");
+    }
+    assert_eq!((s["Seccomp"].as_str(), s["NoNewPrivs"].as_str()), ("2", "1"));
+    let p = status(passt);
+    assert_eq!(first_uid(&p), uid + 1, "passt has a uid of its own too");
+    assert_eq!((p["CapEff"].as_str(), p["Seccomp"].as_str()), ("0000000000000000", "2"));
+
+    // Its own namespaces, whose root holds the system's /usr, a few devices and the zone's
+    // kernel and initramfs, and nothing of the host's state.
+    for ns in ["mnt", "ipc"] {
+        let link = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        assert_ne!(link(&qemu.to_string()), link("self"), "{ns} namespace");
+    }
+    let root = PathBuf::from(format!("/proc/{qemu}/root"));
+    let mut top: Vec<String> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    top.sort();
+    top.retain(|t| !["lib", "lib64", "bin"].contains(&t.as_str()));
+    assert_eq!(top, ["dev", "etc", "usr", "zone"]);
+    let mut zone_files: Vec<String> = std::fs::read_dir(root.join("zone")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    zone_files.sort();
+    assert_eq!(zone_files, ["initrd", "vmlinuz"]);
+    for host_file in ["etc/passwd", "etc/shadow", "var/lib/moat", "tmp", "proc/1", "root"] {
+        assert!(!root.join(host_file).exists(), "/{host_file} is visible to QEMU");
+    }
+    assert!(!root.join(moat.root().strip_prefix("/").unwrap()).exists(), "the state root is visible to QEMU");
+    assert!(std::fs::write(root.join("zone/new"), b"x").is_err(), "QEMU's root is read-only");
+    // The store is reached through descriptors only; no path of it is on QEMU's command line.
+    let cmdline = std::fs::read(format!("/proc/{qemu}/cmdline")).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(&*moat.root().to_string_lossy()), "{}", String::from_utf8_lossy(&cmdline));
+
+    // A cgroup of its own, bounding memory (guest + 512 MiB), CPU (1 vCPU + half a CPU) and threads.
+    let memory = cgroup_dir(qemu, "memory");
+    assert!(memory.file_name().unwrap().to_string_lossy().starts_with("moat-"), "{}", memory.display());
+    assert_eq!(read_trimmed(&memory.join("memory.limit_in_bytes")), ((256u64 + 512) << 20).to_string());
+    assert_eq!(read_trimmed(&cgroup_dir(qemu, "cpu").join("cpu.cfs_quota_us")), "150000");
+    assert_eq!(read_trimmed(&cgroup_dir(qemu, "pids").join("pids.max")), "256");
+
+    // A kernel panic: QEMU is gone within the bound, the zone failed naming the panic.
+    let zone_dir = moat.root().join("zones").join(zone["id"].as_str().unwrap());
+    let started = Instant::now();
+    let exec = moat.cmd(&["exec", "jailed", "sh", "-c", "echo c > /proc/sysrq-trigger"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let (panicked, ended) = panic_then_gone(|| Some(zone_dir.clone()), |_| Some(qemu), started + Duration::from_secs(60));
+    let out = exec.wait_with_output().unwrap();
+    let answered = panicked.elapsed();
+    println!("exec: panic on the console after {:?}, QEMU gone {:?} later, exec answered {answered:?} after the panic", panicked - started, ended - panicked);
+    assert!(ended - panicked <= PANIC_BOUND, "QEMU took {:?}", ended - panicked);
+    assert!(answered <= PANIC_BOUND, "exec answered after {answered:?}");
+    assert!(common::stderr(&out).contains("guest kernel panic: Kernel panic - not syncing: sysrq triggered crash"), "{}", common::stderr(&out));
+    let (state, reason) = moat.state("jailed");
+    assert_eq!((state.as_str(), reason.as_str()), ("failed", "guest kernel panic: Kernel panic - not syncing: sysrq triggered crash"));
+    moat.assert_nothing_running();
+    assert!(!memory.exists(), "the zone's cgroup is removed with it");
+    moat.ok(&["zone", "rm", "jailed"]);
+}
+
+#[test]
+fn a_panicking_run_returns_within_seconds_every_time() {
+    let moat = Moat::with_busybox();
+    let zones = moat.root().join("zones");
+    for run in 1..=3 {
+        let before: Vec<PathBuf> = std::fs::read_dir(&zones).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        let started = Instant::now();
+        let cli = moat
+            .cmd(&["run", "--rm", "--privileged", BUSYBOX, "sh", "-c", "echo c > /proc/sysrq-trigger"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let new_zone = || std::fs::read_dir(&zones).into_iter().flatten().flatten().map(|e| e.path()).find(|p| p.is_dir() && !before.contains(p));
+        let (panicked, ended) = panic_then_gone(new_zone, qemu_of, started + Duration::from_secs(60));
+        let out = cli.wait_with_output().unwrap();
+        let answered = panicked.elapsed();
+        println!("run {run}: panic on the console after {:?}, QEMU gone {:?} later, the CLI answered {answered:?} after the panic", panicked - started, ended - panicked);
+        assert!(ended - panicked <= PANIC_BOUND, "run {run}: QEMU took {:?}", ended - panicked);
+        assert!(answered <= PANIC_BOUND, "run {run}: the CLI answered after {answered:?}");
+        assert_eq!(out.status.code(), Some(125), "run {run}");
+        assert_eq!(common::stderr(&out).trim(), "moat: the zone ended before the container did: guest kernel panic: Kernel panic - not syncing: sysrq triggered crash");
+    }
+    moat.assert_nothing_running();
+}
