@@ -5,6 +5,7 @@
 //! side) offer.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The v1 hierarchies' mount points.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -55,7 +56,11 @@ impl Limits {
     }
 }
 
-/// The zone's cgroup directories, one per controller; removed on drop (once QEMU is gone).
+/// How long removal waits for a killed QEMU to leave its cgroup.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The zone's cgroup directories, one per controller. They are recorded in the zone's record
+/// and removed with [`remove`] once QEMU is gone.
 #[derive(Debug)]
 pub struct ZoneCgroup {
     dirs: Vec<PathBuf>,
@@ -99,16 +104,27 @@ impl ZoneCgroup {
     pub fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
     }
+
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
 }
 
-impl Drop for ZoneCgroup {
-    fn drop(&mut self) {
-        for dir in &self.dirs {
-            if let Err(err) = std::fs::remove_dir(dir) {
-                tracing::warn!(%err, dir = %dir.display(), "removing the zone's cgroup");
+/// Remove a zone's cgroup directories (those already gone are fine), waiting up to
+/// [`REMOVE_TIMEOUT`] for a QEMU that was just killed to leave them.
+pub fn remove(dirs: &[PathBuf]) -> Result<(), CgroupError> {
+    let deadline = Instant::now() + REMOVE_TIMEOUT;
+    for dir in dirs {
+        loop {
+            match std::fs::remove_dir(dir) {
+                Ok(()) => break,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => break,
+                Err(err) if err.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                Err(err) => return Err(CgroupError::Io { path: dir.clone(), err }),
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -122,6 +122,7 @@ pub fn create(store: &ZoneStore, request: CreateRequest, supervisor: &Supervisor
         qemu: None,
         virtiofsd: None,
         passt: None,
+        cgroups: Vec::new(),
         kernel_release: None,
         boot_ms: None,
         containers: Vec::new(),
@@ -198,7 +199,11 @@ pub fn remove(store: &ZoneStore, key: &str, force: bool) -> Result<ZoneRecord, O
         // A zone that does not stop cleanly is killed just below.
         let _ = stop(&dir, Duration::from_secs(10));
     }
-    kill_leftovers(&dir.read()?);
+    let now = dir.read()?;
+    kill_leftovers(&now);
+    if let Err(err) = crate::cgroup::remove(&now.cgroups) {
+        tracing::warn!(%err, "removing the zone's cgroup");
+    }
     // Never delete the directory while a host directory is still mounted in its share.
     crate::share::cleanup(&dir)?;
     crate::staging::cleanup(&dir)?;

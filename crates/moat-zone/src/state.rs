@@ -134,6 +134,9 @@ pub struct ZoneRecord {
     /// The zone's NAT (passt), when it has one.
     #[serde(default)]
     pub passt: Option<ProcessId>,
+    /// QEMU's cgroup directories, removed with the zone.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
     pub kernel_release: Option<String>,
     /// Milliseconds from QEMU's start to the guest's hello.
     pub boot_ms: Option<u64>,
@@ -422,6 +425,7 @@ mod tests {
             qemu: None,
             virtiofsd: None,
             passt: None,
+            cgroups: Vec::new(),
             kernel_release: None,
             boot_ms: None,
             containers: Vec::new(),

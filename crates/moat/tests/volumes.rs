@@ -79,6 +79,7 @@ fn zone_with_container(zone: &str, container: &str) -> moat_zone::state::ZoneRec
         qemu: None,
         virtiofsd: None,
         passt: None,
+        cgroups: Vec::new(),
         kernel_release: None,
         boot_ms: None,
         containers: vec![c],

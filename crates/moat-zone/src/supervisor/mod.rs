@@ -21,7 +21,7 @@ use self::outcome::describe_exit;
 use self::zone::Zone;
 use crate::accel::Accel;
 use crate::assets::{AssetError, Assets};
-use crate::cgroup::{CgroupError, Limits, ZoneCgroup};
+use crate::cgroup::{self, CgroupError, Limits, ZoneCgroup};
 use crate::jail::{self, Bind, Jail, JailError};
 use crate::console::{copy_console, ConsoleTail};
 use crate::guest_disks::{self, ToolFile};
@@ -105,6 +105,11 @@ pub fn supervise(dir: ZoneDir, assets_dir: &Path) -> Result<(), SupervisorError>
     let unshared = share::cleanup(&dir).map_err(|err| err.to_string()).and_then(|()| staging::cleanup(&dir).map_err(|err| err.to_string()));
     if let Err(err) = &unshared {
         tracing::error!(%err, "the zone's share or a copy's staging directory is still mounted; the zone directory is kept");
+    }
+    // Also when the VM's future was dropped: QEMU was killed then, and leaves its cgroup soon.
+    let removed = dir.read().map_err(|err| err.to_string()).and_then(|r| cgroup::remove(&r.cgroups).map_err(|err| err.to_string()));
+    if let Err(err) = removed {
+        tracing::warn!(%err, "removing the zone's cgroup");
     }
     let record = dir.update(|record| {
         if let Ok(next) = record.state.transition(final_state.clone()) {
@@ -223,6 +228,8 @@ async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option
         }
         Err(err) => return Err(err.into()),
     };
+    let cgroup_dirs = cgroup.as_ref().map(|c| c.dirs().to_vec()).unwrap_or_default();
+    dir.update(|r| r.cgroups = cgroup_dirs)?;
     let kvm = vm.accel == Accel::Kvm;
     let jail = Jail {
         root: dir.jail_dir(),
@@ -243,10 +250,9 @@ async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option
     drop((network, console_end, control_end, qmp_end, share_end, disks));
     let streams = QemuStreams { api, console, control, qmp };
     let result = drive_vm(dir, share, &mut qemu, streams, started).await;
-    // Whatever happened, QEMU is gone and reaped before its cgroup goes.
+    // Whatever happened, QEMU is gone and reaped before its cgroup goes (in `supervise`).
     let _ = qemu.start_kill();
     let _ = qemu.wait().await;
-    drop(cgroup);
     result
 }
 

@@ -367,6 +367,7 @@ mod tests {
             qemu: None,
             virtiofsd: None,
             passt: None,
+            cgroups: Vec::new(),
             kernel_release: None,
             boot_ms: None,
             containers: vec![container],
