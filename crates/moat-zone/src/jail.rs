@@ -154,12 +154,18 @@ pub fn kvm_group() -> Result<u32, JailError> {
     Ok(meta(Path::new(KVM_DEVICE))?.gid())
 }
 
-fn check(ret: libc::c_int) -> std::io::Result<()> {
-    if ret < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
+/// A failed step is named on QEMU's stderr (the zone's qemu.log): only the errno reaches the
+/// supervisor. No allocation: this runs between fork and exec.
+fn check(step: &'static str, ret: libc::c_int) -> std::io::Result<()> {
+    if ret >= 0 {
+        return Ok(());
     }
+    let err = std::io::Error::last_os_error();
+    for part in [&b"moat: QEMU's jail: "[..], step.as_bytes(), &b" failed\n"[..]] {
+        // SAFETY: write(2) of a static buffer to stderr.
+        unsafe { libc::write(2, part.as_ptr().cast(), part.len()) };
+    }
+    Err(err)
 }
 
 /// Runs in the child between fork and exec.
@@ -168,7 +174,7 @@ fn enter(root: &CString, old: &CString, steps: &[Step], cgroups: &[CString], uid
     unsafe {
         for procs in cgroups {
             let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            check(fd)?;
+            check("joining the cgroup", fd)?;
             // "0" is the writing process.
             let written = libc::write(fd, b"0".as_ptr().cast(), 1);
             libc::close(fd);
@@ -176,33 +182,33 @@ fn enter(root: &CString, old: &CString, steps: &[Step], cgroups: &[CString], uid
                 return Err(std::io::Error::last_os_error());
             }
         }
-        check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC))?;
+        check("unshare", libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC))?;
         let none = c"none".as_ptr();
-        check(libc::mount(none, c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))?;
-        check(libc::mount(c"tmpfs".as_ptr(), root.as_ptr(), c"tmpfs".as_ptr(), libc::MS_NOSUID, c"mode=0755,size=64k".as_ptr().cast()))?;
+        check("making mounts private", libc::mount(none, c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))?;
+        check("mounting the root tmpfs", libc::mount(c"tmpfs".as_ptr(), root.as_ptr(), c"tmpfs".as_ptr(), libc::MS_NOSUID, c"mode=0755,size=64k".as_ptr().cast()))?;
         for step in steps {
             match step {
-                Step::Mkdir(path) => check(libc::mkdir(path.as_ptr(), 0o755))?,
+                Step::Mkdir(path) => check("mkdir", libc::mkdir(path.as_ptr(), 0o755))?,
                 Step::Touch(path) => {
                     let fd = libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
-                    check(fd)?;
+                    check("creating a bind target", fd)?;
                     libc::close(fd);
                 }
-                Step::Symlink { target, link } => check(libc::symlink(target.as_ptr(), link.as_ptr()))?,
+                Step::Symlink { target, link } => check("symlink", libc::symlink(target.as_ptr(), link.as_ptr()))?,
                 Step::Bind { source, target, writable } => {
-                    check(libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
+                    check("bind mount", libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
                     let readonly = if *writable { 0 } else { libc::MS_RDONLY };
                     let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID | readonly;
-                    check(libc::mount(none, target.as_ptr(), std::ptr::null(), flags, std::ptr::null()))?;
+                    check("bind remount", libc::mount(none, target.as_ptr(), std::ptr::null(), flags, std::ptr::null()))?;
                 }
             }
         }
-        check(libc::mkdir(old.as_ptr(), 0o700))?;
-        check(libc::c_int::try_from(libc::syscall(libc::SYS_pivot_root, root.as_ptr(), old.as_ptr())).unwrap_or(-1))?;
-        check(libc::chdir(c"/".as_ptr()))?;
-        check(libc::umount2(c"/.old".as_ptr(), libc::MNT_DETACH))?;
-        check(libc::rmdir(c"/.old".as_ptr()))?;
-        check(libc::mount(none, c"/".as_ptr(), std::ptr::null(), libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID, std::ptr::null()))?;
+        check("mkdir /.old", libc::mkdir(old.as_ptr(), 0o700))?;
+        check("pivot_root", libc::c_int::try_from(libc::syscall(libc::SYS_pivot_root, root.as_ptr(), old.as_ptr())).unwrap_or(-1))?;
+        check("chdir /", libc::chdir(c"/".as_ptr()))?;
+        check("unmounting the old root", libc::umount2(c"/.old".as_ptr(), libc::MNT_DETACH))?;
+        check("rmdir /.old", libc::rmdir(c"/.old".as_ptr()))?;
+        check("remounting / read-only", libc::mount(none, c"/".as_ptr(), std::ptr::null(), libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID, std::ptr::null()))?;
 
         // No capability may come back: empty the bounding and ambient sets, then leave root.
         for cap in 0..64 {
@@ -210,17 +216,17 @@ fn enter(root: &CString, old: &CString, steps: &[Step], cgroups: &[CString], uid
                 return Err(std::io::Error::last_os_error());
             }
         }
-        check(libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0))?;
-        check(libc::setgroups(groups.len(), groups.as_ptr()))?;
-        check(libc::setresgid(uid, uid, uid))?;
+        check("clearing ambient capabilities", libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0))?;
+        check("setgroups", libc::setgroups(groups.len(), groups.as_ptr()))?;
+        check("setresgid", libc::setresgid(uid, uid, uid))?;
         // With every uid non-zero and no SECBIT_KEEP_CAPS, this empties the permitted and
         // effective sets.
-        check(libc::setresuid(uid, uid, uid))?;
-        check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+        check("setresuid", libc::setresuid(uid, uid, uid))?;
+        check("no_new_privs", libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
         // Only the listed descriptors pass: the supervisor may hold others it inherited.
-        check(libc::c_int::try_from(libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)).unwrap_or(-1))?;
+        check("close_range", libc::c_int::try_from(libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)).unwrap_or(-1))?;
         for &fd in inherit {
-            check(libc::fcntl(fd, libc::F_SETFD, 0))?;
+            check("passing a descriptor", libc::fcntl(fd, libc::F_SETFD, 0))?;
         }
     }
     Ok(())

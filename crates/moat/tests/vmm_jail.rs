@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -112,6 +113,14 @@ fn a_zones_qemu_is_jailed_and_its_kernel_panic_ends_it_at_once() {
     }
     assert!(!root.join(moat.root().strip_prefix("/").unwrap()).exists(), "the state root is visible to QEMU");
     assert!(std::fs::write(root.join("zone/new"), b"x").is_err(), "QEMU's root is read-only");
+    // QEMU's uid could not read the store's image, the zone's scratch disk or a host secret
+    // even if it reached their paths.
+    let image = std::fs::read_dir(moat.root().join("images/erofs")).unwrap().next().unwrap().unwrap().path();
+    let zone_dir = moat.root().join("zones").join(zone["id"].as_str().unwrap());
+    for file in [image.as_path(), &zone_dir.join("scratch.img"), Path::new("/etc/shadow")] {
+        let read = std::process::Command::new("/bin/cat").arg(file).uid(u32::try_from(uid).unwrap()).gid(u32::try_from(uid).unwrap()).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+        assert!(!read.success(), "QEMU's uid reads {}", file.display());
+    }
     // The store is reached through descriptors only; no path of it is on QEMU's command line.
     let cmdline = std::fs::read(format!("/proc/{qemu}/cmdline")).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains(&*moat.root().to_string_lossy()), "{}", String::from_utf8_lossy(&cmdline));
@@ -124,7 +133,6 @@ fn a_zones_qemu_is_jailed_and_its_kernel_panic_ends_it_at_once() {
     assert_eq!(read_trimmed(&cgroup_dir(qemu, "pids").join("pids.max")), "256");
 
     // A kernel panic: QEMU is gone within the bound, the zone failed naming the panic.
-    let zone_dir = moat.root().join("zones").join(zone["id"].as_str().unwrap());
     let started = Instant::now();
     let exec = moat.cmd(&["exec", "jailed", "sh", "-c", "echo c > /proc/sysrq-trigger"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let (panicked, ended) = panic_then_gone(|| Some(zone_dir.clone()), |_| Some(qemu), started + Duration::from_secs(60));

@@ -8,6 +8,7 @@ mod outcome;
 mod zone;
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -55,7 +56,7 @@ pub enum SupervisorError {
     Assets(#[from] AssetError),
     #[error("{what}: {err}")]
     Io { what: String, err: std::io::Error },
-    #[error("starting {QEMU_BINARY} in its jail: {0}")]
+    #[error("starting {QEMU_BINARY} in its jail: {0} (qemu.log names the step)")]
     Spawn(std::io::Error),
     #[error(transparent)]
     Jail(#[from] JailError),
@@ -332,7 +333,8 @@ fn open_disks(files: Vec<DiskFile>) -> Result<Vec<(Vec<OwnedFd>, Disk)>, Supervi
 /// modules and tools disks. Images come later, through the share.
 fn zone_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets, tools: &[ToolFile]) -> Result<Vec<DiskFile>, SupervisorError> {
     let scratch = dir.scratch_disk();
-    let file = std::fs::File::create(&scratch).map_err(io(format!("creating {}", scratch.display())))?;
+    // Only root on the host reads it (QEMU gets a descriptor): it holds the containers' writes.
+    let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&scratch).map_err(io(format!("creating {}", scratch.display())))?;
     file.set_len(u64::from(config.scratch_mib) << 20).map_err(io("sizing the scratch disk"))?;
     let status = std::process::Command::new("mkfs.ext4")
         .args(["-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-L", "moat-scratch"])
