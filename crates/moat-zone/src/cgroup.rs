@@ -7,11 +7,17 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::accel::Accel;
+
 /// The v1 hierarchies' mount points.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-/// What QEMU needs beyond the guest's RAM: its TCG translation cache (about 80 MiB for an idle
-/// zone, more for busy code), its own heap, and the block layer's buffers.
-pub const VMM_OVERHEAD_MIB: u64 = 512;
+/// What QEMU needs beyond the guest's RAM under any accelerator: its heap, device state and
+/// the block layer's buffers.
+pub const VMM_OVERHEAD_MIB: u64 = 256;
+/// TCG's translation cache on top: QEMU 7.2 reserves 1 GiB for it and fills it with busy code
+/// before it flushes (an idle zone uses about 80 MiB). A limit below it would OOM-kill a busy
+/// zone's QEMU.
+pub const TCG_CACHE_MIB: u64 = 1024;
 pub const CPU_PERIOD_US: u64 = 100_000;
 /// QEMU's threads: one per vCPU, its main loop, RCU, and the block layer's worker pool (up to
 /// 64). More means a runaway.
@@ -37,10 +43,11 @@ pub struct Limits {
 
 impl Limits {
     /// A zone's vCPUs, plus half a CPU for QEMU's main loop and I/O; its RAM plus
-    /// [`VMM_OVERHEAD_MIB`].
-    pub fn for_zone(cpus: u32, memory_mib: u32) -> Self {
+    /// [`VMM_OVERHEAD_MIB`], plus [`TCG_CACHE_MIB`] under TCG.
+    pub fn for_zone(accel: Accel, cpus: u32, memory_mib: u32) -> Self {
+        let cache = if accel == Accel::Tcg { TCG_CACHE_MIB } else { 0 };
         Self {
-            memory_bytes: (u64::from(memory_mib) + VMM_OVERHEAD_MIB) << 20,
+            memory_bytes: (u64::from(memory_mib) + VMM_OVERHEAD_MIB + cache) << 20,
             cpu_quota_us: u64::from(cpus) * CPU_PERIOD_US + CPU_PERIOD_US / 2,
             pids: MAX_PIDS,
         }
@@ -133,10 +140,11 @@ mod tests {
 
     #[test]
     fn limits_cover_the_guest_and_qemu() {
-        let limits = Limits::for_zone(2, 256);
-        assert_eq!(limits.memory_bytes, (256 + VMM_OVERHEAD_MIB) << 20);
+        let limits = Limits::for_zone(Accel::Kvm, 2, 256);
+        assert_eq!(limits.memory_bytes, (256 + 256) << 20);
         assert_eq!(limits.cpu_quota_us, 250_000);
         assert_eq!(limits.pids, MAX_PIDS);
+        assert_eq!(Limits::for_zone(Accel::Tcg, 1, 256).memory_bytes, (256 + 256 + 1024) << 20, "TCG's translation cache counts");
     }
 
     #[test]

@@ -125,10 +125,11 @@ fn a_zones_qemu_is_jailed_and_its_kernel_panic_ends_it_at_once() {
     let cmdline = std::fs::read(format!("/proc/{qemu}/cmdline")).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains(&*moat.root().to_string_lossy()), "{}", String::from_utf8_lossy(&cmdline));
 
-    // A cgroup of its own, bounding memory (guest + 512 MiB), CPU (1 vCPU + half a CPU) and threads.
+    // A cgroup of its own, bounding memory (guest + 256 MiB + TCG's 1 GiB translation cache),
+    // CPU (1 vCPU + half a CPU) and threads.
     let memory = cgroup_dir(qemu, "memory");
     assert!(memory.file_name().unwrap().to_string_lossy().starts_with("moat-"), "{}", memory.display());
-    assert_eq!(read_trimmed(&memory.join("memory.limit_in_bytes")), ((256u64 + 512) << 20).to_string());
+    assert_eq!(read_trimmed(&memory.join("memory.limit_in_bytes")), ((256u64 + 256 + 1024) << 20).to_string());
     assert_eq!(read_trimmed(&cgroup_dir(qemu, "cpu").join("cpu.cfs_quota_us")), "150000");
     assert_eq!(read_trimmed(&cgroup_dir(qemu, "pids").join("pids.max")), "256");
 

@@ -221,7 +221,7 @@ async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option
         disks: disks.iter().map(|(_, disk)| disk.clone()).collect(),
         network: network.as_ref().map(|(_, vm)| *vm),
     };
-    let cgroup = match ZoneCgroup::create(&record.id, Limits::for_zone(vm.cpus, vm.memory_mib)) {
+    let cgroup = match ZoneCgroup::create(&record.id, Limits::for_zone(vm.accel, vm.cpus, vm.memory_mib)) {
         Ok(cgroup) => Some(cgroup),
         Err(err @ CgroupError::Missing(_)) => {
             tracing::warn!(%err, "the zone's QEMU runs without that cgroup limit");
