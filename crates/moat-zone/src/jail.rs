@@ -236,6 +236,46 @@ fn enter(root: &CString, old: &CString, steps: &[Step], cgroups: &[CString], uid
 mod tests {
     use super::*;
 
+    /// The real jail around a shell instead of QEMU (needs root, as zones do).
+    #[test]
+    fn a_jailed_process_sees_only_its_files_and_keeps_only_its_descriptors() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = dir.path().join("vmlinuz");
+        std::fs::write(&kernel, b"kernel").unwrap();
+        let (kept, dropped) = (std::fs::File::open(&kernel).unwrap(), std::fs::File::open(&kernel).unwrap());
+        let (kept_fd, dropped_fd) = (std::os::fd::AsRawFd::as_raw_fd(&kept), std::os::fd::AsRawFd::as_raw_fd(&dropped));
+        // Without close-on-exec, as a descriptor the supervisor inherited would be.
+        // SAFETY: fcntl on a descriptor this test owns.
+        assert_eq!(unsafe { libc::fcntl(dropped_fd, libc::F_SETFD, 0) }, 0);
+        let jail = Jail {
+            root: dir.path().join("jail"),
+            uid: vmm_uid(1),
+            groups: vec![],
+            files: vec![Bind { source: kernel, target: "/zone/vmlinuz".into(), writable: false }],
+            kvm: false,
+            cgroups: vec![],
+            inherit: vec![kept_fd],
+        };
+        let script = format!("id -u; cat /zone/vmlinuz <&{kept_fd}; echo; ls /; test -e /etc/passwd || echo no-passwd; (: <&{dropped_fd}) 2>/dev/null || echo closed; touch /zone/x 2>/dev/null || echo read-only");
+        let mut command = std::process::Command::new("/bin/sh");
+        command.args(["-c", &script]);
+        jail.apply(&mut command).unwrap();
+        let out = command.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], vmm_uid(1).to_string());
+        assert_eq!(lines[1], "kernel");
+        assert!(lines.contains(&"zone") && lines.contains(&"usr") && !lines.contains(&"var") && !lines.contains(&"tmp"), "{text}");
+        assert!(text.contains("no-passwd") && text.contains("closed") && text.contains("read-only"), "{text}");
+        assert!(std::fs::read_dir(dir.path().join("jail")).unwrap().next().is_none(), "the jail's mounts stay in its namespace");
+        drop((kept, dropped));
+    }
+
     #[test]
     fn zone_uids_are_unprivileged_and_distinct() {
         assert_eq!(vmm_uid(0), ZONE_UID_BASE);
