@@ -38,6 +38,9 @@ pub struct Sockets {
 
 #[derive(Debug, Clone)]
 pub struct VmConfig {
+    /// The zone's directory, as QEMU's name: QEMU opens no path of it, so this is what ties a
+    /// QEMU process (in `ps`) to its zone.
+    pub zone_dir: PathBuf,
     pub accel: Accel,
     pub cpus: u32,
     pub memory_mib: u32,
@@ -151,6 +154,7 @@ impl VmConfig {
             QemuArg::Flag("-no-user-config"),
             QemuArg::Flag("-no-reboot"),
             QemuArg::Action { panic: PanicAction::Shutdown },
+            QemuArg::Opt("-name", format!("guest={}", escape(&self.zone_dir))),
             QemuArg::Opt("-display", "none".into()),
             QemuArg::Opt("-M", format!("microvm,acpi=on,x-option-roms=off,memory-backend={MEMORY_BACKEND}")),
             // libvhost-user (virtiofsd) refuses legacy virtio; this switches every virtio-mmio
@@ -194,6 +198,11 @@ impl VmConfig {
     }
 }
 
+/// QEMU splits option values on commas; a comma in a value is written twice.
+fn escape(path: &std::path::Path) -> String {
+    path.to_string_lossy().replace(',', ",,")
+}
+
 fn render(arg: QemuArg) -> Vec<OsString> {
     match arg {
         QemuArg::Flag(flag) => vec![flag.into()],
@@ -203,7 +212,9 @@ fn render(arg: QemuArg) -> Vec<OsString> {
         QemuArg::AddFd { fd, set } => vec!["-add-fd".into(), format!("fd={fd},set={set}").into()],
         QemuArg::Drive { id, set, read_only } => {
             let ro = if read_only { "on" } else { "off" };
-            vec!["-drive".into(), format!("id={id},file=/dev/fdset/{set},format=raw,if=none,readonly={ro},cache=none,aio=threads").into()]
+            // Errors go to the guest (EIO) rather than pausing the VM: QEMU's default stops a
+            // zone for good when the host's file system fills under a sparse scratch disk.
+            vec!["-drive".into(), format!("id={id},file=/dev/fdset/{set},format=raw,if=none,readonly={ro},cache=none,aio=threads,werror=report,rerror=report").into()]
         }
         QemuArg::Sandbox => vec!["-sandbox".into(), SANDBOX.into()],
         QemuArg::Action { panic } => {
@@ -228,6 +239,7 @@ mod tests {
 
     fn config() -> VmConfig {
         VmConfig {
+            zone_dir: "/z/a,b".into(),
             accel: Accel::Tcg,
             cpus: 2,
             memory_mib: 256,
@@ -254,6 +266,7 @@ mod tests {
         assert!(joined.contains("-chardev socket,id=qmp,fd=12 -mon chardev=qmp,mode=control"));
         let append = args.iter().position(|a| a == "-append").unwrap();
         assert_eq!(args[append + 1], "console=ttyS0", "the kernel command line is one argument");
+        assert!(joined.contains("-name guest=/z/a,,b "), "the zone's directory names QEMU, commas doubled: {joined}");
     }
 
     #[test]
@@ -281,7 +294,7 @@ mod tests {
     #[test]
     fn disks_are_inherited_descriptors_in_fd_sets() {
         let joined = config().args().into_iter().map(|a| a.into_string().unwrap()).collect::<Vec<_>>().join(" ");
-        assert!(joined.contains("-add-fd fd=14,set=1 -add-fd fd=16,set=1 -drive id=scratch,file=/dev/fdset/1,format=raw,if=none,readonly=off,cache=none,aio=threads -device virtio-blk-device,drive=scratch,serial=moat-scratch"), "{joined}");
+        assert!(joined.contains("-add-fd fd=14,set=1 -add-fd fd=16,set=1 -drive id=scratch,file=/dev/fdset/1,format=raw,if=none,readonly=off,cache=none,aio=threads,werror=report,rerror=report -device virtio-blk-device,drive=scratch,serial=moat-scratch"), "{joined}");
         assert!(joined.contains("-add-fd fd=15,set=2 -drive id=rootfs,file=/dev/fdset/2,format=raw,if=none,readonly=on,"), "{joined}");
         assert!(!joined.contains(".erofs") && !joined.contains(".sock"), "no store or zone path reaches QEMU: {joined}");
         let mut fds = config().inherited_fds();

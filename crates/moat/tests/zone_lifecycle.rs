@@ -265,3 +265,45 @@ fn the_share_brings_host_files_into_a_running_zone_and_leaves_no_mount() {
     assert_eq!(std::fs::read_to_string(host.join("vol/data.txt")).unwrap(), "VOLUME", "removing the zone left the volume alone");
     assert!(host.join("image.erofs").is_file());
 }
+
+/// A tmpfs of `size` mounted on `path` for the life of the value.
+struct SmallFileSystem(std::path::PathBuf);
+
+impl SmallFileSystem {
+    fn mount(path: &std::path::Path, size: &str) -> Self {
+        let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(path).status().expect("running mount");
+        assert!(status.success(), "mounting a tmpfs on {}", path.display());
+        Self(path.to_path_buf())
+    }
+}
+
+impl Drop for SmallFileSystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_host_file_system_is_enospc_in_the_container_and_the_state_stays_whole() {
+    let moat = Moat::new();
+    let _small = SmallFileSystem::mount(moat.root(), "200m");
+    moat.ok(&["image", "import", &common::busybox_layout().to_string_lossy(), "--name", common::BUSYBOX]);
+
+    // The container writes more than the host holds: it sees ENOSPC, goes on, and the zone ends
+    // as usual (QEMU would otherwise pause the VM for good).
+    let script = "dd if=/dev/zero of=/big bs=1M count=400 2>&1 | grep -o 'No space left on device' | head -n1; rm /big; echo after > /after && cat /after";
+    assert_eq!(moat.ok(&["run", "--rm", common::BUSYBOX, "sh", "-c", script]), "No space left on device\nafter\n");
+    assert_eq!(moat.ok(&["ps", "-a", "-q"]), "");
+    assert_eq!(moat.zone_files(), Vec::<std::path::PathBuf>::new());
+
+    // Too little room for any scratch disk: one line, and nothing left behind.
+    let filler = moat.root().join("filler");
+    let free = nix::sys::statvfs::statvfs(moat.root()).unwrap();
+    let fill = (free.blocks_available() * free.fragment_size()).saturating_sub(40 << 20);
+    std::fs::write(&filler, vec![0u8; usize::try_from(fill).unwrap()]).unwrap();
+    let line = moat.one_error_line(&["run", "--rm", common::BUSYBOX, "true"]);
+    assert!(line.contains("MiB free; a zone's scratch disk needs at least"), "{line}");
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(moat.ok(&["run", "--rm", common::BUSYBOX, "echo", "room again"]), "room again\n");
+    moat.assert_nothing_running();
+}

@@ -66,6 +66,8 @@ pub enum SupervisorError {
     ConnectTimeout(Duration),
     #[error("QEMU exited before the zone started ({0})")]
     EarlyExit(String),
+    #[error("the state root's file system has {free_mib} MiB free; a zone's scratch disk needs at least {MIN_SCRATCH_MIB} MiB")]
+    NoRoom { free_mib: u64 },
     #[error("QMP: {0}")]
     Qmp(#[from] crate::qmp::QmpError),
     #[error(transparent)]
@@ -211,6 +213,7 @@ async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option
     let disks = open_disks(zone_disks(dir, &record.config, &assets, &tools)?)?;
     let in_jail = |name: &str| Path::new(jail::ZONE_DIR_IN_JAIL).join(name);
     let vm = VmConfig {
+        zone_dir: dir.path.clone(),
         accel: record.config.accel,
         cpus: record.config.cpus,
         memory_mib: record.config.memory_mib,
@@ -335,7 +338,9 @@ fn zone_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets,
     let scratch = dir.scratch_disk();
     // Only root on the host reads it (QEMU gets a descriptor): it holds the containers' writes.
     let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&scratch).map_err(io(format!("creating {}", scratch.display())))?;
-    file.set_len(u64::from(config.scratch_mib) << 20).map_err(io("sizing the scratch disk"))?;
+    let free = nix::sys::statvfs::statvfs(&dir.path).map_err(|err| SupervisorError::Io { what: "checking the state root's free space".into(), err: err.into() })?;
+    let free_mib = free.blocks_available().saturating_mul(free.fragment_size()) >> 20;
+    file.set_len(scratch_mib(config.scratch_mib, free_mib)? << 20).map_err(io("sizing the scratch disk"))?;
     let status = std::process::Command::new("mkfs.ext4")
         .args(["-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-L", "moat-scratch"])
         .arg(&scratch)
@@ -356,6 +361,23 @@ fn zone_disks(dir: &ZoneDir, config: &crate::state::ZoneConfig, assets: &Assets,
     .collect())
 }
 
+/// Host room a zone's scratch disk leaves free, for the zone's logs and records.
+const HOST_HEADROOM_MIB: u64 = 32;
+/// The smallest scratch disk a zone boots with.
+const MIN_SCRATCH_MIB: u64 = 64;
+
+/// The scratch disk's size: what the zone asks, but no more than the host has free. The disk is
+/// sparse, so a host that fills later still fails writes (as EIO, see [`crate::qemu`]); sizing
+/// it to the room there is makes a lone zone fill its own ext4 first, and its containers see
+/// ENOSPC, as on a full host disk.
+fn scratch_mib(wanted: u32, free_mib: u64) -> Result<u64, SupervisorError> {
+    let room = free_mib.saturating_sub(HOST_HEADROOM_MIB);
+    if room < MIN_SCRATCH_MIB {
+        return Err(SupervisorError::NoRoom { free_mib });
+    }
+    Ok(u64::from(wanted).min(room))
+}
+
 /// The absolute path of QEMU's binary: the jail has /usr but no PATH search of the host's.
 fn qemu_binary() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -370,4 +392,17 @@ fn spawn_qemu(vm: &VmConfig, jail: &Jail, log: &Path) -> Result<tokio::process::
     // A zone never outlives its supervisor (set after the jail's change of uid, which clears it).
     crate::helper::die_with_parent(&mut command, None);
     tokio::process::Command::from(command).kill_on_drop(true).spawn().map_err(SupervisorError::Spawn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scratch_disk_fits_in_the_hosts_free_space() {
+        assert_eq!(scratch_mib(8192, 100_000).unwrap(), 8192, "plenty of room: what the zone asks");
+        assert_eq!(scratch_mib(8192, 200).unwrap(), 200 - HOST_HEADROOM_MIB, "a nearly full host: what is left");
+        assert!(matches!(scratch_mib(8192, 90), Err(SupervisorError::NoRoom { free_mib: 90 })));
+        assert!(matches!(scratch_mib(8192, 0), Err(SupervisorError::NoRoom { free_mib: 0 })));
+    }
 }
