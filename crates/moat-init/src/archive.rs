@@ -166,7 +166,7 @@ impl Walk<'_> {
                 let size = u64::try_from(now.st_size).unwrap_or(0);
                 header.set_size(size);
                 header.set_entry_type(tar::EntryType::Regular);
-                append(&mut self.builder, &mut header, &mut Exact { inner: File::from(file).take(size), left: size })
+                append(&mut self.builder, &mut header, &mut moat_tree::Exact::new(File::from(file), size))
             }
             SFlag::S_IFLNK => {
                 let target = readlinkat(Some(dir.as_raw_fd()), name).map_err(io("reading", path.display()))?;
@@ -261,27 +261,6 @@ fn check_overlay(fd: &OwnedFd, path: &Path) -> Result<(), ArchiveError> {
         }
     }
     Ok(())
-}
-
-/// Exactly `left` bytes of `inner`: a file that shrank mid-write is an error, not a short
-/// entry that would misalign the tar.
-struct Exact<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            return Ok(0);
-        }
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while being written"));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 /// A writer that refuses to go past `max` bytes.

@@ -15,6 +15,9 @@
 //!
 //! Shared by the zone's init (`moat cp`, both ways) and the host (moving what a zone staged).
 
+mod exact;
+pub use exact::Exact;
+
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::Read;

@@ -103,7 +103,7 @@ pub fn retar(input: impl Read, output: impl Write, max_bytes: u64) -> Result<Wri
                 header.set_entry_type(EntryType::Regular);
                 let size = entry.size();
                 header.set_size(size);
-                builder.append_data(&mut header, path.to_path(), Exact { inner: &mut *entry, left: size })
+                builder.append_data(&mut header, path.to_path(), moat_tree::Exact::new(&mut *entry, size))
             }
             EntryType::Directory => {
                 header.set_entry_type(EntryType::Directory);
@@ -142,27 +142,6 @@ pub fn retar(input: impl Read, output: impl Write, max_bytes: u64) -> Result<Wri
     walked?;
     builder.finish().map_err(|e| RetarError::from_io(e, Side::Writing))?;
     Ok(Written { entries, read })
-}
-
-/// Exactly `left` bytes of `inner`, or an error: a short entry would misalign the tar written
-/// (the tar crate pads to what it copied, not to what the header says).
-struct Exact<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            return Ok(0);
-        }
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the tar ends inside an entry"));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]
