@@ -4,22 +4,19 @@
 //! 60 s) fire in healthy zones. A start past the slots waits for one to free; zones that already
 //! run do not hold one.
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::time::Duration;
 
-use crate::state::{StateError, ZoneStore};
+use crate::state::{FileLock, StateError, ZoneStore};
 
 /// Starts per host CPU: one emulates while the other waits on its disks and helpers.
 pub const STARTS_PER_CPU: usize = 2;
 /// How often a waiting start tries the slots again.
 const RETRY: Duration = Duration::from_millis(50);
 
-/// One start slot, an exclusive `flock` on one of the root's slot files, released on drop (the
-/// descriptor is close-on-exec, so a supervisor spawned meanwhile does not keep it).
+/// One start slot: the lock on one of the root's slot files, released on drop (its descriptor
+/// is close-on-exec, so a supervisor spawned meanwhile does not keep it).
 pub struct StartSlot {
-    _file: File,
+    _lock: FileLock,
 }
 
 impl StartSlot {
@@ -28,23 +25,15 @@ impl StartSlot {
         let dir = store.root().join("start-slots");
         std::fs::create_dir_all(&dir).map_err(|err| StateError::Io { path: dir.clone(), err })?;
         let count = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) * STARTS_PER_CPU;
-        let mut files = (0..count).map(|n| open(&dir.join(n.to_string()))).collect::<Result<Vec<_>, _>>()?;
         loop {
-            if let Some(free) = files.iter().position(try_lock) {
-                return Ok(Self { _file: files.swap_remove(free) });
+            for n in 0..count {
+                if let Some(lock) = FileLock::try_acquire(&dir.join(n.to_string()))? {
+                    return Ok(Self { _lock: lock });
+                }
             }
             std::thread::sleep(RETRY);
         }
     }
-}
-
-fn open(path: &Path) -> Result<File, StateError> {
-    File::options().create(true).truncate(false).write(true).open(path).map_err(|err| StateError::Io { path: path.to_path_buf(), err })
-}
-
-fn try_lock(file: &File) -> bool {
-    // SAFETY: flock on a descriptor we own; it has no memory effects.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
 #[cfg(test)]
