@@ -88,7 +88,7 @@ while read -r mount; do leaks+=("mount $mount"); done < <(grep -o " $root[^ ]*" 
 for id in $(sort -u "$WORK/zone_ids" 2>/dev/null | grep -v '^\.lock$'); do
     while read -r dir; do leaks+=("cgroup $dir"); done < <(find /sys/fs/cgroup -maxdepth 5 -type d -name "moat-$id")
 done
-echo "zones seen:                    $(sort -u "$WORK/zone_ids" 2>/dev/null | grep -cv '^\.lock$' || true)"
+echo "zones, processes seen:         $(sort -u "$WORK/zone_ids" 2>/dev/null | grep -cv '^\.lock$' || true), $(sort -u "$WORK/pids" 2>/dev/null | wc -l)"
 if [ "${#leaks[@]}" -gt 0 ]; then
     echo "LEAKED (${#leaks[@]}):"
     printf '  %s\n' "${leaks[@]}" | head -40
