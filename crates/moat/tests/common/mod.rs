@@ -144,6 +144,13 @@ impl Drop for Moat {
             // SAFETY: kill(2) on a pid whose command line names this test's private root.
             unsafe { libc::kill(pid.cast_signed(), libc::SIGKILL) };
         }
+        // A test that failed half-way leaves zones: their shares stay mounted (so the root
+        // cannot be deleted) and their cgroups stay, unless they are removed.
+        for entry in std::fs::read_dir(self.root().join("zones")).into_iter().flatten().flatten() {
+            if entry.file_name() != ".lock" {
+                let _ = self.cmd(&["zone", "rm", "-f"]).arg(entry.file_name()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            }
+        }
     }
 }
 
