@@ -112,3 +112,18 @@ fn killed_pull_leaves_nothing_that_reads_as_stored() {
     assert!(report.temporary >= 1, "prune sweeps the partial download: {report:?}");
     assert_store_clean(&root);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_that_stalls_midway_times_out_naming_the_stall() {
+    let (reference, _) = stalling_registry();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let store = Store::open(&root).unwrap();
+    let started = Instant::now();
+    let err = store.pull(&reference, &PullOptions { timeout: Duration::from_secs(1), ..PullOptions::default() }).await.unwrap_err();
+    let line = common::one_line(&err);
+    eprintln!("error line: {line}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(line.contains("stalled: no data for 1s after 1106018 of 2212036 bytes"), "{line}");
+    assert_store_clean(&root);
+}

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use moat_proto::{ExecRequest, ExitStatus, FailureKind, MAX_CONTAINERS};
 use moat_zone::api::{self, ApiRequest, ApiResponse, Connection, CreateContainer};
 use moat_zone::ops::{self, SupervisorCommand};
+use moat_zone::start_slots::StartSlot;
 use moat_zone::state::{new_zone_id, read_bounded, unix_now, ContainerRecord, FileLock, ZoneDir, ZoneRecord, ZoneStore};
 use oci_spec::runtime::Spec;
 
@@ -104,6 +105,7 @@ impl Containers<'_> {
         if privileged {
             moat_spec::mounts::add_read_only_bind(&mut config.spec, ZONE_MODULES, ZONE_MODULES)?;
         }
+        let mut slot = None;
         let (dir, own_zone) = match placement {
             Placement::Pod { key, allow_privileged } => {
                 let (dir, pod) = self.pods().find(&key)?;
@@ -136,11 +138,14 @@ impl Containers<'_> {
                 sandbox.id = Some(id.clone());
                 sandbox.name = Some(name.clone());
                 sandbox.pod = false;
-                let zone = self.pods().create(sandbox)?;
+                // The slot covers the first `runc create` too: it is as CPU-bound as the boot.
+                slot = Some(StartSlot::acquire(self.store)?);
+                let zone = self.pods().boot(sandbox)?;
                 (self.store.dir(&zone.id), true)
             }
         };
         let created = self.create_in(&dir, &id, &name, privileged, &config);
+        drop(slot);
         if created.is_err() && own_zone {
             let _ = ops::remove(self.store, &id, true);
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use moat_zone::accel::Accel;
 use moat_zone::ops::{self, CreateRequest, SupervisorCommand};
+use moat_zone::start_slots::StartSlot;
 use moat_zone::state::{ZoneDir, ZoneRecord, ZoneStore};
 
 use crate::error::{Result, RuntimeError};
@@ -35,8 +36,14 @@ pub struct Pods<'a> {
 }
 
 impl Pods<'_> {
-    /// Boot a zone and wait until its init answers.
+    /// Boot a zone and wait until its init answers, in one of the root's start slots.
     pub fn create(&self, config: SandboxConfig) -> Result<ZoneRecord> {
+        let _slot = StartSlot::acquire(self.store)?;
+        self.boot(config)
+    }
+
+    /// Boot a zone; the caller holds a start slot.
+    pub(crate) fn boot(&self, config: SandboxConfig) -> Result<ZoneRecord> {
         if let Some(name) = &config.name {
             if self.store.find(name).is_ok() {
                 return Err(RuntimeError::NameInUse(name.clone()));

@@ -111,6 +111,8 @@ pub enum ApiError {
     Connect { path: String, err: std::io::Error },
     #[error("talking to the zone's supervisor: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the zone's supervisor did not answer within {0:?}")]
+    Timeout(Duration),
     #[error("the zone's supervisor closed the connection (the zone ended)")]
     Closed,
     #[error("bad reply from the zone's supervisor: {0}")]
@@ -122,7 +124,11 @@ pub fn call(socket: &Path, request: &ApiRequest, timeout: Duration) -> Result<Ap
     let mut conn = Connection::open(socket)?;
     conn.stream.set_read_timeout(Some(timeout))?;
     conn.send(request)?;
-    conn.receive()
+    match conn.receive() {
+        // A read past its timeout fails with EAGAIN: "Resource temporarily unavailable".
+        Err(ApiError::Io(err)) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Err(ApiError::Timeout(timeout)),
+        answer => answer,
+    }
 }
 
 /// A connection that stays open: for attaching to a workload's streams.
@@ -174,5 +180,20 @@ impl Sender {
     pub fn send(&mut self, request: &ApiRequest) -> Result<(), ApiError> {
         self.stream.write_all(&encode(request)?)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_supervisor_that_never_answers_is_a_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("api.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let err = call(&socket, &ApiRequest::Ping, Duration::from_millis(200)).unwrap_err();
+        assert_eq!(err.to_string(), "the zone's supervisor did not answer within 200ms");
+        drop(listener);
     }
 }

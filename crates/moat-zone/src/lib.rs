@@ -21,6 +21,7 @@ pub mod qemu;
 pub mod qmp;
 pub mod share;
 pub mod staging;
+pub mod start_slots;
 pub mod state;
 pub mod supervisor;
 pub mod tap;

@@ -298,13 +298,23 @@ pub struct FileLock {
 
 impl FileLock {
     pub fn acquire(path: &Path) -> Result<Self, StateError> {
+        Self::lock(path, libc::LOCK_EX)?.ok_or_else(|| StateError::Io { path: path.to_path_buf(), err: std::io::ErrorKind::WouldBlock.into() })
+    }
+
+    /// The lock if no one holds it, else `None` at once.
+    pub fn try_acquire(path: &Path) -> Result<Option<Self>, StateError> {
+        Self::lock(path, libc::LOCK_EX | libc::LOCK_NB)
+    }
+
+    fn lock(path: &Path, operation: libc::c_int) -> Result<Option<Self>, StateError> {
         let file = std::fs::File::options().create(true).truncate(false).write(true).open(path).map_err(io_err(path))?;
         // SAFETY: flock on a file descriptor we own; it has no memory effects.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        if rc != 0 {
-            return Err(StateError::Io { path: path.to_path_buf(), err: std::io::Error::last_os_error() });
+        let rc = unsafe { libc::flock(file.as_raw_fd(), operation) };
+        match std::io::Error::last_os_error() {
+            _ if rc == 0 => Ok(Some(Self { file })),
+            err if err.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            err => Err(StateError::Io { path: path.to_path_buf(), err }),
         }
-        Ok(Self { file })
     }
 }
 

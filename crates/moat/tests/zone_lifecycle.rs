@@ -94,23 +94,56 @@ fn debug_requests_are_refused_without_the_hook() {
     moat.assert_nothing_running();
 }
 
-#[test]
-fn killed_qemu_and_killed_supervisor() {
-    let moat = Moat::new();
-    moat.ok(&["zone", "create", "--name", "q"]);
-    moat.ok(&["zone", "create", "--name", "s"]);
+/// The pids of `zone` once QEMU has started, while the zone is still booting.
+fn pids_while_booting(moat: &Moat, zone: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + BOOT;
+    loop {
+        let info: serde_json::Value = serde_json::from_slice(&moat.run(&["zone", "inspect", zone]).stdout).unwrap_or_default();
+        if info["pids"]["qemu"].is_u64() {
+            assert_eq!(info["state"], "creating", "the zone booted before the test saw its QEMU");
+            return info["pids"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "zone {zone} never started QEMU");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
-    let qemu = moat.pid("q", "qemu").expect("qemu pid");
+#[test]
+fn killed_qemu_supervisor_virtiofsd_and_container() {
+    let moat = Moat::with_busybox();
+
+    // The supervisor killed while the zone boots: `zone create` says so in one line, and the
+    // QEMU, virtiofsd and passt it started go with it.
+    let create = moat.cmd(&["zone", "create", "--name", "s"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("running moat");
+    let supervisor = pids_while_booting(&moat, "s")["supervisor"].as_i64().and_then(|p| i32::try_from(p).ok()).expect("supervisor pid");
     // SAFETY: a pid moat reported for this test's zone.
+    unsafe { libc::kill(supervisor, libc::SIGKILL) };
+    let created = create.wait_with_output().expect("waiting for zone create");
+    assert!(!created.status.success());
+    assert_eq!(stderr(&created), "moat: zone s failed: stale: the zone's supervisor is gone\n");
+    assert_eq!(moat.state("s"), ("failed".to_string(), "stale: the zone's supervisor is gone".to_string()));
+    moat.assert_nothing_running();
+
+    // A container whose process is killed reports 137 to its attached `run`; QEMU killed under
+    // a running container fails the zone, and each container shows why, its log kept.
+    moat.ok(&["pod", "create", "--name", "q"]);
+    moat.ok(&["run", "-d", "--pod", "q", "--name", "r", common::BUSYBOX, "sh", "-c", "echo before; sleep 1000"]);
+    let attached = moat.cmd(&["run", "--pod", "q", "--name", "k", common::BUSYBOX, "sh", "-c", "echo up; sleep 1000"]).stdout(std::process::Stdio::piped()).spawn().expect("running moat");
+    moat.wait_for_log("k", "up");
+    moat.wait_for_log("r", "before");
+    moat.ok(&["kill", "k"]);
+    let killed = attached.wait_with_output().expect("waiting for moat run");
+    assert_eq!((killed.status.code(), common::stdout(&killed).as_str()), (Some(137), "up\n"));
+    let qemu = moat.pid("q", "qemu").expect("qemu pid");
+    assert!(!common::zone_cgroups(moat.inspect("q")["id"].as_str().expect("zone id")).is_empty(), "QEMU runs in its own cgroup");
+    // SAFETY: as above.
     unsafe { libc::kill(qemu, libc::SIGKILL) };
     let reason = moat.wait_state("q", "failed", Duration::from_secs(20));
     assert!(reason.starts_with("QEMU was killed by signal 9"), "{reason}");
-
-    let supervisor = moat.pid("s", "supervisor").expect("supervisor pid");
-    // SAFETY: as above.
-    unsafe { libc::kill(supervisor, libc::SIGKILL) };
-    let reason = moat.wait_state("s", "failed", Duration::from_secs(20));
-    assert_eq!(reason, "stale: the zone's supervisor is gone");
+    let ps = moat.ok(&["ps", "-a"]);
+    assert!(ps.lines().any(|l| l.ends_with(" k") && l.contains("Exited (137)")), "{ps}");
+    assert!(ps.lines().any(|l| l.ends_with(" r") && l.contains("Zone failed")), "{ps}");
+    assert_eq!(moat.ok(&["logs", "r"]), "before\n");
 
     // A zone whose file server dies fails, rather than run on with a share that never answers.
     moat.ok(&["zone", "create", "--name", "v"]);
@@ -121,8 +154,15 @@ fn killed_qemu_and_killed_supervisor() {
     assert!(reason.starts_with("the zone's file server (virtiofsd) exited while the zone ran (signal: 9"), "{reason}");
 
     moat.assert_nothing_running();
-    moat.ok(&["zone", "rm", "q", "s", "v"]);
+    let ids: Vec<String> = ["q", "s", "v"].iter().map(|z| moat.inspect(z)["id"].as_str().expect("zone id").to_string()).collect();
+    moat.ok(&["rm", "-f", "r", "k"]);
+    moat.ok(&["zone", "rm", "-f", "q", "s", "v"]);
+    for id in &ids {
+        assert_eq!(common::zone_cgroups(id), Vec::<std::path::PathBuf>::new(), "zone {id}'s cgroups are removed with it");
+    }
+    assert_eq!(moat.ok(&["ps", "-a", "-q"]), "");
     assert_eq!(moat.zone_files(), Vec::<std::path::PathBuf>::new());
+    assert_eq!(mounts_under(moat.root()), Vec::<String>::new());
 }
 
 #[test]

@@ -51,6 +51,8 @@ pub enum RegistryError {
     Credentials { registry: String, reason: String },
     #[error("blob {digest} from {registry}")]
     Blob { registry: String, digest: Digest, source: BlobError },
+    #[error("blob {digest} from {registry} stalled: no data for {seconds}s after {got} of {declared} bytes")]
+    Stalled { registry: String, digest: Digest, got: u64, declared: u64, seconds: u64 },
     #[error("downloading blob {digest} from {registry} failed after {got} of {declared} bytes")]
     Download { registry: String, digest: Digest, got: u64, declared: u64, source: std::io::Error },
     #[error("converting the pulled image was interrupted")]
@@ -233,12 +235,13 @@ impl Registry {
         let bar = progress.bar(blob.digest.short(), blob.size);
         let mut got = 0u64;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|source| RegistryError::Download {
-                registry: self.registry.clone(),
-                digest: blob.digest.clone(),
-                got,
-                declared: blob.size,
-                source,
+            let chunk = chunk.map_err(|source| {
+                let (registry, digest, declared) = (self.registry.clone(), blob.digest.clone(), blob.size);
+                if timed_out(&source) {
+                    RegistryError::Stalled { registry, digest, got, declared, seconds: self.timeout.as_secs() }
+                } else {
+                    RegistryError::Download { registry, digest, got, declared, source }
+                }
             })?;
             writer.write(&chunk).map_err(blob_err)?;
             got += chunk.len() as u64;
@@ -254,6 +257,20 @@ impl Registry {
             .try_for_each_concurrent(PARALLEL_DOWNLOADS, |blob| self.fetch(store, blob, limit, progress))
             .await
     }
+}
+
+/// Whether a blob stream failed because the registry sent nothing for the read timeout.
+fn timed_out(err: &std::io::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        let timeout = e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            || e.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_timeout);
+        if timeout {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 impl Store {

@@ -14,6 +14,7 @@ use moat_zone::assets::Assets;
 use moat_zone::lifecycle::ZoneState;
 use moat_zone::ops::{self, CreateRequest};
 use moat_zone::share::Share;
+use moat_zone::start_slots::StartSlot;
 use moat_zone::state::{ZoneRecord, ZoneStore};
 
 #[derive(Subcommand)]
@@ -195,6 +196,7 @@ fn create(root: &Path, store: &ZoneStore, args: CreateArgs) -> anyhow::Result<Ex
     // Fail on missing assets here, before a zone directory exists.
     Assets::locate(&Assets::default_dir())?;
     let network = args.network.shared_zone_request()?;
+    let _slot = StartSlot::acquire(store)?;
     // The lock is held until the zone's record, with its address, is written.
     let (zone_network, _lock) = network.resolve(store)?;
     let request = CreateRequest {

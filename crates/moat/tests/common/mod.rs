@@ -144,7 +144,34 @@ impl Drop for Moat {
             // SAFETY: kill(2) on a pid whose command line names this test's private root.
             unsafe { libc::kill(pid.cast_signed(), libc::SIGKILL) };
         }
+        // A test that failed half-way leaves zones: their shares stay mounted (so the root
+        // cannot be deleted) and their cgroups stay, unless they are removed.
+        for entry in std::fs::read_dir(self.root().join("zones")).into_iter().flatten().flatten() {
+            if entry.file_name() != ".lock" {
+                let _ = self.cmd(&["zone", "rm", "-f"]).arg(entry.file_name()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            }
+        }
     }
+}
+
+/// The cgroup directories still holding (or made for) the QEMU of the zone with id `zone_id`:
+/// `moat-ID` below the supervisor's cgroup in any v1 hierarchy.
+pub fn zone_cgroups(zone_id: &str) -> Vec<PathBuf> {
+    fn find(dir: &Path, name: &str, depth: u32, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if entry.file_name() == name {
+                    found.push(path);
+                } else if depth > 0 {
+                    find(&path, name, depth - 1, found);
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    find(Path::new("/sys/fs/cgroup"), &format!("moat-{zone_id}"), 4, &mut found);
+    found
 }
 
 fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
