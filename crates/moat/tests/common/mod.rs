@@ -203,12 +203,26 @@ pub fn busybox_layout() -> &'static Path {
 /// The OCI layout `tests/fixtures/NAME-image.sh` builds, built once into `cell`.
 fn fixture_layout(cell: &'static std::sync::OnceLock<PathBuf>, name: &str) -> &'static Path {
     cell.get_or_init(|| {
+        remove_fixtures_of_ended_runs(name);
         let dir = std::env::temp_dir().join(format!("moat-e2e-{name}-{}", std::process::id()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../tests/fixtures/{name}-image.sh"));
         let status = Command::new(script).arg(&dir).status().expect("running the image fixture script");
         assert!(status.success(), "building the {name} image failed");
         dir
     })
+}
+
+/// A fixture lives as long as its test binary's run (a static cannot clean up after itself),
+/// so each run removes those of runs that ended.
+fn remove_fixtures_of_ended_runs(name: &str) {
+    let prefix = format!("moat-e2e-{name}-");
+    for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file_name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// The reference the busybox image is imported under.
