@@ -22,6 +22,7 @@ use moat_zone::api::ApiRequest;
 
 use crate::bundle::{Bundle, Role};
 use crate::errors::ShimError;
+use crate::metrics;
 use crate::rootfs;
 use crate::stdio::{self, StdioPaths};
 use crate::supervise;
@@ -256,9 +257,19 @@ impl Inner {
         self.set_status(id, exec_id, TaskStatus::Stopped { exit_code, at });
         let process = if exec_id.is_empty() { id } else { exec_id };
         let event = TaskExit { container_id: id.to_string(), id: process.to_string(), pid, exit_status: exit_code, exited_at: MessageField::some(Timestamp::from(at)), ..Default::default() };
-        if let Err(err) = self.publisher.publish(Context::default(), TASK_EXIT_EVENT_TOPIC, &self.namespace, Box::new(event)) {
-            log::warn!("publishing the exit of {id} {exec_id}: {err}");
+        self.publish(TASK_EXIT_EVENT_TOPIC, Box::new(event));
+    }
+
+    fn publish(&self, topic: &str, event: Box<dyn containerd_shim::protos::protobuf::MessageDyn>) {
+        if let Err(err) = self.publisher.publish(Context::default(), topic, &self.namespace, event) {
+            log::warn!("publishing {topic}: {err}");
         }
+    }
+
+    /// The task's container's figures from its cgroup in the zone, as containerd's metrics.
+    fn stats(&self, id: &str) -> Result<containerd_shim::protos::protobuf::well_known_types::any::Any, ShimError> {
+        let stats = self.runtime.containers().stats(&self.found(id)?)?;
+        metrics::pack(&metrics::metrics(&stats.container)).map_err(|err| ShimError::Encode(err.to_string()))
     }
 
     /// Block until the process stopped: its exit code and when.
@@ -402,6 +413,11 @@ impl containerd_shim::Task for TaskService {
     fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
         let pid = rpc(self.inner.with_task(&req.id, |t| t.pid))?;
         Ok(api::PidsResponse { processes: vec![ProcessInfo { pid, ..Default::default() }], ..Default::default() })
+    }
+
+    fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+        let stats = rpc(self.inner.stats(&req.id))?;
+        Ok(api::StatsResponse { stats: MessageField::some(stats), ..Default::default() })
     }
 
     fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {

@@ -36,6 +36,7 @@ fn privileged_sees_the_zone_kernel_exec_joins_a_task_and_kill_stops_it() {
     let text = stdout(&exec);
     assert_eq!(exec.status.code(), Some(4), "the exec'd process's status: {text:?} {}", String::from_utf8_lossy(&exec.stderr));
     assert!(text.starts_with("in-exec\n") && text.lines().nth(1).is_some_and(|pid| pid.trim() == "1"), "it runs beside the task's own process (pid 1): {text:?}");
+    task_metrics_come_from_the_containers_cgroup(&containerd);
     containerd.ok(&["task", "kill", "-s", "SIGKILL", "k1"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !containerd.ok(&["task", "ls"]).contains("STOPPED") {
@@ -45,4 +46,16 @@ fn privileged_sees_the_zone_kernel_exec_joins_a_task_and_kill_stops_it() {
     containerd.ok(&["task", "rm", "k1"]);
     containerd.ok(&["containers", "rm", "k1"]);
     containerd.assert_clean();
+}
+
+/// `ctr task metrics` shows containerd's cgroup v2 metrics of the running task `k1`.
+fn task_metrics_come_from_the_containers_cgroup(containerd: &Containerd) {
+    let table = containerd.ok(&["task", "metrics", "k1"]);
+    println!("ctr task metrics k1:\n{table}");
+    let value = |name: &str| table.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or_else(|| panic!("no {name}: {table}"));
+    assert!(value("pids.current") >= 1, "{table}");
+    assert!(value("memory.usage") > 0, "{table}");
+    let json = containerd.ok(&["task", "metrics", "--format", "json", "k1"]);
+    let metrics: serde_json::Value = serde_json::from_str(&json).expect("JSON metrics");
+    assert!(metrics["cpu"]["usage_usec"].as_u64().is_some_and(|usec| usec > 0), "{json}");
 }
