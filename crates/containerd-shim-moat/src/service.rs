@@ -7,16 +7,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use containerd_shim::protos::events::task::TaskExit;
+use containerd_shim::protos::events::task::{TaskExit, TaskOOM};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
-use containerd_shim::protos::topics::TASK_EXIT_EVENT_TOPIC;
+use containerd_shim::protos::topics::{TASK_EXIT_EVENT_TOPIC, TASK_OOM_EVENT_TOPIC};
 use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{api, Config, Context, DeleteResponse, ExitSignal, Flags, StartOpts, TtrpcContext, TtrpcResult};
 use moat_runtime::network::NetworkRequest;
 use moat_runtime::{exit_report, ContainerConfig, Found, Placement, Resources, Runtime, SandboxConfig};
-use moat_proto::ExecRequest;
+use moat_proto::{ExecRequest, ExitStatus};
 use moat_zone::accel::{self, AccelChoice, HostFacts};
 use moat_zone::api::ApiRequest;
 
@@ -233,6 +233,9 @@ impl Inner {
         let (id, exec_id) = (id.to_string(), exec_id.to_string());
         std::thread::spawn(move || {
             let outcome = relay.join().unwrap_or(moat_runtime::ProcessEnd::ZoneEnded(None));
+            if exec_id.is_empty() && outcome == moat_runtime::ProcessEnd::Exited(ExitStatus::OomKilled) {
+                inner.publish(TASK_OOM_EVENT_TOPIC, Box::new(TaskOOM { container_id: id.clone(), ..Default::default() }));
+            }
             let what = if exec_id.is_empty() { "container" } else { "process" };
             let exit_code = u32::from(exit_report(outcome, &found, what).code);
             inner.exited(&id, &exec_id, pid, exit_code);
