@@ -45,6 +45,7 @@ fn privileged_sees_the_zone_kernel_exec_joins_a_task_and_kill_stops_it() {
     }
     containerd.ok(&["task", "rm", "k1"]);
     containerd.ok(&["containers", "rm", "k1"]);
+    an_oom_kill_is_a_task_oom_event_before_the_exit(&containerd);
     containerd.assert_clean();
 }
 
@@ -58,4 +59,18 @@ fn task_metrics_come_from_the_containers_cgroup(containerd: &Containerd) {
     let json = containerd.ok(&["task", "metrics", "--format", "json", "k1"]);
     let metrics: serde_json::Value = serde_json::from_str(&json).expect("JSON metrics");
     assert!(metrics["cpu"]["usage_usec"].as_u64().is_some_and(|usec| usec > 0), "{json}");
+}
+
+/// A container that outgrows its cgroup limit (its zone's 512 MiB less the zone's reserve:
+/// `--memory-limit` does not size a shim's zone): containerd hears `/tasks/oom` for it, then its
+/// exit with SIGKILL's status.
+fn an_oom_kill_is_a_task_oom_event_before_the_exit(containerd: &Containerd) {
+    let mut events = containerd.spawn_ctr(&["events"]);
+    let out = containerd.run(&["--rm"], "o1", &["dd", "if=/dev/zero", "of=/dev/null", "bs=450M", "count=1"]);
+    let _ = events.kill();
+    let seen = String::from_utf8_lossy(&events.wait_with_output().expect("ctr events' output").stdout).into_owned();
+    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
+    let topics: Vec<&str> = seen.lines().filter(|l| l.contains("\"o1\"")).filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/"))).collect();
+    let (oom, exit) = (topics.iter().position(|t| *t == "/tasks/oom"), topics.iter().position(|t| *t == "/tasks/exit"));
+    assert!(oom.is_some() && oom < exit, "an OOM event, then the exit: {seen}");
 }
