@@ -18,7 +18,9 @@ pub fn read(dir: &Path) -> Option<ContainerStats> {
     let memory = parse_memory(&file("memory.current"), &file("memory.max"), &file("memory.stat"), &file("memory.events"));
     let pids = PidsStats { current: single(&file("pids.current")).unwrap_or(0), max: single(&file("pids.max")) };
     let io = parse_io(&file("io.stat"));
-    Some(ContainerStats { cpu, memory, pids, io })
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+    let read_at_usec = u64::try_from(std::time::Duration::from(now).as_micros()).unwrap_or(u64::MAX);
+    Some(ContainerStats { read_at_usec, cpu, memory, pids, io })
 }
 
 fn read_file(path: &Path) -> Option<String> {

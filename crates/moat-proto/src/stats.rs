@@ -16,10 +16,16 @@ pub const MAX_STAT_PIDS: u64 = 4 * 1024 * 1024;
 /// Most CPU time a cgroup may claim, in microseconds: a century of a thousand CPUs.
 pub const MAX_STAT_CPU_USEC: u64 = 1000 * 100 * 366 * 24 * 3600 * 1_000_000;
 
+/// Longest a zone may claim to have been up, in microseconds: a century.
+pub const MAX_STAT_UPTIME_USEC: u64 = 100 * 366 * 24 * 3600 * 1_000_000;
+
 /// A container's figures at one moment. Missing files (a controller the zone lacks) read as 0.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerStats {
+    /// The zone's monotonic clock when the figures were read, in microseconds: CPU time is the
+    /// zone's, so rates divide by the zone's time, whatever the host's clock did meanwhile.
+    pub read_at_usec: u64,
     pub cpu: CpuStats,
     pub memory: MemoryStats,
     pub pids: PidsStats,
@@ -99,7 +105,8 @@ impl ContainerStats {
     /// the host only ever does arithmetic on figures that passed.
     pub fn validate(&self) -> Result<(), StatsError> {
         let (c, m, p, io) = (&self.cpu, &self.memory, &self.pids, &self.io);
-        let bounded: [(&'static str, u64, u64); 15] = [
+        let bounded: [(&'static str, u64, u64); 16] = [
+            ("read_at_usec", self.read_at_usec, MAX_STAT_UPTIME_USEC),
             ("cpu.usage_usec", c.usage_usec, MAX_STAT_CPU_USEC),
             ("cpu.throttled_usec", c.throttled_usec, MAX_STAT_CPU_USEC),
             ("memory.current", m.current, MAX_STAT_BYTES),
@@ -141,6 +148,7 @@ mod tests {
 
     fn real() -> ContainerStats {
         ContainerStats {
+            read_at_usec: 9_000_000,
             cpu: CpuStats { usage_usec: 52_000, user_usec: 30_000, system_usec: 22_000, ..Default::default() },
             memory: MemoryStats { current: 1 << 20, max: Some(64 << 20), anon: 300 << 10, file: 600 << 10, inactive_file: 200 << 10, ..Default::default() },
             pids: PidsStats { current: 3, max: None },
@@ -159,6 +167,9 @@ mod tests {
         let mut s = real();
         s.memory.current = u64::MAX;
         assert_eq!(s.validate(), Err(StatsError { field: "memory.current", value: u64::MAX }));
+        let mut s = real();
+        s.read_at_usec = u64::MAX;
+        assert_eq!(s.validate().unwrap_err().field, "read_at_usec");
         let mut s = real();
         s.pids.current = MAX_STAT_PIDS + 1;
         assert_eq!(s.validate().unwrap_err().field, "pids.current");

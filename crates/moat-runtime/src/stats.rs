@@ -1,7 +1,7 @@
 //! A container's resource use: its cgroup's figures from the zone, with its zone's QEMU as the
 //! host sees it, and what the front-ends show of them (Docker's CPU % and memory columns).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moat_proto::ContainerStats;
 use moat_zone::api::{self, ApiRequest, ApiResponse};
@@ -23,8 +23,6 @@ pub struct Stats {
     pub zone: Option<ProcessUsage>,
     /// The memory the container may use: its cgroup's limit, or else its zone's memory.
     pub memory_limit: u64,
-    /// When the sample was taken, for rates between two samples.
-    pub taken: Instant,
 }
 
 impl Stats {
@@ -43,12 +41,12 @@ impl Stats {
     }
 
     /// CPU use between an earlier sample and this one, as Docker shows it: 100 % is one CPU
-    /// kept busy the whole time. `None` when the samples give no time to divide by or the
-    /// counter went back (the container was replaced).
+    /// kept busy the whole time, both measured by the zone's clock. `None` when the samples
+    /// give no time to divide by or a counter went back (the zone or container was replaced).
     pub fn cpu_percent_since(&self, earlier: &Stats) -> Option<f64> {
-        let wall = self.taken.checked_duration_since(earlier.taken)?.as_micros();
+        let elapsed = self.container.read_at_usec.checked_sub(earlier.container.read_at_usec)?;
         let used = self.container.cpu.usage_usec.checked_sub(earlier.container.cpu.usage_usec)?;
-        (wall > 0).then(|| used as f64 * 100.0 / wall as f64)
+        (elapsed > 0).then(|| used as f64 * 100.0 / elapsed as f64)
     }
 }
 
@@ -64,11 +62,10 @@ impl Containers<'_> {
             ApiResponse::Error { kind, message } => return Err(RuntimeError::Zone { kind, message }),
             other => return Err(RuntimeError::Zone { kind: moat_proto::FailureKind::Internal, message: format!("unexpected answer from the zone: {other:?}") }),
         };
-        let taken = Instant::now();
         let zone_memory = u64::from(found.zone.config.memory_mib) << 20;
         let memory_limit = container.memory.max.map_or(zone_memory, |max| max.min(zone_memory));
         let zone = found.zone.qemu.and_then(|qemu| qemu.usage());
-        Ok(Stats { container, zone, memory_limit, taken })
+        Ok(Stats { container, zone, memory_limit })
     }
 }
 
@@ -76,18 +73,17 @@ impl Containers<'_> {
 mod tests {
     use super::*;
 
-    fn sample(usage_usec: u64, at: Instant) -> Stats {
-        let mut container = ContainerStats::default();
+    fn sample(usage_usec: u64, at_usec: u64) -> Stats {
+        let mut container = ContainerStats { read_at_usec: at_usec, ..Default::default() };
         container.cpu.usage_usec = usage_usec;
         container.memory.current = 48 << 20;
         container.memory.inactive_file = 16 << 20;
-        Stats { container, zone: None, memory_limit: 64 << 20, taken: at }
+        Stats { container, zone: None, memory_limit: 64 << 20 }
     }
 
     #[test]
-    fn cpu_percent_is_cpu_time_over_wall_time() {
-        let start = Instant::now();
-        let later = start + Duration::from_secs(2);
+    fn cpu_percent_is_cpu_time_over_the_zones_time() {
+        let (start, later) = (5_000_000, 7_000_000);
         let percent = sample(3_000_000, later).cpu_percent_since(&sample(1_000_000, start)).unwrap();
         assert!((percent - 100.0).abs() < 1e-9, "{percent}");
         let two_cpus = sample(5_000_000, later).cpu_percent_since(&sample(1_000_000, start)).unwrap();
@@ -95,16 +91,16 @@ mod tests {
     }
 
     #[test]
-    fn cpu_percent_needs_time_and_a_counter_that_grew() {
-        let start = Instant::now();
+    fn cpu_percent_needs_time_and_counters_that_grew() {
+        let start = 5_000_000;
         assert_eq!(sample(5, start).cpu_percent_since(&sample(1, start)), None, "no time passed");
-        assert_eq!(sample(1, start + Duration::from_secs(1)).cpu_percent_since(&sample(5, start)), None, "the counter went back");
-        assert_eq!(sample(1, start).cpu_percent_since(&sample(1, start + Duration::from_secs(1))), None, "samples out of order");
+        assert_eq!(sample(1, start + 1_000_000).cpu_percent_since(&sample(5, start)), None, "the counter went back");
+        assert_eq!(sample(1, start).cpu_percent_since(&sample(1, start + 1_000_000)), None, "the clock went back: another zone");
     }
 
     #[test]
     fn memory_leaves_out_inactive_cache() {
-        let s = sample(0, Instant::now());
+        let s = sample(0, 0);
         assert_eq!(s.memory_usage(), 32 << 20);
         assert!((s.memory_percent() - 50.0).abs() < 1e-9);
         let unlimited = Stats { memory_limit: 0, ..s };
