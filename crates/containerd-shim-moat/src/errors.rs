@@ -30,6 +30,8 @@ pub enum ShimError {
     Accel(#[from] moat_zone::accel::AccelError),
     #[error("{what}: {err}")]
     Io { what: &'static str, err: std::io::Error },
+    #[error("encoding the container's metrics: {0}")]
+    Encode(String),
 }
 
 impl ShimError {
@@ -42,7 +44,7 @@ impl ShimError {
             ShimError::BadRequest(_) => Code::INVALID_ARGUMENT,
             ShimError::Runtime(err) => code_of(err.kind()),
             ShimError::Bundle(_) => Code::INVALID_ARGUMENT,
-            ShimError::Rootfs(_) | ShimError::Accel(_) | ShimError::Io { .. } => Code::INTERNAL,
+            ShimError::Rootfs(_) | ShimError::Accel(_) | ShimError::Io { .. } | ShimError::Encode(_) => Code::INTERNAL,
         }
     }
 }

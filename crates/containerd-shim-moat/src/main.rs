@@ -7,6 +7,7 @@
 
 mod bundle;
 mod errors;
+mod metrics;
 mod rootfs;
 mod service;
 mod stdio;

@@ -7,21 +7,22 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use containerd_shim::protos::events::task::TaskExit;
+use containerd_shim::protos::events::task::{TaskExit, TaskOOM};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
-use containerd_shim::protos::topics::TASK_EXIT_EVENT_TOPIC;
+use containerd_shim::protos::topics::{TASK_EXIT_EVENT_TOPIC, TASK_OOM_EVENT_TOPIC};
 use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{api, Config, Context, DeleteResponse, ExitSignal, Flags, StartOpts, TtrpcContext, TtrpcResult};
 use moat_runtime::network::NetworkRequest;
 use moat_runtime::{exit_report, ContainerConfig, Found, Placement, Resources, Runtime, SandboxConfig};
-use moat_proto::ExecRequest;
+use moat_proto::{ExecRequest, ExitStatus};
 use moat_zone::accel::{self, AccelChoice, HostFacts};
 use moat_zone::api::ApiRequest;
 
 use crate::bundle::{Bundle, Role};
 use crate::errors::ShimError;
+use crate::metrics;
 use crate::rootfs;
 use crate::stdio::{self, StdioPaths};
 use crate::supervise;
@@ -232,6 +233,9 @@ impl Inner {
         let (id, exec_id) = (id.to_string(), exec_id.to_string());
         std::thread::spawn(move || {
             let outcome = relay.join().unwrap_or(moat_runtime::ProcessEnd::ZoneEnded(None));
+            if exec_id.is_empty() && outcome == moat_runtime::ProcessEnd::Exited(ExitStatus::OomKilled) {
+                inner.publish(TASK_OOM_EVENT_TOPIC, Box::new(TaskOOM { container_id: id.clone(), ..Default::default() }));
+            }
             let what = if exec_id.is_empty() { "container" } else { "process" };
             let exit_code = u32::from(exit_report(outcome, &found, what).code);
             inner.exited(&id, &exec_id, pid, exit_code);
@@ -256,9 +260,19 @@ impl Inner {
         self.set_status(id, exec_id, TaskStatus::Stopped { exit_code, at });
         let process = if exec_id.is_empty() { id } else { exec_id };
         let event = TaskExit { container_id: id.to_string(), id: process.to_string(), pid, exit_status: exit_code, exited_at: MessageField::some(Timestamp::from(at)), ..Default::default() };
-        if let Err(err) = self.publisher.publish(Context::default(), TASK_EXIT_EVENT_TOPIC, &self.namespace, Box::new(event)) {
-            log::warn!("publishing the exit of {id} {exec_id}: {err}");
+        self.publish(TASK_EXIT_EVENT_TOPIC, Box::new(event));
+    }
+
+    fn publish(&self, topic: &str, event: Box<dyn containerd_shim::protos::protobuf::MessageDyn>) {
+        if let Err(err) = self.publisher.publish(Context::default(), topic, &self.namespace, event) {
+            log::warn!("publishing {topic}: {err}");
         }
+    }
+
+    /// The task's container's figures from its cgroup in the zone, as containerd's metrics.
+    fn stats(&self, id: &str) -> Result<containerd_shim::protos::protobuf::well_known_types::any::Any, ShimError> {
+        let stats = self.runtime.containers().stats(&self.found(id)?)?;
+        metrics::pack(&metrics::metrics(&stats.container)).map_err(|err| ShimError::Encode(err.to_string()))
     }
 
     /// Block until the process stopped: its exit code and when.
@@ -402,6 +416,11 @@ impl containerd_shim::Task for TaskService {
     fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
         let pid = rpc(self.inner.with_task(&req.id, |t| t.pid))?;
         Ok(api::PidsResponse { processes: vec![ProcessInfo { pid, ..Default::default() }], ..Default::default() })
+    }
+
+    fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+        let stats = rpc(self.inner.stats(&req.id))?;
+        Ok(api::StatsResponse { stats: MessageField::some(stats), ..Default::default() })
     }
 
     fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {

@@ -9,7 +9,7 @@ use common::{host_kernel, Containerd, CRI_BUSYBOX, POD_SUBNET};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec, PodSandboxConfig, PodSandboxMetadata,
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatsRequest, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec, PodSandboxConfig, PodSandboxMetadata,
     PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -61,14 +61,16 @@ async fn run_in_pod(cri: &mut Cri, containerd: &Containerd, pod: &str, pod_confi
     }
 }
 
-fn pod_shims() -> usize {
+/// The pids of the shims serving pods.
+fn pod_shims() -> Vec<i32> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|raw| String::from_utf8_lossy(raw).starts_with(concat!(env!("CARGO_BIN_EXE_containerd-shim-moat-v2"), "\0-namespace\0k8s.io")))
-        .count()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<i32>().ok()?, std::fs::read(e.path().join("cmdline")).ok()?)))
+        .filter(|(_, raw)| String::from_utf8_lossy(raw).starts_with(concat!(env!("CARGO_BIN_EXE_containerd-shim-moat-v2"), "\0-namespace\0k8s.io")))
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 #[test]
@@ -101,16 +103,42 @@ fn a_pod_is_one_zone_on_its_cni_address_and_its_containers_share_it() {
         assert!((300_000..393_216).contains(&mem_kib), "the pod's annotation moat.memory=384m sized its zone: {}", lines[3]);
 
         let c2 = start_in_pod(&mut cri, &pod, &pod_config, "c2", "sleep 600").await;
-        let exec = ExecSyncRequest { container_id: c2, cmd: vec!["sh".into(), "-c".into(), "cat /proc/sys/kernel/random/boot_id; exit 5".into()], timeout: 60 };
+        let exec = ExecSyncRequest { container_id: c2.clone(), cmd: vec!["sh".into(), "-c".into(), "cat /proc/sys/kernel/random/boot_id; exit 5".into()], timeout: 60 };
         let exec = cri.exec_sync(exec).await.unwrap_or_else(|e| panic!("ExecSync: {e}\n{}", containerd.log())).into_inner();
         assert_eq!(exec.exit_code, 5, "ExecSync's exit code: {exec:?}");
         let second = String::from_utf8_lossy(&exec.stdout).into_owned();
         assert_eq!(second.trim(), lines[2], "both containers run on the pod's one zone kernel");
         let host_boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot_id");
         assert_ne!(second.trim(), host_boot.trim());
-        assert_eq!(pod_shims(), 1, "one shim serves the pod");
+        assert_eq!(pod_shims().len(), 1, "one shim serves the pod");
         let zones = std::fs::read_dir(containerd.dir().join("moat/zones")).expect("zones").flatten().filter(|e| e.file_name() != ".lock").count();
         assert_eq!(zones, 1, "one zone for the pod");
+
+        let stats = cri.container_stats(ContainerStatsRequest { container_id: c2.clone() }).await.unwrap_or_else(|e| panic!("ContainerStats: {e}\n{}", containerd.log())).into_inner().stats.expect("stats");
+        println!("CRI ContainerStats of c2: {stats:?}");
+        let cpu = stats.cpu.and_then(|c| c.usage_core_nano_seconds).map_or(0, |v| v.value);
+        let memory = stats.memory.and_then(|m| m.usage_bytes).map_or(0, |v| v.value);
+        assert!(cpu > 0 && memory > 0, "the container's cgroup figures reach CRI: {cpu} ns, {memory} bytes");
+
+        // Issue 11: a shim killed outright takes its pod's zone with it, and containerd
+        // hears that the pod's containers ended.
+        let [shim] = pod_shims()[..] else { panic!("one pod shim") };
+        // SAFETY: kill(2) on the shim this test's containerd started for the pod.
+        unsafe { libc::kill(shim, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = cri.container_status(ContainerStatusRequest { container_id: c2.clone(), verbose: false }).await.expect("ContainerStatus").into_inner().status.expect("a status");
+            if status.state == ContainerState::ContainerExited as i32 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "containerd still thinks c2 runs after its shim died: {status:?}\n{}", containerd.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !containerd.leftovers().is_empty() {
+            assert!(Instant::now() < deadline, "the pod's zone outlived its shim: {:?}", containerd.leftovers());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
 
         cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.expect("StopPodSandbox");
         cri.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.expect("RemovePodSandbox");

@@ -36,6 +36,7 @@ fn privileged_sees_the_zone_kernel_exec_joins_a_task_and_kill_stops_it() {
     let text = stdout(&exec);
     assert_eq!(exec.status.code(), Some(4), "the exec'd process's status: {text:?} {}", String::from_utf8_lossy(&exec.stderr));
     assert!(text.starts_with("in-exec\n") && text.lines().nth(1).is_some_and(|pid| pid.trim() == "1"), "it runs beside the task's own process (pid 1): {text:?}");
+    task_metrics_come_from_the_containers_cgroup(&containerd);
     containerd.ok(&["task", "kill", "-s", "SIGKILL", "k1"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !containerd.ok(&["task", "ls"]).contains("STOPPED") {
@@ -44,5 +45,32 @@ fn privileged_sees_the_zone_kernel_exec_joins_a_task_and_kill_stops_it() {
     }
     containerd.ok(&["task", "rm", "k1"]);
     containerd.ok(&["containers", "rm", "k1"]);
+    an_oom_kill_is_a_task_oom_event_before_the_exit(&containerd);
     containerd.assert_clean();
+}
+
+/// `ctr task metrics` shows containerd's cgroup v2 metrics of the running task `k1`.
+fn task_metrics_come_from_the_containers_cgroup(containerd: &Containerd) {
+    let table = containerd.ok(&["task", "metrics", "k1"]);
+    println!("ctr task metrics k1:\n{table}");
+    let value = |name: &str| table.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or_else(|| panic!("no {name}: {table}"));
+    assert!(value("pids.current") >= 1, "{table}");
+    assert!(value("memory.usage") > 0, "{table}");
+    let json = containerd.ok(&["task", "metrics", "--format", "json", "k1"]);
+    let metrics: serde_json::Value = serde_json::from_str(&json).expect("JSON metrics");
+    assert!(metrics["cpu"]["usage_usec"].as_u64().is_some_and(|usec| usec > 0), "{json}");
+}
+
+/// A container that outgrows its cgroup limit (its zone's 512 MiB less the zone's reserve:
+/// `--memory-limit` does not size a shim's zone): containerd hears `/tasks/oom` for it, then its
+/// exit with SIGKILL's status.
+fn an_oom_kill_is_a_task_oom_event_before_the_exit(containerd: &Containerd) {
+    let mut events = containerd.spawn_ctr(&["events"]);
+    let out = containerd.run(&["--rm"], "o1", &["dd", "if=/dev/zero", "of=/dev/null", "bs=450M", "count=1"]);
+    let _ = events.kill();
+    let seen = String::from_utf8_lossy(&events.wait_with_output().expect("ctr events' output").stdout).into_owned();
+    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
+    let topics: Vec<&str> = seen.lines().filter(|l| l.contains("\"o1\"")).filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/"))).collect();
+    let (oom, exit) = (topics.iter().position(|t| *t == "/tasks/oom"), topics.iter().position(|t| *t == "/tasks/exit"));
+    assert!(oom.is_some() && oom < exit, "an OOM event, then the exit: {seen}");
 }

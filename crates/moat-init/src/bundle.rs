@@ -54,7 +54,9 @@ pub fn complete(spec: &mut Spec, rootfs: &Path, container_id: &str, tty: bool) -
     let mut root = spec.root().clone().unwrap_or_default();
     root.set_path(rootfs.to_path_buf());
     spec.set_root(Some(root));
-    spec.process_mut().as_mut().ok_or(BundleError::NoProcess)?.set_terminal(Some(tty));
+    let process = spec.process_mut().as_mut().ok_or(BundleError::NoProcess)?;
+    process.set_terminal(Some(tty));
+    default_oom_score(process);
     if let Some(linux) = spec.linux_mut() {
         linux.set_cgroups_path(Some(PathBuf::from(format!("{CGROUP_PARENT}/{container_id}"))));
     }
@@ -68,6 +70,16 @@ pub fn complete(spec: &mut Spec, rootfs: &Path, container_id: &str, tty: bool) -
         mask_host_links(spec, &dev_names(Path::new("/dev"))?, tty)?;
     }
     Ok(())
+}
+
+/// A process whose spec leaves its OOM score alone gets 0 rather than init's -1000 (see
+/// `sysctl`), which runc would pass on: the kernel never OOM-kills a -1000 process, so a
+/// container at its cgroup limit would spin in reclaim instead of dying. containerd's specs
+/// (with `restrict_oom_score_adj`) and its exec'd processes carry none.
+pub fn default_oom_score(process: &mut Process) {
+    if process.oom_score_adj().is_none() {
+        process.set_oom_score_adj(Some(0));
+    }
 }
 
 /// The file names in `dev` (the zone's /dev), one past [`MAX_DEV_NAMES`] at most, which
@@ -214,11 +226,20 @@ mod tests {
         assert_eq!(process.terminal(), Some(false));
         assert!(process.env().as_ref().unwrap().contains(&"HOME=/home/app".to_string()));
         assert_eq!(cgroup_dir(&spec).unwrap(), Path::new("/sys/fs/cgroup/moat/c1"));
+        assert_eq!(process.oom_score_adj(), Some(0), "not init's -1000");
 
         let mut unknown = spec.clone();
         unknown.set_annotations(Some([("moat.user".to_string(), "nobody-here".to_string())].into()));
         let err = complete(&mut unknown, dir.path(), "c1", false).unwrap_err();
         assert!(err.to_string().contains("nobody-here"), "{err}");
+    }
+
+    #[test]
+    fn a_specs_own_oom_score_stays() {
+        let mut process = Process::default();
+        process.set_oom_score_adj(Some(500));
+        default_oom_score(&mut process);
+        assert_eq!(process.oom_score_adj(), Some(500));
     }
 
     #[test]

@@ -164,6 +164,15 @@ impl Containers {
         }
     }
 
+    /// Container `id`'s figures from its cgroup, while runc keeps it.
+    pub fn stats(&self, id: &str) -> Response {
+        let Some(entry) = self.entries.get(id) else { return no_such(id) };
+        match entry.container.cgroup.as_deref().and_then(crate::stats::read) {
+            Some(stats) => Response::Stats(Box::new(stats)),
+            None => failed(FailureKind::WrongState, format!("container {id} has no cgroup")),
+        }
+    }
+
     /// What a copy into or out of container `id` needs to know of it; it may be created,
     /// running or stopped, since its root filesystem stays mounted until it is removed.
     pub fn copy_target(&self, id: &str) -> Result<copy::Target, Response> {

@@ -28,6 +28,7 @@ mod power;
 mod runc;
 mod runner;
 mod serve;
+mod stats;
 mod sysctl;
 mod terminal;
 mod workload;

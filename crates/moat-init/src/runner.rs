@@ -147,6 +147,7 @@ pub fn remove(container: &Container, force: bool) -> Result<(), RunError> {
 pub fn exec(container: &Container, process: u32, request: &ExecRequest, pod: &Pod) -> Result<Workload, RunError> {
     let mut spec_process = moat_spec::exec::process_from_json(&request.process_json)?;
     spec_process.set_terminal(Some(request.tty));
+    bundle::default_oom_score(&mut spec_process);
     if let Some(user) = &request.user {
         bundle::set_exec_user(&mut spec_process, &container.spec, &container.rootfs, user)?;
     }

@@ -150,6 +150,7 @@ fn handle_message(channel: &mut Channel, options: &Options, containers: &mut Con
             Err(response) => response,
         },
         Request::UpdateHosts { container, hosts } => containers.update_hosts(&container, &hosts),
+        Request::Stats { container } => containers.stats(&container),
         Request::Shutdown => {
             channel.send(&GuestMessage::Response { id, response: Response::Done })?;
             log::info("shutdown requested");

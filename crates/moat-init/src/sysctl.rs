@@ -7,8 +7,9 @@ const SETTINGS: &[(&str, &str)] = &[
     // Only CAP_SYSLOG in the zone's own user namespace may read the kernel log. With 0, a
     // container in a user namespace could read it, and `--cap-add SYSLOG` would mean nothing.
     ("/proc/sys/kernel/dmesg_restrict", "1"),
-    // Init is never the zone kernel's OOM victim: the zone dies with it. The container's spec
-    // sets its own process back to 0, and its cgroup limit keeps its OOM kills inside it.
+    // Init is never the zone kernel's OOM victim: the zone dies with it. A container's process
+    // gets its spec's score, 0 when the spec has none (`bundle::default_oom_score`), and its
+    // cgroup limit keeps its OOM kills inside it.
     ("/proc/self/oom_score_adj", "-1000"),
 ];
 

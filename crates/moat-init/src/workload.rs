@@ -13,6 +13,7 @@ use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
 use crate::channel::Channel;
+use crate::stats::keyed;
 use crate::{log, terminal, Error};
 
 /// Largest Output message payload.
@@ -244,7 +245,7 @@ pub fn exit_status(status: WaitStatus, oom: bool) -> Option<ExitStatus> {
 /// subtree with no cgroup's limit reached there). A limit that a nested runtime set on a child
 /// cgroup is that child's business, as on a host: its OOM kills are not the container's.
 pub fn container_oom(subtree: &str, own: &str) -> bool {
-    let (reached_here, reached_below, kills) = (counter(own, "oom"), counter(subtree, "oom"), counter(subtree, "oom_kill"));
+    let (reached_here, reached_below, kills) = (keyed(own, "oom"), keyed(subtree, "oom"), keyed(subtree, "oom_kill"));
     reached_here > 0 || (kills > 0 && reached_below == 0)
 }
 
@@ -255,15 +256,6 @@ fn read_events(path: &std::path::Path) -> String {
     text
 }
 
-/// The counter `key` of a cgroup v2 `memory.events` file (0 when missing).
-fn counter(events: &str, key: &str) -> u64 {
-    events
-        .lines()
-        .filter_map(|line| line.split_once(' '))
-        .find(|(k, _)| *k == key)
-        .and_then(|(_, value)| value.trim().parse().ok())
-        .unwrap_or(0)
-}
 
 #[cfg(test)]
 mod tests {
@@ -274,9 +266,9 @@ mod tests {
     #[test]
     fn event_counters() {
         let events = "low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\noom_group_kill 0\n";
-        assert_eq!((counter(events, "oom"), counter(events, "oom_kill")), (1, 2));
-        assert_eq!(counter("oom 1\n", "oom_kill"), 0);
-        assert_eq!(counter("oom_kill lots\n", "oom_kill"), 0);
+        assert_eq!((keyed(events, "oom"), keyed(events, "oom_kill")), (1, 2));
+        assert_eq!(keyed("oom 1\n", "oom_kill"), 0);
+        assert_eq!(keyed("oom_kill lots\n", "oom_kill"), 0);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; both sides must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +164,9 @@ pub enum Request {
     /// network); refused for a container created without name files. At most
     /// [`MAX_HOSTS_FILE`] bytes.
     UpdateHosts { container: String, hosts: String },
+    /// A container's resource figures from its cgroup, answered with [`Response::Stats`];
+    /// WrongState once its cgroup is gone.
+    Stats { container: String },
     /// Sync filesystems and power the zone off.
     Shutdown,
     /// Honoured only when the zone was booted with test hooks enabled.
@@ -255,6 +258,8 @@ pub enum Response {
     /// What a [`DebugRequest::ProbeShare`] saw: the bytes read (at most [`MAX_PROBE_READ`], as
     /// lossy UTF-8) or the error, and whether the path could be opened for writing.
     Probed { read: Result<String, String>, write: Result<(), String> },
+    /// A container's figures, the answer to [`Request::Stats`] only.
+    Stats(Box<crate::stats::ContainerStats>),
 }
 
 /// Why a request failed, as a kind the host can act on; the message is for people only.

@@ -39,6 +39,10 @@ pub enum SessionError {
     TooManyCopies,
     #[error("guest reported an exit no process can have: {0:?}")]
     ImpossibleExit(ExitStatus),
+    #[error("guest answered request {id} with statistics it did not ask for")]
+    UnaskedStats { id: u64 },
+    #[error(transparent)]
+    Stats(#[from] crate::stats::StatsError),
 }
 
 impl SessionError {
@@ -168,6 +172,12 @@ impl HostSession {
             (false, GuestMessage::Response { .. }) => Err(SessionError::BeforeHello { what: "a response" }),
             (true, GuestMessage::Response { id, response }) => {
                 let request = self.pending.remove(&id).ok_or(SessionError::UnknownRequest { id })?;
+                if let Response::Stats(stats) = &response {
+                    if !matches!(request, Request::Stats { .. }) {
+                        return Err(SessionError::UnaskedStats { id });
+                    }
+                    stats.validate()?;
+                }
                 if response == Response::Done {
                     self.apply(&request);
                 }
@@ -397,6 +407,26 @@ mod tests {
         assert_eq!(SessionError::TooManyCopies.kind(), FailureKind::Limit);
         s.accept(GuestMessage::Response { id: ids[0], response: Response::Done }).unwrap();
         s.request(copy_out()).expect("room again once one is answered");
+    }
+
+    #[test]
+    fn statistics_answer_only_their_request_and_only_plausible_ones_pass() {
+        let mut s = HostSession::new();
+        s.accept(hello()).unwrap();
+        let stats = crate::stats::ContainerStats::default();
+        let (id, _) = s.request(Request::Stats { container: "c".into() }).unwrap();
+        let answer = s.accept(GuestMessage::Response { id, response: Response::Stats(Box::new(stats.clone())) }).unwrap();
+        assert!(matches!(answer, SessionEvent::Answered { response: Response::Stats(_), .. }));
+
+        let (id, _) = s.request(Request::Ping).unwrap();
+        let unasked = s.accept(GuestMessage::Response { id, response: Response::Stats(Box::new(stats.clone())) });
+        assert_eq!(unasked, Err(SessionError::UnaskedStats { id }));
+
+        let (id, _) = s.request(Request::Stats { container: "c".into() }).unwrap();
+        let mut absurd = stats;
+        absurd.pids.current = u64::MAX;
+        let refused = s.accept(GuestMessage::Response { id, response: Response::Stats(Box::new(absurd)) });
+        assert_eq!(refused.unwrap_err().to_string(), format!("implausible container statistics: pids.current = {}", u64::MAX));
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub struct ContainerConfig {
 }
 
 /// A container and its zone, as found by name or id.
+#[derive(Clone)]
 pub struct Found {
     pub dir: ZoneDir,
     pub zone: ZoneRecord,

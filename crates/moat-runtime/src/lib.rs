@@ -13,6 +13,7 @@ pub mod networks;
 pub mod pods;
 pub mod resources;
 pub mod size;
+pub mod stats;
 pub mod volumes;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub use containers::{exit_report, is_running, start_failure_code, ContainerConfi
 pub use error::{Result, RuntimeError};
 pub use pods::{pod_name, Pods, SandboxConfig};
 pub use resources::Resources;
+pub use stats::Stats;
 
 /// The runtime over one state root.
 pub struct Runtime {

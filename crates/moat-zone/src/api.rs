@@ -41,6 +41,8 @@ pub enum ApiRequest {
     CopyOut { container: String, from: moat_proto::CopySource },
     /// Give a container's `/etc/hosts` new content (names on the zone's network changed).
     UpdateHosts { container: String, hosts: String },
+    /// A container's resource figures, answered with [`ApiResponse::Stats`].
+    Stats { container: String },
     /// For the process this connection talks to.
     Stdin { #[serde(with = "moat_proto::bytes")] data: Vec<u8> },
     Signal { signal: i32 },
@@ -103,6 +105,8 @@ pub enum ApiResponse {
     Staged { dir: std::path::PathBuf },
     /// A share probe's result (debug zones only); see [`DebugRequest::ProbeShare`].
     Probed { read: Result<String, String>, write: Result<(), String> },
+    /// A container's figures, as the guest gave them and the session checked them.
+    Stats(Box<moat_proto::ContainerStats>),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -103,18 +103,44 @@ impl ProcessId {
     pub fn is_alive(&self) -> bool {
         process_start_time(self.pid) == Some(self.start_time)
     }
+
+    /// The process's resident memory and CPU time so far, while it is still ours.
+    pub fn usage(&self) -> Option<ProcessUsage> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let fields = stat_fields(&stat)?;
+        if fields.get(19)?.parse::<u64>().ok()? != self.start_time {
+            return None;
+        }
+        let ticks = fields.get(11)?.parse::<u64>().ok()?.checked_add(fields.get(12)?.parse().ok()?)?;
+        let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().and_then(|t| u64::try_from(t).ok()).filter(|t| *t > 0)?;
+        let rss_kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(ProcessUsage { rss_bytes: rss_kib.saturating_mul(1024), cpu_usec: ticks.saturating_mul(1_000_000) / per_second })
+    }
+}
+
+/// What a host process uses: its resident memory and its user plus system CPU time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUsage {
+    pub rss_bytes: u64,
+    pub cpu_usec: u64,
 }
 
 /// Field 22 of `/proc/PID/stat`, the start time in clock ticks since boot.
 fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields(&stat)?.get(19)?.parse().ok()
+}
+
+/// The fields of a live process's `/proc/PID/stat` from field 3 (its state) on; `None` for a
+/// zombie.
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
     // The command name (field 2) may hold spaces and parentheses; fields resume after the last ')'.
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    let state = after_comm.split_whitespace().next()?;
-    if state == "Z" || state == "X" {
-        return None;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    match fields.first() {
+        Some(&("Z" | "X")) | None => None,
+        Some(_) => Some(fields),
     }
-    after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
 // No deny_unknown_fields here: serde cannot combine it with the flattened state.
@@ -472,6 +498,17 @@ mod tests {
         assert!(matches!(r.effective_state(), ZoneState::Failed { reason } if reason.contains("stale")));
         r.supervisor = ProcessId::of(std::process::id());
         assert_eq!(r.effective_state(), ZoneState::Running);
+    }
+
+    #[test]
+    fn usage_is_read_only_for_the_process_we_started() {
+        let me = ProcessId::of(std::process::id()).unwrap();
+        let usage = me.usage().unwrap();
+        assert!(usage.rss_bytes > 1 << 20, "{usage:?}");
+        let recycled = ProcessId { start_time: me.start_time + 1, ..me };
+        assert_eq!(recycled.usage(), None);
+        assert_eq!(stat_fields("7 (a) b) Z 1 2"), None, "a zombie");
+        assert_eq!(stat_fields("7 (a) b) S 1 2").unwrap(), ["S", "1", "2"]);
     }
 
     #[test]

@@ -50,6 +50,8 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Show containers' CPU, memory, block I/O and process counts, refreshed each second.
+    Stats(commands::stats::StatsArgs),
     /// Print a container's output.
     Logs {
         #[arg(short, long)]
@@ -125,6 +127,7 @@ fn main() -> ExitCode {
         Command::Commit(args) => commands::commit::commit(&cli.root, *args),
         Command::Export(args) => commands::commit::export(&cli.root, args),
         Command::Ps { all, quiet } => commands::container::ps(&cli.root, all, quiet),
+        Command::Stats(args) => commands::stats::run(&cli.root, args),
         Command::Logs { follow, container } => commands::container::logs(&cli.root, &container, follow),
         Command::Kill { signal, container } => commands::container::kill(&cli.root, &container, &signal),
         Command::Stop { time, container } => commands::container::stop(&cli.root, &container, time),

@@ -78,6 +78,7 @@ fn exec_runs_processes_in_the_running_container() {
     terminal_has_the_callers_size(&moat);
     detach_returns_while_the_process_runs(&moat);
     errors_are_one_line_and_change_nothing(&moat);
+    stats_show_the_containers_use(&moat);
     assert_eq!(stdout(&moat.run(&["logs", "box"])), "", "exec output stays out of the container's log");
 
     // An exec'd process dies with the container, and reports it.
@@ -227,6 +228,61 @@ fn errors_are_one_line_and_change_nothing(moat: &Moat) {
     }
     assert!(moat.ok(&["ps"]).lines().any(|l| l.contains("box") && l.contains("Up")), "the container still runs");
     assert_eq!(moat.ok(&["exec", "box", "echo", "still fine"]), "still fine\n");
+}
+
+/// `moat stats`, here rather than in a zone of its own: the figures come from the container's
+/// cgroup in the zone, so a busy loop shows as CPU and a file written as block I/O.
+fn stats_show_the_containers_use(moat: &Moat) {
+    moat.ok(&["exec", "-d", "box", "sh", "-c", "echo $$ > /tmp/busy.pid; while :; do :; done"]);
+    moat.ok(&["exec", "box", "sh", "-c", "dd if=/dev/urandom of=/written bs=64k count=64 2>/dev/null; sync"]);
+    let started = Instant::now();
+    let table = moat.ok(&["stats", "--no-stream", "box"]);
+    println!("moat stats --no-stream box ({:?}):\n{table}", started.elapsed());
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    for column in ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"] {
+        assert!(lines[0].contains(column), "{column}: {table}");
+    }
+
+    let json = moat.ok(&["stats", "--no-stream", "--format", "json", "box"]);
+    println!("moat stats --no-stream --format json box:\n{json}");
+    let row: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON object");
+    assert_eq!(row["Name"], "box");
+    let field = |key: &str| row[key].as_str().unwrap_or_else(|| panic!("no {key}: {json}")).to_string();
+    assert!(lines[1].contains(&field("ID")), "{table}");
+    let cpu: f64 = field("CPUPerc").trim_end_matches('%').parse().expect("a percentage");
+    assert!(cpu > 20.0, "a busy loop keeps a CPU busy: {json}");
+    let pids: u64 = field("PIDs").parse().expect("a count");
+    assert!(pids >= 3, "sh, sleep and the loop: {json}");
+    let mem = field("MemUsage");
+    let (usage, limit) = mem.split_once(" / ").expect("usage / limit");
+    assert!(usage.ends_with("iB") && limit.ends_with("MiB"), "{json}");
+    let block = field("BlockIO");
+    let (_, written) = block.split_once(" / ").expect("read / written");
+    assert!(written.ends_with("MB"), "4 MiB were written: {json}");
+    assert_eq!(row["NetIO"], "--");
+    moat.ok(&["exec", "box", "sh", "-c", "kill $(cat /tmp/busy.pid)"]);
+
+    // Without --no-stream it refreshes until stopped.
+    let mut streaming = moat.cmd(&["stats", "box"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("moat stats");
+    let watchdog = Watchdog::new(&streaming);
+    let mut headers = 0;
+    for line in std::io::BufReader::new(streaming.stdout.take().expect("stdout")).lines() {
+        headers += usize::from(line.expect("reading stdout").starts_with("CONTAINER ID"));
+        if headers == 2 {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on the moat process this test started and has not waited for.
+    unsafe { libc::kill(streaming.id().cast_signed(), libc::SIGINT) };
+    streaming.wait().expect("waiting for moat");
+    watchdog.check();
+    assert_eq!(headers, 2, "two refreshes");
+
+    let out = moat.run(&["stats", "--no-stream", "box", "nosuchcontainer"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(one_error_line(&out).contains("no such container: nosuchcontainer"), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "nothing printed for the good name either");
 }
 
 /// Wait until `ps` in the container shows a process whose command line is `args`.

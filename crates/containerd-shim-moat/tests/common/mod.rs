@@ -124,6 +124,11 @@ impl Containerd {
         child.wait_with_output().expect("ctr's output")
     }
 
+    /// `ctr` against this containerd, left running with its stdout piped (`ctr events`).
+    pub fn spawn_ctr(&self, args: &[&str]) -> Child {
+        Command::new("ctr").arg("--address").arg(self.socket()).args(["-n", self.namespace]).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("running ctr")
+    }
+
     /// `ctr run` with moat's shim.
     pub fn run(&self, flags: &[&str], id: &str, command: &[&str]) -> Output {
         let mut args = vec!["run", "--runtime", shim()];

@@ -13,6 +13,7 @@ pub mod network;
 pub mod networks;
 pub mod pod;
 pub mod run;
+pub mod stats;
 pub mod system;
 pub mod toplevel;
 pub mod volume;
