@@ -104,10 +104,14 @@ impl Bundle {
 
     /// The spec as the zone runs it: host paths removed (hooks; namespaces to join, which then
     /// are new ones, except the pod's network: the zone's own); host bind mounts taken out, to
-    /// go through the runtime's share instead.
+    /// go through the runtime's share instead; a privileged container (CRI's
+    /// `securityContext.privileged`, `ctr run --privileged`) given moat's privileged profile.
     pub fn zone_spec(&self) -> Result<(Spec, Vec<VolumeMount>), BundleError> {
         let mut spec = self.spec.clone();
         spec.set_hooks(None);
+        if moat_spec::foreign::is_privileged(&spec, moat_spec::foreign::host_capabilities()) {
+            moat_spec::foreign::apply_privileged_profile(&mut spec);
+        }
         let joins_pod_network = matches!(self.zone_network(), NetworkMode::Namespace(_));
         if let Some(linux) = spec.linux_mut() {
             if let Some(namespaces) = linux.namespaces().clone() {

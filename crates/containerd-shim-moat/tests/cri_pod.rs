@@ -9,7 +9,8 @@ use common::{host_kernel, Containerd, CRI_BUSYBOX, POD_SUBNET};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatsRequest, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec, PodSandboxConfig, PodSandboxMetadata,
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatsRequest, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec, LinuxContainerConfig,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, PodSandboxConfig, PodSandboxMetadata,
     PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -30,12 +31,14 @@ async fn connect(containerd: &Containerd) -> Cri {
 }
 
 /// Create and start a container in the pod: its id.
-async fn start_in_pod(cri: &mut Cri, pod: &str, pod_config: &PodSandboxConfig, name: &str, script: &str) -> String {
+async fn start_in_pod(cri: &mut Cri, pod: &str, pod_config: &PodSandboxConfig, name: &str, script: &str, privileged: bool) -> String {
+    let security_context = LinuxContainerSecurityContext { privileged, ..Default::default() };
     let config = ContainerConfig {
         metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
         image: Some(ImageSpec { image: CRI_BUSYBOX.into(), ..Default::default() }),
         command: vec!["sh".into(), "-c".into(), script.into()],
         log_path: format!("{name}.log"),
+        linux: Some(LinuxContainerConfig { security_context: Some(security_context), ..Default::default() }),
         ..Default::default()
     };
     let request = CreateContainerRequest { pod_sandbox_id: pod.into(), config: Some(config), sandbox_config: Some(pod_config.clone()) };
@@ -46,7 +49,7 @@ async fn start_in_pod(cri: &mut Cri, pod: &str, pod_config: &PodSandboxConfig, n
 
 /// Run a container in the pod to its end: its exit code and its log.
 async fn run_in_pod(cri: &mut Cri, containerd: &Containerd, pod: &str, pod_config: &PodSandboxConfig, name: &str, script: &str) -> (i32, String) {
-    let id = start_in_pod(cri, pod, pod_config, name, script).await;
+    let id = start_in_pod(cri, pod, pod_config, name, script, false).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let status = cri.container_status(ContainerStatusRequest { container_id: id.clone(), verbose: false }).await.expect("ContainerStatus").into_inner().status.expect("a status");
@@ -83,6 +86,8 @@ fn a_pod_is_one_zone_on_its_cni_address_and_its_containers_share_it() {
             metadata: Some(PodSandboxMetadata { name: "p1".into(), uid: "u1".into(), namespace: "default".into(), attempt: 0 }),
             log_directory: containerd.dir().join("logs").to_string_lossy().into_owned(),
             annotations: [("moat.memory".to_string(), "384m".to_string())].into(),
+            // A privileged pod, so that c2 may be privileged.
+            linux: Some(LinuxPodSandboxConfig { security_context: Some(LinuxSandboxSecurityContext { privileged: true, ..Default::default() }), ..Default::default() }),
             ..Default::default()
         };
         let request = RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: "moat".into() };
@@ -102,14 +107,19 @@ fn a_pod_is_one_zone_on_its_cni_address_and_its_containers_share_it() {
         let mem_kib: u64 = lines[3].split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
         assert!((300_000..393_216).contains(&mem_kib), "the pod's annotation moat.memory=384m sized its zone: {}", lines[3]);
 
-        let c2 = start_in_pod(&mut cri, &pod, &pod_config, "c2", "sleep 600").await;
-        let exec = ExecSyncRequest { container_id: c2.clone(), cmd: vec!["sh".into(), "-c".into(), "cat /proc/sys/kernel/random/boot_id; exit 5".into()], timeout: 60 };
+        // c2 is privileged: every capability and the zone's kernel log, on the pod's one kernel.
+        let c2 = start_in_pod(&mut cri, &pod, &pod_config, "c2", "sleep 600", true).await;
+        let script = "cat /proc/sys/kernel/random/boot_id; grep ^CapEff /proc/self/status; dmesg | grep -m1 'Linux version'; exit 5";
+        let exec = ExecSyncRequest { container_id: c2.clone(), cmd: vec!["sh".into(), "-c".into(), script.into()], timeout: 60 };
         let exec = cri.exec_sync(exec).await.unwrap_or_else(|e| panic!("ExecSync: {e}\n{}", containerd.log())).into_inner();
         assert_eq!(exec.exit_code, 5, "ExecSync's exit code: {exec:?}");
         let second = String::from_utf8_lossy(&exec.stdout).into_owned();
-        assert_eq!(second.trim(), lines[2], "both containers run on the pod's one zone kernel");
+        let second: Vec<&str> = second.lines().collect();
+        assert_eq!(second.first().copied(), Some(lines[2]), "both containers run on the pod's one zone kernel: {second:?}");
         let host_boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot_id");
-        assert_ne!(second.trim(), host_boot.trim());
+        assert_ne!(second[0], host_boot.trim());
+        assert_eq!(second.get(1).copied(), Some("CapEff:\t000001ffffffffff"), "a privileged container has every capability: {second:?}");
+        assert!(second.get(2).is_some_and(|l| l.contains(lines[0]) && !l.contains(&host_kernel())), "dmesg shows the zone's kernel, not the host's: {second:?}");
         assert_eq!(pod_shims().len(), 1, "one shim serves the pod");
         let zones = std::fs::read_dir(containerd.dir().join("moat/zones")).expect("zones").flatten().filter(|e| e.file_name() != ".lock").count();
         assert_eq!(zones, 1, "one zone for the pod");

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use moat_runtime::volumes::{ContainerPath, MountSource, VolumeError, VolumeMount};
 use moat_spec::caps::CapSet;
+pub use moat_spec::foreign::{host_capabilities, is_privileged};
 use moat_spec::profile::PRIVILEGED;
 use oci_spec::runtime::{Hooks, LinuxDevice, LinuxDeviceType, LinuxNamespaceType, Mount, Spec};
 
@@ -74,17 +75,17 @@ pub fn translate(mut spec: Spec, bundle: &Path, host_caps: CapSet) -> Result<Tra
     }
     let privileged = is_privileged(&spec, host_caps);
     let mut notes = Vec::new();
+    if privileged {
+        let dropped = moat_spec::foreign::apply_privileged_profile(&mut spec);
+        if dropped > 0 {
+            notes.push(format!("{dropped} host devices dropped: a privileged container gets the zone's devices"));
+        }
+    }
 
     let mut annotations = spec.annotations().clone().unwrap_or_default();
     // The zone resolves the process's user from this annotation; numbers resolve as themselves.
     annotations.insert(moat_spec::user::USER_ANNOTATION.to_string(), user);
-    if privileged {
-        annotations.insert(moat_spec::PRIVILEGED_ANNOTATION.to_string(), "true".into());
-    }
     spec.set_annotations(Some(annotations));
-    if privileged {
-        grant_every_capability(&mut spec);
-    }
 
     // The runtime-namespace hooks run on the host (see `hooks`); the zone never sees any.
     let hooks = spec.hooks().clone();
@@ -93,38 +94,11 @@ pub fn translate(mut spec: Spec, bundle: &Path, host_caps: CapSet) -> Result<Tra
     }
     spec.set_hooks(None);
     translate_namespaces(&mut spec, &mut notes);
-    translate_devices(&mut spec, privileged, &mut notes);
+    if !privileged {
+        translate_devices(&mut spec, &mut notes);
+    }
     let mounts = translate_mounts(&mut spec, privileged, &mut notes)?;
     Ok(Translated { spec, rootfs, mounts, privileged, tty, notes, hooks })
-}
-
-/// What `podman run --privileged` writes: every capability the host has (its bounding set,
-/// `host_caps`: a host without CAP_SYS_RESOURCE hands out 40 of the 41) and no user namespace.
-/// Such a container gets moat's privileged profile inside its zone.
-pub fn is_privileged(spec: &Spec, host_caps: CapSet) -> bool {
-    let bounding = spec.process().as_ref().and_then(|p| p.capabilities().as_ref()).and_then(|c| c.bounding().as_ref());
-    let every = bounding.is_some_and(|set| {
-        let set: CapSet = set.iter().copied().collect();
-        set.mask() & host_caps.mask() == host_caps.mask() && host_caps != CapSet::EMPTY
-    });
-    every && !moat_spec::user::has_user_namespace(spec)
-}
-
-/// The privileged profile's capabilities: all the zone kernel's, in every set but inheritable
-/// and ambient (as `moat run --privileged`).
-fn grant_every_capability(spec: &mut Spec) {
-    let Some(process) = spec.process_mut() else { return };
-    let mut caps = process.capabilities().clone().unwrap_or_default();
-    let all = CapSet::all().to_oci();
-    caps.set_bounding(Some(all.clone())).set_effective(Some(all.clone())).set_permitted(Some(all));
-    process.set_capabilities(Some(caps));
-}
-
-/// This host's capability bounding set: what a privileged container of the host could have.
-pub fn host_capabilities() -> CapSet {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let mask = status.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
-    mask.map_or_else(CapSet::all, CapSet::from_mask)
 }
 
 /// Namespaces joined by path are the host's: the container gets the zone's instead.
@@ -154,21 +128,11 @@ fn namespace_name(typ: LinuxNamespaceType) -> &'static str {
     }
 }
 
-/// A privileged container gets the zone's whole /dev; another keeps the devices the zone has
-/// under the same name, with the zone's numbers.
-fn translate_devices(spec: &mut Spec, privileged: bool, notes: &mut Vec<String>) {
+/// An unprivileged container keeps the devices the zone has under the same name, with the
+/// zone's numbers (a privileged one gets the zone's whole /dev).
+fn translate_devices(spec: &mut Spec, notes: &mut Vec<String>) {
     let Some(linux) = spec.linux_mut() else { return };
     let listed = linux.devices().clone().unwrap_or_default();
-    if privileged {
-        if !listed.is_empty() {
-            notes.push(format!("{} host devices dropped: a privileged container gets the zone's devices", listed.len()));
-        }
-        linux.set_devices(Some(Vec::new()));
-        let mut resources = linux.resources().clone().unwrap_or_default();
-        resources.set_devices(Some(vec![moat_spec::devices::allow_all_rule()]));
-        linux.set_resources(Some(resources));
-        return;
-    }
     let mut kept = Vec::new();
     for device in listed {
         // A fifo names no device of the host: the zone makes it as it is.

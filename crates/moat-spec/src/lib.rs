@@ -11,6 +11,7 @@ pub mod caps;
 pub mod devices;
 pub mod env;
 pub mod exec;
+pub mod foreign;
 pub mod mounts;
 pub mod process;
 pub mod profile;
