@@ -101,9 +101,14 @@ impl Cpus {
 }
 
 /// Set the container's cgroup limits for a zone of `zone_mib` MiB and `cpus`: the runtime
-/// calls this once it knows the zone a container lands in.
+/// calls this once it knows the zone a container lands in. A memory limit of the spec's own
+/// that is tighter (a Kubernetes container's, `podman run --memory`) stays.
 pub fn apply_zone_limits(spec: &mut oci_spec::runtime::Spec, zone_mib: u32, cpus: Cpus) -> Result<(), ResourceError> {
-    let memory = memory(zone_mib)?;
+    let mut memory = memory(zone_mib)?;
+    let own = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).filter(|l| *l > 0);
+    if let (Some(own), Some(zone)) = (own, memory.limit()) {
+        memory.set_limit(Some(own.min(zone)));
+    }
     if let Some(linux) = spec.linux_mut() {
         let mut resources = linux.resources().clone().unwrap_or_default();
         resources.set_memory(Some(memory)).set_cpu(cpu(cpus));
@@ -131,6 +136,25 @@ pub(crate) fn cpu(cpus: Cpus) -> Option<LinuxCpu> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tighter_memory_limit_of_the_spec_stays() {
+        let zone_limit = memory(512).unwrap().limit().unwrap();
+        let limit_after = |own: Option<i64>| {
+            let mut spec = oci_spec::runtime::Spec::default();
+            let mut resources = oci_spec::runtime::LinuxResources::default();
+            let mut memory = LinuxMemory::default();
+            memory.set_limit(own);
+            resources.set_memory(Some(memory));
+            spec.linux_mut().as_mut().unwrap().set_resources(Some(resources));
+            apply_zone_limits(&mut spec, 512, Cpus::whole(1)).unwrap();
+            spec.linux().as_ref().unwrap().resources().as_ref().unwrap().memory().as_ref().unwrap().limit()
+        };
+        assert_eq!(limit_after(Some(64 << 20)), Some(64 << 20));
+        assert_eq!(limit_after(Some(i64::MAX)), Some(zone_limit), "a looser one is the zone's");
+        assert_eq!(limit_after(None), Some(zone_limit));
+        assert_eq!(limit_after(Some(-1)), Some(zone_limit), "-1 (no limit) is the zone's");
+    }
 
     #[test]
     fn cpus_like_docker() {
