@@ -39,12 +39,19 @@ impl std::str::FromStr for AccelChoice {
     }
 }
 
+/// TCG's translation cache, bounded: QEMU 7.2's default is 1 GiB, which a busy zone fills
+/// before it flushes, and which QEMU's cgroup must then allow. Measured on this project's test
+/// zone (`run --rm true` ×3, an idle zone's PSS, 100 rounds of `ls -R` in it): the cache such a
+/// zone uses lies between 64 and 128 MiB, so 128 costs nothing measurable (3.8 s runs, 285 MiB
+/// PSS, as the default), while 64 saved 22 MiB for 4 % slower runs and 32 saved 61 MiB for 18 %.
+pub const TCG_CACHE_MIB: u64 = 128;
+
 impl Accel {
     pub fn qemu_option(self, cpus: u32) -> String {
         match (self, cpus > 1) {
             (Accel::Kvm, _) => "kvm".into(),
-            (Accel::Tcg, true) => "tcg,thread=multi".into(),
-            (Accel::Tcg, false) => "tcg".into(),
+            (Accel::Tcg, true) => format!("tcg,thread=multi,tb-size={TCG_CACHE_MIB}"),
+            (Accel::Tcg, false) => format!("tcg,tb-size={TCG_CACHE_MIB}"),
         }
     }
 

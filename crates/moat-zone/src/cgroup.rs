@@ -14,10 +14,7 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// What QEMU needs beyond the guest's RAM under any accelerator: its heap, device state and
 /// the block layer's buffers.
 pub const VMM_OVERHEAD_MIB: u64 = 256;
-/// TCG's translation cache on top: QEMU 7.2 reserves 1 GiB for it and fills it with busy code
-/// before it flushes (an idle zone uses about 80 MiB). A limit below it would OOM-kill a busy
-/// zone's QEMU.
-pub const TCG_CACHE_MIB: u64 = 1024;
+pub use crate::accel::TCG_CACHE_MIB;
 pub const CPU_PERIOD_US: u64 = 100_000;
 /// QEMU's threads: one per vCPU, its main loop, RCU, and the block layer's worker pool (up to
 /// 64). More means a runaway.
@@ -144,7 +141,7 @@ mod tests {
         assert_eq!(limits.memory_bytes, (256 + 256) << 20);
         assert_eq!(limits.cpu_quota_us, 250_000);
         assert_eq!(limits.pids, MAX_PIDS);
-        assert_eq!(Limits::for_zone(Accel::Tcg, 1, 256).memory_bytes, (256 + 256 + 1024) << 20, "TCG's translation cache counts");
+        assert_eq!(Limits::for_zone(Accel::Tcg, 1, 256).memory_bytes, (256 + 256 + 128) << 20, "TCG's translation cache counts");
     }
 
     #[test]

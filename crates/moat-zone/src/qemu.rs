@@ -259,7 +259,7 @@ mod tests {
     fn command_line_is_complete() {
         let args: Vec<String> = config().args().into_iter().map(|a| a.into_string().unwrap()).collect();
         let joined = args.join(" ");
-        assert!(joined.contains("-accel tcg,thread=multi"));
+        assert!(joined.contains("-accel tcg,thread=multi,tb-size=128"));
         assert!(joined.contains("-smp 2 -m 256M"));
         assert!(joined.contains("-chardev socket,id=ctl,fd=11 -device virtserialport,chardev=ctl,name=moat.ctl"), "{joined}");
         assert!(joined.contains("-chardev socket,id=console,fd=10 -serial chardev:console"));

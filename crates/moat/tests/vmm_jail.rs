@@ -134,11 +134,11 @@ fn a_zones_qemu_is_jailed_and_its_kernel_panic_ends_it_at_once() {
     let mentions: Vec<&[&str]> = args.windows(2).filter(|w| w[1].contains(&*moat.root().to_string_lossy())).collect();
     assert_eq!(mentions, [["-name", format!("guest={}", zone_dir.display()).as_str()]], "{cmdline}");
 
-    // A cgroup of its own, bounding memory (guest + 256 MiB + TCG's 1 GiB translation cache),
+    // A cgroup of its own, bounding memory (guest + 256 MiB + TCG's 128 MiB translation cache),
     // CPU (1 vCPU + half a CPU) and threads.
     let memory = cgroup_dir(qemu, "memory");
     assert!(memory.file_name().unwrap().to_string_lossy().starts_with("moat-"), "{}", memory.display());
-    assert_eq!(read_trimmed(&memory.join("memory.limit_in_bytes")), ((256u64 + 256 + 1024) << 20).to_string());
+    assert_eq!(read_trimmed(&memory.join("memory.limit_in_bytes")), ((256u64 + 256 + 128) << 20).to_string());
     assert_eq!(read_trimmed(&cgroup_dir(qemu, "cpu").join("cpu.cfs_quota_us")), "150000");
     assert_eq!(read_trimmed(&cgroup_dir(qemu, "pids").join("pids.max")), "256");
 
