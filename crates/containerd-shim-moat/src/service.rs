@@ -205,14 +205,7 @@ impl Inner {
 
     /// Register an exec'd process; it runs on `start`.
     fn exec(&self, req: &api::ExecProcessRequest) -> Result<(), ShimError> {
-        let mut process_json = String::from_utf8(req.spec.value.clone()).map_err(|_| ShimError::BadRequest("its process is not UTF-8 JSON"))?;
-        let container = self.with_task(&req.id, |t| t.container.clone())?;
-        if self.runtime.containers().find(&container)?.container.privileged {
-            // containerd wrote the process from the host's capabilities; the zone has them all.
-            let mut process: oci_spec::runtime::Process = serde_json::from_str(&process_json).map_err(|_| ShimError::BadRequest("its process is not an OCI process"))?;
-            moat_spec::foreign::grant_every_capability(&mut process);
-            process_json = serde_json::to_string(&process).map_err(|_| ShimError::BadRequest("its process is not an OCI process"))?;
-        }
+        let process_json = String::from_utf8(req.spec.value.clone()).map_err(|_| ShimError::BadRequest("its process is not UTF-8 JSON"))?;
         let exec = ExecRequest { process_json, user: None, tty: req.terminal, stdin: !req.stdin.is_empty() };
         let process = Process::new(stdio_paths(&req.stdin, &req.stdout, &req.stderr), req.terminal, Some(exec));
         let mut tasks = self.tasks();

@@ -238,9 +238,16 @@ impl Containers<'_> {
     }
 
     /// Start a process in a running container.
-    pub fn exec(&self, found: &Found, exec: ExecRequest) -> Result<Connection> {
+    pub fn exec(&self, found: &Found, mut exec: ExecRequest) -> Result<Connection> {
         if !is_running(found) {
             return Err(RuntimeError::NotRunning(found.container.name.clone()));
+        }
+        if found.container.privileged {
+            // A process exec'd into a privileged container has what the container has, though
+            // an engine (containerd, podman) wrote it from the host's capabilities.
+            let mut process = moat_spec::exec::process_from_json(&exec.process_json)?;
+            moat_spec::foreign::grant_every_capability(&mut process);
+            exec.process_json = moat_spec::exec::process_to_json(&process)?;
         }
         self.connect(found, ApiRequest::Exec { container: found.container.id.clone(), exec: Box::new(exec) })
     }

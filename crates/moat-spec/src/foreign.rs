@@ -45,8 +45,7 @@ pub fn apply_privileged_profile(spec: &mut Spec) -> usize {
 }
 
 /// Every capability the zone's kernel has, in every set but inheritable and ambient: a
-/// privileged container's process, or one exec'd in it (whose spec the engine wrote from the
-/// host's capabilities).
+/// privileged container's process, or one exec'd in it (see moat-runtime's `Containers::exec`).
 pub fn grant_every_capability(process: &mut Process) {
     let mut caps = process.capabilities().clone().unwrap_or_default();
     let all = CapSet::all().to_oci();
