@@ -29,8 +29,21 @@ impl Podman {
     }
 
     fn command(&self, args: &[&str]) -> Command {
+        self.command_under(&[], args)
+    }
+
+    /// podman in the foreground of the terminal it is given. Without `--foreground`, timeout
+    /// puts itself in a process group of its own, which is a background one when no shell
+    /// execs it (dash, the `sh` that `script` falls back to without `$SHELL`, does not), and
+    /// podman then stops on SIGTTOU as it sets the terminal raw.
+    fn tty_command(&self, args: &[&str]) -> Command {
+        self.command_under(&["--foreground"], args)
+    }
+
+    fn command_under(&self, timeout_flags: &[&str], args: &[&str]) -> Command {
         let mut cmd = Command::new("timeout");
-        cmd.args(["-s", "KILL", COMMAND_TIMEOUT_SECS, "podman", "--root"])
+        cmd.args(timeout_flags)
+            .args(["-s", "KILL", COMMAND_TIMEOUT_SECS, "podman", "--root"])
             .arg(self.dir.path().join("storage"))
             .arg("--runroot")
             .arg(self.dir.path().join("run"))
@@ -75,7 +88,8 @@ fn podman_runs_containers_through_moat_oci() {
     // -it through a pty of our own, as a user's terminal. The keys go in once the container's
     // terminal answers, and stdin stays open until it exits (no EOF racing the keys).
     let mut tty = Command::new("script")
-        .args(["-qec", &format!("{} run --rm -it {IMAGE} sh -c 'tty; read line; echo got:$line; exit 3'", shell_words(&podman.command(&[]))), "/dev/null"])
+        .args(["-qec", &format!("{} run --rm -it {IMAGE} sh -c 'tty; read line; echo got:$line; exit 3'", shell_words(&podman.tty_command(&[]))), "/dev/null"])
+        .env_remove("SHELL")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
