@@ -1,6 +1,7 @@
 //! QEMU's jail, in the manner of Firecracker's jailer but done in the fork before exec: the
-//! zone's cgroup, its own mount and IPC namespaces whose root is a small tmpfs holding only
-//! what QEMU must open by path (its binary and libraries, its firmware, a few device nodes,
+//! zone's cgroup, its own PID namespace (where it is process 1 and sees no other), its own
+//! mount and IPC namespaces whose root is a small tmpfs holding only what QEMU must open by
+//! path (its binary and libraries, its firmware, a few device nodes,
 //! the zone's kernel and initramfs), an unprivileged uid of its own with no capabilities and
 //! no_new_privs. Everything else QEMU uses (disks, sockets, the network) arrives as inherited
 //! descriptors, so the store and the zone directory stay closed to it.
@@ -147,6 +148,28 @@ impl Jail {
         }
         Ok(())
     }
+}
+
+/// Run `spawn` on a thread of its own whose children start in a new PID namespace, as its
+/// process 1: QEMU then has no other process to signal or trace, whatever its uid. Only that
+/// thread's children go there (`unshare` of a PID namespace is per thread and moves no one),
+/// so the supervisor's other children stay in the host's namespace. The child keeps its host
+/// pid as the supervisor sees it, so it is waited on, killed and measured as before.
+///
+/// The thread then parks for the rest of the supervisor's life: a parent-death signal fires
+/// when the parent *thread* ends, and the child's must fire only with the supervisor.
+pub fn spawn_in_own_pid_namespace<T: Send + 'static>(spawn: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
+    let (sent, spawned) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("vmm-parent".into()).spawn(move || {
+        // SAFETY: unshare with a flag that changes only this thread's namespace for its future
+        // children.
+        let result = if unsafe { libc::unshare(libc::CLONE_NEWPID) } == 0 { spawn() } else { Err(std::io::Error::last_os_error()) };
+        let _ = sent.send(result);
+        loop {
+            std::thread::park();
+        }
+    })?;
+    spawned.recv().unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
 }
 
 /// The group that owns /dev/kvm, which a KVM zone's QEMU needs as a supplementary group.

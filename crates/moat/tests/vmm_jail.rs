@@ -102,10 +102,14 @@ fn a_zones_qemu_is_jailed_and_its_kernel_panic_ends_it_at_once() {
 
     // Its own namespaces, whose root holds the system's /usr, a few devices and the zone's
     // kernel and initramfs, and nothing of the host's state.
-    for ns in ["mnt", "ipc"] {
+    for ns in ["mnt", "ipc", "pid"] {
         let link = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
         assert_ne!(link(&qemu.to_string()), link("self"), "{ns} namespace");
     }
+    assert_eq!(s["NSpid"], format!("{qemu}\t1"), "QEMU is process 1 of its PID namespace, alone there");
+    let supervisor_ns = std::fs::read_link(format!("/proc/{supervisor}/ns/pid")).unwrap();
+    assert_eq!(supervisor_ns, std::fs::read_link("/proc/self/ns/pid").unwrap(), "only QEMU moved");
+    assert_eq!(std::fs::read_link(format!("/proc/{passt}/ns/pid")).unwrap(), supervisor_ns, "passt's spawn stayed in the host's");
     let root = PathBuf::from(format!("/proc/{qemu}/root"));
     let mut top: Vec<String> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     top.sort();

@@ -391,7 +391,15 @@ fn spawn_qemu(vm: &VmConfig, jail: &Jail, log: &Path) -> Result<tokio::process::
     jail.apply(&mut command)?;
     // A zone never outlives its supervisor (set after the jail's change of uid, which clears it).
     crate::helper::die_with_parent(&mut command, None);
-    tokio::process::Command::from(command).kill_on_drop(true).spawn().map_err(SupervisorError::Spawn)
+    let mut command = tokio::process::Command::from(command);
+    command.kill_on_drop(true);
+    // The spawning thread is not the runtime's: tokio reaps QEMU through the runtime it enters.
+    let runtime = tokio::runtime::Handle::current();
+    jail::spawn_in_own_pid_namespace(move || {
+        let _entered = runtime.enter();
+        command.spawn()
+    })
+    .map_err(SupervisorError::Spawn)
 }
 
 #[cfg(test)]
