@@ -1,6 +1,7 @@
 //! QEMU runs jailed (its own uid, no capabilities, no_new_privs, its seccomp filter, its own
-//! mount and IPC namespaces holding only what it must open, and a cgroup), and a zone whose
-//! kernel panics ends at once, with the panic named.
+//! PID, mount and IPC namespaces holding only what it must open, and a cgroup), passt and
+//! virtiofsd run confined too, and a zone whose kernel panics ends at once, with the panic
+//! named.
 
 mod common;
 
@@ -99,6 +100,22 @@ fn a_zones_qemu_is_jailed_and_its_kernel_panic_ends_it_at_once() {
     let p = status(passt);
     assert_eq!(first_uid(&p), uid + 1, "passt has a uid of its own too");
     assert_eq!((p["CapEff"].as_str(), p["Seccomp"].as_str()), ("0000000000000000", "2"));
+    // virtiofsd's own sandbox: the process that serves the guest has a seccomp filter,
+    // no_new_privs, a file server's capabilities only, and namespaces whose root is the share.
+    let monitor = pid("virtiofsd");
+    let children = read_trimmed(Path::new(&format!("/proc/{monitor}/task/{monitor}/children")));
+    let server: i32 = children.split_whitespace().next().and_then(|c| c.parse().ok()).expect("virtiofsd's serving process");
+    let v = status(server);
+    assert_eq!((v["Seccomp"].as_str(), v["NoNewPrivs"].as_str()), ("2", "1"), "{v:?}");
+    let caps = u64::from_str_radix(&v["CapEff"], 16).unwrap();
+    const CAP_SYS_ADMIN: u64 = 1 << 21;
+    const CAP_MKNOD: u64 = 1 << 27;
+    assert_eq!(caps & (CAP_SYS_ADMIN | CAP_MKNOD), 0, "CapEff {caps:x}");
+    for ns in ["mnt", "pid", "net"] {
+        let link = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        assert_ne!(link(&server.to_string()), link("self"), "virtiofsd's {ns} namespace");
+    }
+    assert!(!Path::new(&format!("/proc/{server}/root/etc/passwd")).exists(), "virtiofsd's root is the share");
 
     // Its own namespaces, whose root holds the system's /usr, a few devices and the zone's
     // kernel and initramfs, and nothing of the host's state.
