@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use moat_runtime::network::NetworkMode;
+use moat_zone::ops::{MAX_MEMORY_MIB, MIN_MEMORY_MIB};
 use moat_runtime::volumes::{ContainerPath, MountSource, VolumeMount};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
@@ -16,6 +17,12 @@ const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 /// memory as Docker writes sizes (`768m`), CPUs as a decimal (`1.5`).
 const MEMORY_ANNOTATION: &str = "moat.memory";
 const CPUS_ANNOTATION: &str = "moat.cpus";
+/// What containerd's CRI (1.6 and later) writes on a pod's sandbox container when kubelet
+/// gives the pod's resources: the sum of its containers' memory limits in bytes, and their CPU
+/// quota over its period. "0" means a container set no limit.
+const CRI_SANDBOX_MEMORY: &str = "io.kubernetes.cri.sandbox-memory";
+const CRI_SANDBOX_CPU_QUOTA: &str = "io.kubernetes.cri.sandbox-cpu-quota";
+const CRI_SANDBOX_CPU_PERIOD: &str = "io.kubernetes.cri.sandbox-cpu-period";
 /// A zone's size when the pod does not say.
 const DEFAULT_MEMORY: &str = "512m";
 const DEFAULT_CPUS: &str = "1";
@@ -52,6 +59,26 @@ impl Role {
     }
 }
 
+/// A positive number CRI wrote; "0", "-1" and anything else mean none.
+fn cri_figure(annotations: &std::collections::HashMap<String, String>, key: &str) -> Option<u64> {
+    annotations.get(key)?.parse::<u64>().ok().filter(|n| *n > 0)
+}
+
+/// A zone whose containers may use the pod's summed memory limits, within a zone's bounds.
+fn cri_pod_memory(annotations: &std::collections::HashMap<String, String>) -> Option<String> {
+    let limits_mib = cri_figure(annotations, CRI_SANDBOX_MEMORY)?.div_ceil(1 << 20);
+    let zone_mib = moat_spec::resources::zone_memory_for(limits_mib).clamp(MIN_MEMORY_MIB.into(), MAX_MEMORY_MIB.into());
+    Some(format!("{zone_mib}m"))
+}
+
+/// The pod's summed CPU quota as whole vCPUs, at most the host's: each container keeps its own
+/// quota inside the zone.
+fn cri_pod_cpus(annotations: &std::collections::HashMap<String, String>, host_cpus: u64) -> Option<String> {
+    let quota = cri_figure(annotations, CRI_SANDBOX_CPU_QUOTA)?;
+    let period = cri_figure(annotations, CRI_SANDBOX_CPU_PERIOD)?;
+    Some(quota.div_ceil(period).clamp(1, host_cpus).to_string())
+}
+
 /// A bundle, read.
 pub struct Bundle {
     pub dir: PathBuf,
@@ -76,12 +103,16 @@ impl Bundle {
         }
     }
 
-    /// The size of the zone this container brings (its pod's or its own): memory and CPUs as
-    /// the annotations give them, for `Resources::parse`.
+    /// The size of the zone this container brings (its pod's or its own), for
+    /// `Resources::parse`: the pod's `moat.*` annotations; else, as Kata sizes its sandbox, room
+    /// for the limits CRI summed over the pod's containers plus the zone's own reserve; else a
+    /// default.
     pub fn zone_size(&self) -> (String, String) {
         let annotations = self.spec.annotations().clone().unwrap_or_default();
-        let get = |key: &str, default: &str| annotations.get(key).cloned().unwrap_or_else(|| default.to_string());
-        (get(MEMORY_ANNOTATION, DEFAULT_MEMORY), get(CPUS_ANNOTATION, DEFAULT_CPUS))
+        let host_cpus = std::thread::available_parallelism().map_or(1, |n| u64::try_from(n.get()).unwrap_or(u64::MAX));
+        let memory = annotations.get(MEMORY_ANNOTATION).cloned().or_else(|| cri_pod_memory(&annotations)).unwrap_or_else(|| DEFAULT_MEMORY.into());
+        let cpus = annotations.get(CPUS_ANNOTATION).cloned().or_else(|| cri_pod_cpus(&annotations, host_cpus)).unwrap_or_else(|| DEFAULT_CPUS.into());
+        (memory, cpus)
     }
 
     /// The network the container's zone gets: the CNI namespace containerd set up for a pod,
@@ -199,6 +230,21 @@ mod tests {
         assert_eq!(b.zone_size(), ("512m".to_string(), "1".to_string()));
         let sized = sandbox.replace(r#""io.kubernetes.cri.sandbox-id":"p1""#, r#""io.kubernetes.cri.sandbox-id":"p1","moat.memory":"768m","moat.cpus":"2""#);
         assert_eq!(bundle(&sized).zone_size(), ("768m".to_string(), "2".to_string()));
+        let cri = |memory: &str, quota: &str| {
+            let figures = format!(r#""io.kubernetes.cri.sandbox-id":"p1","io.kubernetes.cri.sandbox-memory":"{memory}","io.kubernetes.cri.sandbox-cpu-quota":"{quota}","io.kubernetes.cri.sandbox-cpu-period":"100000""#);
+            bundle(&sandbox.replace(r#""io.kubernetes.cri.sandbox-id":"p1""#, &figures)).zone_size()
+        };
+        let host_cpus = std::thread::available_parallelism().unwrap().get().to_string();
+        assert_eq!(cri("134217728", "50000"), ("239m".to_string(), "1".to_string()), "128 MiB of limits: (128 + 96 reserved) × 16/15; half a CPU");
+        assert_eq!(cri("0", "0"), ("512m".to_string(), "1".to_string()), "no limits: the default");
+        assert_eq!(cri("-1", "-1"), ("512m".to_string(), "1".to_string()));
+        assert_eq!(cri("1", "100000000"), ("128m".to_string(), host_cpus.clone()), "within a zone's bounds and the host's CPUs");
+        assert_eq!(cri("99999999999999999", "x"), (format!("{MAX_MEMORY_MIB}m"), "1".to_string()));
+        let both = sized.replace(r#""moat.memory":"768m""#, r#""moat.memory":"768m","io.kubernetes.cri.sandbox-memory":"134217728""#);
+        assert_eq!(bundle(&both).zone_size().0, "768m", "the pod's own annotation wins");
+        for (memory, cpus) in [cri("134217728", "150000"), cri("1", "1")] {
+            assert!(moat_runtime::resources::Resources::parse(&memory, &cpus).is_ok(), "{memory} {cpus}");
+        }
 
         let member = PLAIN.replacen(r#""root""#, r#""annotations":{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.sandbox-id":"p1"},"root""#, 1);
         assert_eq!(bundle(&member).role, Role::InPod { pod: "p1".into() });

@@ -9,7 +9,7 @@ use common::{host_kernel, Containerd, CRI_BUSYBOX, POD_SUBNET};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatsRequest, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec, LinuxContainerConfig,
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatsRequest, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec, LinuxContainerConfig, LinuxContainerResources,
     LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, PodSandboxConfig, PodSandboxMetadata,
     PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
 };
@@ -85,9 +85,14 @@ fn a_pod_is_one_zone_on_its_cni_address_and_its_containers_share_it() {
         let pod_config = PodSandboxConfig {
             metadata: Some(PodSandboxMetadata { name: "p1".into(), uid: "u1".into(), namespace: "default".into(), attempt: 0 }),
             log_directory: containerd.dir().join("logs").to_string_lossy().into_owned(),
-            annotations: [("moat.memory".to_string(), "384m".to_string())].into(),
-            // A privileged pod, so that c2 may be privileged.
-            linux: Some(LinuxPodSandboxConfig { security_context: Some(LinuxSandboxSecurityContext { privileged: true, ..Default::default() }), ..Default::default() }),
+            // A privileged pod, so that c2 may be privileged. Its resources, as kubelet sums
+            // its containers' limits, size its zone: 264 MiB of limits and 96 MiB of reserve,
+            // over 15/16, make 384 MiB; 1.5 CPUs make 2 vCPUs.
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext { privileged: true, ..Default::default() }),
+                resources: Some(LinuxContainerResources { memory_limit_in_bytes: 264 << 20, cpu_quota: 150_000, cpu_period: 100_000, ..Default::default() }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let request = RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: "moat".into() };
@@ -97,15 +102,16 @@ fn a_pod_is_one_zone_on_its_cni_address_and_its_containers_share_it() {
         let prefix = POD_SUBNET.trim_end_matches("0/24");
         assert!(ip.starts_with(prefix), "the pod's address comes from CNI: {ip:?}");
 
-        let script = "uname -r; ip -4 -o addr show eth0; cat /proc/sys/kernel/random/boot_id; grep MemTotal /proc/meminfo; exit 3";
+        let script = "uname -r; ip -4 -o addr show eth0; cat /proc/sys/kernel/random/boot_id; grep MemTotal /proc/meminfo; nproc; exit 3";
         let (code, first) = run_in_pod(&mut cri, &containerd, &pod, &pod_config, "c1", script).await;
         assert_eq!(code, 3, "the exit code passes through: {first:?}");
         let lines: Vec<&str> = first.lines().collect();
-        assert!(lines.len() == 4 && lines[0] != host_kernel(), "the zone's kernel: {first:?}");
+        assert!(lines.len() == 5 && lines[0] != host_kernel(), "the zone's kernel: {first:?}");
         assert!(lines[1].contains(&format!("inet {ip}/24")), "the zone took over the pod's address {ip}: {first:?}");
 
         let mem_kib: u64 = lines[3].split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
-        assert!((300_000..393_216).contains(&mem_kib), "the pod's annotation moat.memory=384m sized its zone: {}", lines[3]);
+        assert!((300_000..393_216).contains(&mem_kib), "the pod's summed limits sized its zone at 384 MiB: {}", lines[3]);
+        assert_eq!(lines[4], "2", "the pod's 1.5 CPUs are 2 vCPUs");
 
         // c2 is privileged: every capability and the zone's kernel log, on the pod's one kernel.
         let c2 = start_in_pod(&mut cri, &pod, &pod_config, "c2", "sleep 600", true).await;

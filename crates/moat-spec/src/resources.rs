@@ -51,6 +51,14 @@ pub fn container_memory_limit(zone_mib: u32) -> Result<u64, ResourceError> {
     Ok(limit_mib << 20)
 }
 
+/// The smallest zone, in MiB, whose container may use `container_mib` MiB: the inverse of
+/// [`container_memory_limit`], for a pod sized by the sum of its containers' limits.
+pub fn zone_memory_for(container_mib: u64) -> u64 {
+    // limit = zone - reserve - zone/16 >= zone * 15/16 - reserve, so this zone is enough.
+    let divisor = ZONE_RESERVE_DIVISOR;
+    container_mib.saturating_add(ZONE_RESERVE_MIB).saturating_mul(divisor).div_ceil(divisor - 1)
+}
+
 /// `--cpus`: CPU time per [`CPU_PERIOD_US`], in microseconds (1.5 CPUs is 150 000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cpus {
@@ -154,6 +162,17 @@ mod tests {
         assert_eq!(limit_after(Some(i64::MAX)), Some(zone_limit), "a looser one is the zone's");
         assert_eq!(limit_after(None), Some(zone_limit));
         assert_eq!(limit_after(Some(-1)), Some(zone_limit), "-1 (no limit) is the zone's");
+    }
+
+    #[test]
+    fn a_zone_sized_for_a_container_leaves_it_that_much_and_no_more_than_needed() {
+        for wanted in (MIN_CONTAINER_MEMORY_MIB..70_000).step_by(7) {
+            let zone = zone_memory_for(wanted);
+            let limit = |zone: u64| container_memory_limit(u32::try_from(zone).unwrap()).map_or(0, |b| b >> 20);
+            assert!(limit(zone) >= wanted, "{wanted} MiB: a zone of {zone} leaves {}", limit(zone));
+            assert!(limit(zone - 2) < wanted, "{wanted} MiB: {zone} is not the smallest such zone");
+        }
+        assert_eq!(zone_memory_for(u64::MAX), u64::MAX / (ZONE_RESERVE_DIVISOR - 1), "saturates, no overflow");
     }
 
     #[test]
