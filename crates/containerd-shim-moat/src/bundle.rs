@@ -136,12 +136,15 @@ impl Bundle {
     /// The spec as the zone runs it: host paths removed (hooks; namespaces to join, which then
     /// are new ones, except the pod's network: the zone's own); host bind mounts taken out, to
     /// go through the runtime's share instead; a privileged container (CRI's
-    /// `securityContext.privileged`, `ctr run --privileged`) given moat's privileged profile.
-    pub fn zone_spec(&self) -> Result<(Spec, Vec<VolumeMount>), BundleError> {
+    /// `securityContext.privileged`, `ctr run --privileged`) given moat's privileged profile,
+    /// and any other, with `user_namespace`, a user namespace of its own.
+    pub fn zone_spec(&self, user_namespace: bool) -> Result<(Spec, Vec<VolumeMount>), BundleError> {
         let mut spec = self.spec.clone();
         spec.set_hooks(None);
         if moat_spec::foreign::is_privileged(&spec, moat_spec::foreign::host_capabilities()) {
             moat_spec::foreign::apply_privileged_profile(&mut spec);
+        } else if user_namespace {
+            moat_spec::give_user_namespace(&mut spec)?;
         }
         let joins_pod_network = matches!(self.zone_network(), NetworkMode::Namespace(_));
         if let Some(linux) = spec.linux_mut() {
@@ -200,8 +203,20 @@ mod tests {
     }
 
     #[test]
+    fn an_unprivileged_container_gets_a_user_namespace_unless_the_handler_says_not() {
+        let (spec, _) = bundle(PLAIN).zone_spec(true).unwrap();
+        assert!(moat_spec::user::has_user_namespace(&spec));
+        let linux = spec.linux().as_ref().unwrap();
+        let map = &linux.uid_mappings().as_ref().unwrap()[0];
+        assert_eq!((map.container_id(), map.host_id(), map.size()), (0, 100_000, 65_536), "moat run's mapping");
+        assert_eq!(linux.gid_mappings(), linux.uid_mappings());
+        let (spec, _) = bundle(PLAIN).zone_spec(false).unwrap();
+        assert!(!moat_spec::user::has_user_namespace(&spec));
+    }
+
+    #[test]
     fn the_zone_spec_has_no_host_paths() {
-        let (spec, binds) = bundle(PLAIN).zone_spec().unwrap();
+        let (spec, binds) = bundle(PLAIN).zone_spec(false).unwrap();
         let namespaces = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
         assert_eq!(namespaces.len(), 3);
         assert!(namespaces.iter().all(|n| n.path().is_none()));
@@ -223,7 +238,7 @@ mod tests {
         assert_eq!(b.role, Role::Sandbox { pod: "p1".into() });
         assert_eq!(b.shim_group("c1"), "p1");
         assert_eq!(b.zone_network(), NetworkMode::Namespace("/var/run/netns/cni-1".into()));
-        let (spec, _) = b.zone_spec().unwrap();
+        let (spec, _) = b.zone_spec(false).unwrap();
         let namespaces = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
         assert!(namespaces.iter().all(|n| n.typ() != LinuxNamespaceType::Network), "the pod's network is the zone's own");
 

@@ -6,6 +6,7 @@ use moat_proto::FailureKind;
 use moat_runtime::RuntimeError;
 
 use crate::bundle::BundleError;
+use crate::options::OptionsError;
 use crate::rootfs::RootfsError;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,8 @@ pub enum ShimError {
     Io { what: &'static str, err: std::io::Error },
     #[error("encoding the container's metrics: {0}")]
     Encode(String),
+    #[error(transparent)]
+    Options(#[from] OptionsError),
 }
 
 impl ShimError {
@@ -43,7 +46,7 @@ impl ShimError {
             ShimError::Unsupported(_) => Code::UNIMPLEMENTED,
             ShimError::BadRequest(_) => Code::INVALID_ARGUMENT,
             ShimError::Runtime(err) => code_of(err.kind()),
-            ShimError::Bundle(_) => Code::INVALID_ARGUMENT,
+            ShimError::Bundle(_) | ShimError::Options(_) => Code::INVALID_ARGUMENT,
             ShimError::Rootfs(_) | ShimError::Accel(_) | ShimError::Io { .. } | ShimError::Encode(_) => Code::INTERNAL,
         }
     }

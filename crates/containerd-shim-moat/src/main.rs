@@ -8,7 +8,9 @@
 mod bundle;
 mod errors;
 mod metrics;
+mod options;
 mod rootfs;
+mod rootfs_image;
 mod service;
 mod stdio;
 mod supervise;

@@ -13,6 +13,8 @@ pub enum RootfsError {
     Mount { kind: String, source_path: String, message: String },
     #[error("{what}: {err}")]
     Io { what: &'static str, err: std::io::Error },
+    #[error("building the container's root filesystem image: {0}")]
+    Image(#[from] moat_image::erofs::ErofsError),
 }
 
 /// The container's root directory, with `mounts` done at the bundle's `rootfs`; whether the

@@ -23,7 +23,9 @@ use moat_zone::api::ApiRequest;
 use crate::bundle::{Bundle, Role};
 use crate::errors::ShimError;
 use crate::metrics;
+use crate::options::ShimOptions;
 use crate::rootfs;
+use crate::rootfs_image;
 use crate::stdio::{self, StdioPaths};
 use crate::supervise;
 use crate::tasks::{Process, Task, TaskStatus};
@@ -153,8 +155,20 @@ impl Inner {
         created
     }
 
-    fn create_in_zone(&self, req: &api::CreateTaskRequest, bundle: &Bundle, image_file: std::path::PathBuf, rootfs_mounted: bool) -> Result<u32, ShimError> {
-        let (spec, mounts) = bundle.zone_spec()?;
+    fn create_in_zone(&self, req: &api::CreateTaskRequest, bundle: &Bundle, rootfs: std::path::PathBuf, rootfs_mounted: bool) -> Result<u32, ShimError> {
+        let options = ShimOptions::of_task(req.options.as_ref())?;
+        let (spec, mounts) = bundle.zone_spec(options.user_namespace)?;
+        // A container in a user namespace takes its root filesystem as an image the zone can
+        // idmap; the snapshot's mount has then served its purpose.
+        let (image_file, rootfs_mounted) = if moat_spec::user::has_user_namespace(&spec) {
+            let image = rootfs_image::erofs_of(&rootfs, &req.rootfs, self.runtime.root(), &bundle.dir)?;
+            if rootfs_mounted {
+                rootfs::release(&rootfs);
+            }
+            (image, false)
+        } else {
+            (rootfs, rootfs_mounted)
+        };
         let sandbox = || -> Result<SandboxConfig, ShimError> {
             let (accel, accel_note) = accel::resolve(AccelChoice::Auto, &HostFacts::probe())?;
             let (memory, cpus) = bundle.zone_size();

@@ -102,11 +102,12 @@ fn a_pod_is_one_zone_on_its_cni_address_and_its_containers_share_it() {
         let prefix = POD_SUBNET.trim_end_matches("0/24");
         assert!(ip.starts_with(prefix), "the pod's address comes from CNI: {ip:?}");
 
-        let script = "uname -r; ip -4 -o addr show eth0; cat /proc/sys/kernel/random/boot_id; grep MemTotal /proc/meminfo; nproc; exit 3";
+        let script = "uname -r; ip -4 -o addr show eth0; cat /proc/sys/kernel/random/boot_id; grep MemTotal /proc/meminfo; nproc; cat /proc/self/uid_map; exit 3";
         let (code, first) = run_in_pod(&mut cri, &containerd, &pod, &pod_config, "c1", script).await;
         assert_eq!(code, 3, "the exit code passes through: {first:?}");
         let lines: Vec<&str> = first.lines().collect();
-        assert!(lines.len() == 5 && lines[0] != host_kernel(), "the zone's kernel: {first:?}");
+        assert!(lines.len() == 6 && lines[0] != host_kernel(), "the zone's kernel: {first:?}");
+        assert_eq!(lines[5].split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536"], "an unprivileged container has a user namespace");
         assert!(lines[1].contains(&format!("inet {ip}/24")), "the zone took over the pod's address {ip}: {first:?}");
 
         let mem_kib: u64 = lines[3].split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);

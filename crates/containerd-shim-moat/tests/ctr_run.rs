@@ -5,17 +5,42 @@ mod common;
 
 use common::{host_kernel, stdout, Containerd};
 
+/// What the container shows of itself: its capabilities, its user namespace's map, the owner
+/// of an image file as it sees it, and whether its root may write where the image's root owns.
+const SELF_REPORT: &str = "grep CapEff /proc/self/status; cat /proc/self/uid_map; stat -c %u /etc/passwd; touch /etc/new && echo wrote";
+
+/// Each whitespace-separated line of `text`, as words.
+fn words(text: &str) -> Vec<Vec<&str>> {
+    text.lines().map(|l| l.split_whitespace().collect()).collect()
+}
+
 #[test]
 fn ctr_run_runs_the_container_in_a_zone_and_passes_its_exit_status() {
     let containerd = Containerd::start();
-    let out = containerd.run(&["--rm"], "t1", &["sh", "-c", "echo hello; uname -r; grep CapEff /proc/self/status; exit 7"]);
+    let out = containerd.run(&["--rm"], "t1", &["sh", "-c", &format!("echo hello; uname -r; {SELF_REPORT}; exit 7")]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(7), "ctr's status is the task's; stdout {text:?}, stderr {}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.first(), Some(&"hello"), "{text:?}");
-    let kernel = lines.get(1).copied().unwrap_or_default();
+    let lines = words(&text);
+    assert_eq!(lines.first(), Some(&vec!["hello"]), "{text:?}");
+    let kernel = lines.get(1).and_then(|l| l.first()).copied().unwrap_or_default();
     assert!(!kernel.is_empty() && kernel != host_kernel(), "the zone's kernel, not the host's {}: {kernel:?}", host_kernel());
-    assert_eq!(lines.get(2).map(|l| l.split_whitespace().collect::<Vec<_>>()), Some(vec!["CapEff:", "00000000a80425fb"]), "containerd's default capabilities: {text:?}");
+    // The seed's default: containerd's capabilities, in a user namespace of the container's own
+    // whose root owns the image's files.
+    assert_eq!(lines[2..], [vec!["CapEff:", "00000000a80425fb"], vec!["0", "100000", "65536"], vec!["0"], vec!["wrote"]], "{text:?}");
+    let images = std::fs::read_dir(containerd.dir().join("moat/containerd-rootfs")).expect("the rootfs image cache").flatten().filter(|e| e.path().extension().is_some_and(|x| x == "erofs")).count();
+    assert_eq!(images, 1, "the snapshot's image, kept for the next container");
+
+    // The runtime handler's option turns the user namespace off: the spec runs as given.
+    let options = containerd.dir().join("moat-options.json");
+    std::fs::write(&options, r#"{"user_namespace": false}"#).unwrap();
+    let out = containerd.run(&["--rm", "--runtime-config-path", options.to_str().unwrap()], "t2", &["sh", "-c", SELF_REPORT]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text:?} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(words(&text), [vec!["CapEff:", "00000000a80425fb"], vec!["0", "0", "4294967295"], vec!["0"], vec!["wrote"]], "{text:?}");
+    let out = containerd.run(&["--rm", "--runtime-config-path", "/no/such/options.json"], "t3", &["true"]);
+    assert!(!out.status.success(), "a missing options file fails the task");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/options.json"), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = containerd.ctr(&["containers", "rm", "t3"]);
     containerd.assert_clean();
 }
 

@@ -200,6 +200,22 @@ fn linux(
     Ok(linux)
 }
 
+/// Give a spec from elsewhere (containerd's, for an unprivileged container) the user namespace
+/// moat's own containers get, with the same mapping, unless it has one.
+pub fn give_user_namespace(spec: &mut Spec) -> Result<(), SpecError> {
+    if crate::user::has_user_namespace(spec) {
+        return Ok(());
+    }
+    let map = id_map()?;
+    let linux = spec.linux_mut().get_or_insert_with(Default::default);
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    let mut user = LinuxNamespace::default();
+    user.set_typ(oci_spec::runtime::LinuxNamespaceType::User);
+    namespaces.push(user);
+    linux.set_namespaces(Some(namespaces)).set_uid_mappings(Some(map.clone())).set_gid_mappings(Some(map));
+    Ok(())
+}
+
 fn id_map() -> Result<Vec<LinuxIdMapping>, SpecError> {
     let map = LinuxIdMappingBuilder::default()
         .container_id(0u32)
