@@ -97,7 +97,7 @@ impl Containers<'_> {
     /// Create a container: its zone (booted when it gets its own), its record, and the
     /// container in the zone, ready to start. Returns warnings for the user beside it.
     pub fn create(&self, placement: Placement, mut config: ContainerConfig) -> Result<(Found, Vec<String>)> {
-        let id = new_zone_id()?;
+        let mut id = new_zone_id()?;
         let name = config.name.clone().unwrap_or_else(|| format!("c-{id}"));
         moat_zone::state::validate_name(&name)?;
         config.names.validate()?;
@@ -130,9 +130,21 @@ impl Containers<'_> {
             Placement::OwnZone(mut sandbox) => {
                 self.check_name_free(&name, None)?;
                 moat_spec::resources::apply_zone_limits(&mut config.spec, sandbox.resources.memory_mib(), sandbox.resources.cpus())?;
+                let claimed = self.pool().claim(&sandbox, &name)?;
+                if let Some(zone) = &claimed {
+                    // The container takes its zone's id, as in a zone booted for it.
+                    id.clone_from(&zone.id);
+                }
                 // Docker's default: the container's short id.
                 if config.spec.hostname().is_none() {
                     set_hostname(&mut config.spec, &id);
+                }
+                if claimed.is_some() {
+                    let created = self.create_in(&self.store.dir(&id), &id, &name, privileged, &config);
+                    if created.is_err() {
+                        let _ = ops::remove(self.store, &id, true);
+                    }
+                    return created.map(|found| (found, warnings));
                 }
                 // The zone is the container's: its names are the zone's.
                 sandbox.network.extra_hosts.append(&mut config.names.extra_hosts);
@@ -210,6 +222,10 @@ impl Containers<'_> {
 
     fn pods(&self) -> Pods<'_> {
         Pods { store: self.store, supervisor: self.supervisor }
+    }
+
+    fn pool(&self) -> crate::pool::Pool<'_> {
+        crate::pool::Pool { store: self.store, pods: self.pods() }
     }
 
     fn volumes(&self) -> Result<VolumeStore> {

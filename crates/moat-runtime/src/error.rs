@@ -32,6 +32,8 @@ pub enum RuntimeError {
     PodSetting(&'static str),
     #[error("pod {pod} already holds {max} containers; remove one first")]
     PodFull { pod: String, max: usize },
+    #[error("--size {size}: a pool holds at most {max} zones")]
+    PoolTooLarge { size: u32, max: u32 },
     /// The zone refused or failed a request; its kind says why.
     #[error("{message}")]
     Zone { kind: FailureKind, message: String },
@@ -66,7 +68,7 @@ impl RuntimeError {
             RuntimeError::NoSuchPod(_) | RuntimeError::NotAPod(_) => FailureKind::NoSuchContainer,
             RuntimeError::NameInUse(_) => FailureKind::AlreadyExists,
             RuntimeError::NotRunning(_) | RuntimeError::Running(_) | RuntimeError::PodNotRunning { .. } | RuntimeError::PodNotEmpty(_) => FailureKind::WrongState,
-            RuntimeError::PrivilegedInPod(_) | RuntimeError::PodSetting(_) | RuntimeError::Resources(_) | RuntimeError::Volume(_) | RuntimeError::Network(_) | RuntimeError::Networks(_) | RuntimeError::Resource(_) | RuntimeError::Spec(_) => FailureKind::BadRequest,
+            RuntimeError::PrivilegedInPod(_) | RuntimeError::PodSetting(_) | RuntimeError::Resources(_) | RuntimeError::Volume(_) | RuntimeError::Network(_) | RuntimeError::Networks(_) | RuntimeError::Resource(_) | RuntimeError::Spec(_) | RuntimeError::PoolTooLarge { .. } => FailureKind::BadRequest,
             RuntimeError::PodFull { .. } => FailureKind::Limit,
             RuntimeError::Zone { kind, .. } => *kind,
             RuntimeError::Copy(err) => err.kind(),

@@ -11,6 +11,7 @@ pub mod network;
 pub mod network_names;
 pub mod networks;
 pub mod pods;
+pub mod pool;
 pub mod resources;
 pub mod size;
 pub mod stats;
@@ -51,6 +52,10 @@ impl Runtime {
 
     pub fn pods(&self) -> Pods<'_> {
         Pods { store: &self.store, supervisor: &self.supervisor }
+    }
+
+    pub fn pool(&self) -> pool::Pool<'_> {
+        pool::Pool { store: &self.store, pods: self.pods() }
     }
 
     pub fn containers(&self) -> Containers<'_> {

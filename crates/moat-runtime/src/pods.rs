@@ -42,8 +42,18 @@ impl Pods<'_> {
         self.boot(config)
     }
 
+    /// Boot an empty zone for the warm pool (see [`crate::pool`]), in a start slot.
+    pub(crate) fn create_pooled(&self, config: SandboxConfig) -> Result<ZoneRecord> {
+        let _slot = StartSlot::acquire(self.store)?;
+        self.boot_zone(config, true)
+    }
+
     /// Boot a zone; the caller holds a start slot.
     pub(crate) fn boot(&self, config: SandboxConfig) -> Result<ZoneRecord> {
+        self.boot_zone(config, false)
+    }
+
+    fn boot_zone(&self, config: SandboxConfig, pool: bool) -> Result<ZoneRecord> {
         if let Some(name) = &config.name {
             if self.store.find(name).is_ok() {
                 return Err(RuntimeError::NameInUse(name.clone()));
@@ -63,6 +73,7 @@ impl Pods<'_> {
             extra_disks: Vec::new(),
             network,
             extra_hosts: config.network.extra_hosts,
+            pool,
         };
         Ok(ops::create(self.store, request, self.supervisor)?)
     }
@@ -70,14 +81,14 @@ impl Pods<'_> {
     /// The pod named `key` (name, id or unique id prefix).
     pub fn find(&self, key: &str) -> Result<(ZoneDir, ZoneRecord)> {
         let (dir, record) = self.store.find(key).map_err(|_| RuntimeError::NoSuchPod(key.to_string()))?;
-        if !record.config.pod {
+        if !record.config.pod || record.config.pool {
             return Err(RuntimeError::NotAPod(key.to_string()));
         }
         Ok((dir, record))
     }
 
     pub fn list(&self) -> Result<Vec<ZoneRecord>> {
-        Ok(self.store.list()?.into_iter().filter(|r| r.config.pod).collect())
+        Ok(self.store.list()?.into_iter().filter(|r| r.config.pod && !r.config.pool).collect())
     }
 
     /// Remove a pod: one with live containers needs `force`, which stops the zone with them.

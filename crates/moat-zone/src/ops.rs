@@ -82,6 +82,8 @@ pub struct CreateRequest {
     pub extra_disks: Vec<std::path::PathBuf>,
     pub network: crate::network::ZoneNetwork,
     pub extra_hosts: Vec<crate::network::ExtraHost>,
+    /// See [`crate::state::ZoneConfig::pool`].
+    pub pool: bool,
 }
 
 /// How to start a supervisor: the program, and the arguments before the zone id.
@@ -116,6 +118,7 @@ pub fn create(store: &ZoneStore, request: CreateRequest, supervisor: &Supervisor
             extra_disks: request.extra_disks,
             network: request.network,
             extra_hosts: request.extra_hosts,
+            pool: request.pool,
         },
         state: ZoneState::Creating,
         supervisor: None,

@@ -55,6 +55,10 @@ pub struct ZoneConfig {
     /// Names every container of the zone finds in its `/etc/hosts` (`--add-host`).
     #[serde(default)]
     pub extra_hosts: Vec<crate::network::ExtraHost>,
+    /// Booted ahead by the warm pool's keeper, empty, until a `moat run` claims it (which
+    /// clears this and `pod`, making it that container's own zone).
+    #[serde(default)]
+    pub pool: bool,
 }
 
 /// A container of a zone, as `moat ps` shows it.
@@ -455,7 +459,7 @@ mod tests {
             id: id.into(),
             name: name.into(),
             created_unix: 1,
-            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new(), network: Default::default(), extra_hosts: Vec::new() },
+            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new(), network: Default::default(), extra_hosts: Vec::new(), pool: false },
             state: ZoneState::Creating,
             supervisor: None,
             qemu: None,

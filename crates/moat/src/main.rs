@@ -94,6 +94,9 @@ enum Command {
     /// Manage pods: zones that hold several containers.
     #[command(subcommand)]
     Pod(commands::pod::PodCommand),
+    /// The warm pool: zones booted ahead for `moat run`.
+    #[command(subcommand)]
+    Pool(commands::pool::PoolCommand),
     /// Manage zones: the lightweight VMs that workloads run in.
     #[command(subcommand)]
     Zone(commands::zone::ZoneCommand),
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
         Command::Port { container, port } => commands::network::port(&cli.root, &container, port.as_deref()),
         Command::Wait { containers } => commands::container::wait(&cli.root, &containers),
         Command::Pod(cmd) => commands::pod::run(&cli.root, cmd),
+        Command::Pool(cmd) => commands::pool::run(&cli.root, cmd),
         Command::Zone(cmd) => commands::zone::run(&cli.root, cmd),
         Command::Image(cmd) => commands::image::run(&cli.root, cmd),
         Command::Volume(cmd) => commands::volume::run(&cli.root, cmd),

@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod network;
 pub mod networks;
 pub mod pod;
+pub mod pool;
 pub mod run;
 pub mod stats;
 pub mod system;

@@ -15,8 +15,8 @@ use super::{attach, images, network, volume};
 
 /// Where the isolation checker appears inside the container (read-only, outside the image).
 pub const CHECKER_PATH: &str = "/.moat/check";
-const DEFAULT_MEMORY: &str = "512m";
-const DEFAULT_CPUS: &str = "1";
+pub const DEFAULT_MEMORY: &str = "512m";
+pub const DEFAULT_CPUS: &str = "1";
 
 /// `moat run`: create, start, and attach unless `-d`.
 #[derive(Args)]

@@ -211,6 +211,7 @@ fn create(root: &Path, store: &ZoneStore, args: CreateArgs) -> anyhow::Result<Ex
         extra_disks: args.attach_disks,
         network: zone_network,
         extra_hosts: network.extra_hosts,
+        pool: false,
     };
     let supervisor = ops::default_supervisor(root).context("locating the moat binary")?;
     let record = ops::create(store, request, &supervisor)?;
@@ -363,7 +364,7 @@ mod tests {
             id: "abc".into(),
             name: "c".into(),
             created_unix: 1,
-            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new(), network: Default::default(), extra_hosts: Vec::new() },
+            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new(), network: Default::default(), extra_hosts: Vec::new(), pool: false },
             state: ZoneState::Stopped { reason: "the container exited".into() },
             supervisor: None,
             qemu: None,
