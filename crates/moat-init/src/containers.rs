@@ -164,10 +164,12 @@ impl Containers {
         }
     }
 
-    /// Container `id`'s figures from its cgroup, while runc keeps it.
+    /// Container `id`'s figures from its cgroup and its process's network namespace, while runc
+    /// keeps it.
     pub fn stats(&self, id: &str) -> Response {
         let Some(entry) = self.entries.get(id) else { return no_such(id) };
-        match entry.container.cgroup.as_deref().and_then(crate::stats::read) {
+        let live_pid = self.processes.get(&entry.process).filter(|w| !w.has_ended()).map(Workload::pid);
+        match entry.container.cgroup.as_deref().and_then(|dir| crate::stats::read(dir, live_pid)) {
             Some(stats) => Response::Stats(Box::new(stats)),
             None => failed(FailureKind::WrongState, format!("container {id} has no cgroup")),
         }

@@ -1,26 +1,31 @@
-//! A container's figures from its cgroup v2 files. A file the zone lacks (a controller not
-//! enabled) reads as nothing, so its figures are 0.
+//! A container's figures from its cgroup v2 files and its process's network namespace. A file
+//! the zone lacks (a controller not enabled) reads as nothing, so its figures are 0.
 
 use std::io::Read;
 use std::path::Path;
 
-use moat_proto::stats::{ContainerStats, CpuStats, IoStats, MemoryStats, PidsStats};
+use moat_proto::stats::{ContainerStats, CpuStats, IoStats, MemoryStats, NetStats, PidsStats};
+use nix::unistd::Pid;
 
 /// Most bytes read of one cgroup file: `memory.stat` is about 1.5 KiB, `io.stat` a line per
 /// device.
 const MAX_CGROUP_FILE: u64 = 64 * 1024;
 
-/// The figures of the cgroup `dir`; `None` once the cgroup is gone (runc deleted it).
-pub fn read(dir: &Path) -> Option<ContainerStats> {
+/// The figures of the cgroup `dir`, with the network of process `pid`'s namespace (zeros
+/// without a live process: its number may be another's by now); `None` once the cgroup is gone
+/// (runc deleted it).
+pub fn read(dir: &Path, pid: Option<Pid>) -> Option<ContainerStats> {
     let cpu_stat = read_file(&dir.join("cpu.stat"))?;
     let file = |name: &str| read_file(&dir.join(name)).unwrap_or_default();
     let cpu = parse_cpu(&cpu_stat);
     let memory = parse_memory(&file("memory.current"), &file("memory.max"), &file("memory.stat"), &file("memory.events"));
     let pids = PidsStats { current: single(&file("pids.current")).unwrap_or(0), max: single(&file("pids.max")) };
     let io = parse_io(&file("io.stat"));
+    // The process's own view: `/proc/<pid>/net` is the network namespace that process is in.
+    let net = pid.and_then(|pid| read_file(&Path::new("/proc").join(pid.to_string()).join("net/dev"))).map_or_else(NetStats::default, |text| parse_net_dev(&text));
     let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
     let read_at_usec = u64::try_from(std::time::Duration::from(now).as_micros()).unwrap_or(u64::MAX);
-    Some(ContainerStats { read_at_usec, cpu, memory, pids, io })
+    Some(ContainerStats { read_at_usec, cpu, memory, pids, io, net })
 }
 
 fn read_file(path: &Path) -> Option<String> {
@@ -94,6 +99,36 @@ fn parse_io(text: &str) -> IoStats {
     io
 }
 
+/// `/proc/net/dev`: two header lines, then a line per interface, `name: ` and 16 counters, the
+/// receive side's bytes, packets, errs and drop first and the transmit side's from the ninth.
+/// Loopback traffic never leaves the container, so `lo` is left out.
+fn parse_net_dev(text: &str) -> NetStats {
+    let mut net = NetStats::default();
+    for (name, counters) in text.lines().filter_map(|line| line.split_once(':')) {
+        if name.trim() == "lo" {
+            continue;
+        }
+        let counters: Vec<u64> = counters.split_whitespace().map_while(|c| c.parse().ok()).collect();
+        if counters.len() < 12 {
+            continue;
+        }
+        let sums = [
+            (&mut net.rx_bytes, counters[0]),
+            (&mut net.rx_packets, counters[1]),
+            (&mut net.rx_errors, counters[2]),
+            (&mut net.rx_dropped, counters[3]),
+            (&mut net.tx_bytes, counters[8]),
+            (&mut net.tx_packets, counters[9]),
+            (&mut net.tx_errors, counters[10]),
+            (&mut net.tx_dropped, counters[11]),
+        ];
+        for (sum, value) in sums {
+            *sum = sum.saturating_add(value);
+        }
+    }
+    net
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +162,21 @@ mod tests {
     }
 
     #[test]
+    fn net_dev_sums_interfaces_but_loopback() {
+        let text = "Inter-|   Receive                                                |  Transmit\n \
+             face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+             lo:  999999     100    0    0    0     0          0         0   999999     100    0    0    0     0       0          0\n  \
+             eth0:    1200      10    1    2    0     0          0         0      648       8    3    4    0     0       0          0\n  \
+             eth1:     100       1    0    0    0     0          0         0       52       1    0    0    0     0       0          0\n  \
+             junk: 5 6\n";
+        let net = parse_net_dev(text);
+        assert_eq!(net, NetStats { rx_bytes: 1300, rx_packets: 11, rx_errors: 1, rx_dropped: 2, tx_bytes: 700, tx_packets: 9, tx_errors: 3, tx_dropped: 4 });
+        let only_loopback = "Inter-|\n face |\n    lo:  999999     100    0    0    0     0          0         0   999999     100    0    0    0     0       0          0\n";
+        assert_eq!(parse_net_dev(only_loopback), NetStats::default(), "no network: zeros");
+        assert_eq!(parse_net_dev(""), NetStats::default());
+    }
+
+    #[test]
     fn pids_limits() {
         assert_eq!(single("max\n"), None);
         assert_eq!(single("42\n"), Some(42));
@@ -134,6 +184,6 @@ mod tests {
 
     #[test]
     fn a_gone_cgroup_has_no_figures() {
-        assert_eq!(read(Path::new("/nonexistent/cgroup")), None);
+        assert_eq!(read(Path::new("/nonexistent/cgroup"), Some(Pid::this())), None);
     }
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; both sides must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

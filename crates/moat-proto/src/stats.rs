@@ -1,4 +1,5 @@
-//! A container's resource figures, as the zone reads them from its cgroup v2 files, and the
+//! A container's resource figures, as the zone reads them from its cgroup v2 files and its
+//! network namespace, and the
 //! host's check that a guest's figures are ones a real cgroup could show.
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,7 @@ pub struct ContainerStats {
     pub memory: MemoryStats,
     pub pids: PidsStats,
     pub io: IoStats,
+    pub net: NetStats,
 }
 
 /// From `cpu.stat`.
@@ -92,6 +94,22 @@ pub struct IoStats {
     pub write_ios: u64,
 }
 
+/// From `/proc/<pid>/net/dev` of the container's process: its network namespace's
+/// interfaces, `lo` left out, summed. A pod's containers share the namespace, so they show the
+/// same figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetStats {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
 /// A figure no cgroup could show, with the field and the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("implausible container statistics: {field} = {value}")]
@@ -104,8 +122,9 @@ impl ContainerStats {
     /// Check every figure against its bound, and the ones that contain others against them:
     /// the host only ever does arithmetic on figures that passed.
     pub fn validate(&self) -> Result<(), StatsError> {
-        let (c, m, p, io) = (&self.cpu, &self.memory, &self.pids, &self.io);
-        let bounded: [(&'static str, u64, u64); 16] = [
+        let (c, m, p, io, net) = (&self.cpu, &self.memory, &self.pids, &self.io, &self.net);
+        // Packets, errors and drops are each at least a byte on the wire: the byte bound holds.
+        let bounded: [(&'static str, u64, u64); 24] = [
             ("read_at_usec", self.read_at_usec, MAX_STAT_UPTIME_USEC),
             ("cpu.usage_usec", c.usage_usec, MAX_STAT_CPU_USEC),
             ("cpu.throttled_usec", c.throttled_usec, MAX_STAT_CPU_USEC),
@@ -122,6 +141,14 @@ impl ContainerStats {
             ("pids.max", p.max.unwrap_or(0), MAX_STAT_PIDS),
             ("io.read_bytes", io.read_bytes, MAX_STAT_BYTES),
             ("io.write_bytes", io.write_bytes, MAX_STAT_BYTES),
+            ("net.rx_bytes", net.rx_bytes, MAX_STAT_BYTES),
+            ("net.rx_packets", net.rx_packets, MAX_STAT_BYTES),
+            ("net.rx_errors", net.rx_errors, MAX_STAT_BYTES),
+            ("net.rx_dropped", net.rx_dropped, MAX_STAT_BYTES),
+            ("net.tx_bytes", net.tx_bytes, MAX_STAT_BYTES),
+            ("net.tx_packets", net.tx_packets, MAX_STAT_BYTES),
+            ("net.tx_errors", net.tx_errors, MAX_STAT_BYTES),
+            ("net.tx_dropped", net.tx_dropped, MAX_STAT_BYTES),
         ];
         for (field, value, max) in bounded {
             if value > max {
@@ -153,6 +180,7 @@ mod tests {
             memory: MemoryStats { current: 1 << 20, max: Some(64 << 20), anon: 300 << 10, file: 600 << 10, inactive_file: 200 << 10, ..Default::default() },
             pids: PidsStats { current: 3, max: None },
             io: IoStats { read_bytes: 4096, write_bytes: 8192, read_ios: 1, write_ios: 2 },
+            net: NetStats { rx_bytes: 1200, rx_packets: 10, tx_bytes: 648, tx_packets: 8, ..Default::default() },
         }
     }
 
@@ -179,6 +207,12 @@ mod tests {
         let mut s = real();
         s.memory.inactive_file = s.memory.file + 1;
         assert_eq!(s.validate().unwrap_err().field, "memory.inactive_file");
+        let mut s = real();
+        s.net.tx_bytes = MAX_STAT_BYTES + 1;
+        assert_eq!(s.validate(), Err(StatsError { field: "net.tx_bytes", value: MAX_STAT_BYTES + 1 }));
+        let mut s = real();
+        s.net.rx_dropped = u64::MAX;
+        assert_eq!(s.validate().unwrap_err().field, "net.rx_dropped");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod attach;
 pub mod containers;
 pub mod copy;
 pub mod error;
+pub mod metrics;
 pub mod mounts;
 pub mod network;
 pub mod network_names;

@@ -50,8 +50,10 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Show containers' CPU, memory, block I/O and process counts, refreshed each second.
+    /// Show containers' CPU, memory, network and block I/O and process counts, refreshed each second.
     Stats(commands::stats::StatsArgs),
+    /// Serve the zones' and containers' figures for Prometheus on GET /metrics.
+    Metrics(commands::metrics::MetricsArgs),
     /// Print a container's output.
     Logs {
         #[arg(short, long)]
@@ -131,6 +133,7 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::commit::export(&cli.root, args),
         Command::Ps { all, quiet } => commands::container::ps(&cli.root, all, quiet),
         Command::Stats(args) => commands::stats::run(&cli.root, args),
+        Command::Metrics(args) => commands::metrics::run(&cli.root, args),
         Command::Logs { follow, container } => commands::container::logs(&cli.root, &container, follow),
         Command::Kill { signal, container } => commands::container::kill(&cli.root, &container, &signal),
         Command::Stop { time, container } => commands::container::stop(&cli.root, &container, time),

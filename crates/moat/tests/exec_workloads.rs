@@ -68,7 +68,8 @@ impl Drop for Watchdog {
 #[test]
 fn exec_runs_processes_in_the_running_container() {
     let moat = Moat::with_busybox();
-    moat.ok(&["run", "-d", "--name", "box", "--hostname", "boxhost", "-e", "FROM_RUN=yes", BUSYBOX, "sh", "-c", MAIN]);
+    // The host gateway lets the stats check fetch from the host, for traffic both ways.
+    moat.ok(&["run", "-d", "--name", "box", "--hostname", "boxhost", "-e", "FROM_RUN=yes", "--add-host", "host.moat.internal:host-gateway", BUSYBOX, "sh", "-c", MAIN]);
 
     streams_and_exit_codes(&moat);
     same_container_as_the_main_process(&moat);
@@ -79,6 +80,7 @@ fn exec_runs_processes_in_the_running_container() {
     detach_returns_while_the_process_runs(&moat);
     errors_are_one_line_and_change_nothing(&moat);
     stats_show_the_containers_use(&moat);
+    metrics_serve_the_containers_and_the_zone(&moat);
     assert_eq!(stdout(&moat.run(&["logs", "box"])), "", "exec output stays out of the container's log");
 
     // An exec'd process dies with the container, and reports it.
@@ -231,10 +233,13 @@ fn errors_are_one_line_and_change_nothing(moat: &Moat) {
 }
 
 /// `moat stats`, here rather than in a zone of its own: the figures come from the container's
-/// cgroup in the zone, so a busy loop shows as CPU and a file written as block I/O.
+/// cgroup in the zone, so a busy loop shows as CPU and a file written as block I/O, and from its
+/// network namespace, so a connection tried through the zone's NAT shows as network I/O.
 fn stats_show_the_containers_use(moat: &Moat) {
     moat.ok(&["exec", "-d", "box", "sh", "-c", "echo $$ > /tmp/busy.pid; while :; do :; done"]);
     moat.ok(&["exec", "box", "sh", "-c", "dd if=/dev/urandom of=/written bs=64k count=64 2>/dev/null; sync"]);
+    let fetched = moat.ok(&["exec", "box", "wget", "-q", "-O", "-", &format!("http://host.moat.internal:{}/", host_server())]);
+    assert_eq!(fetched, "from the host");
     let started = Instant::now();
     let table = moat.ok(&["stats", "--no-stream", "box"]);
     println!("moat stats --no-stream box ({:?}):\n{table}", started.elapsed());
@@ -260,7 +265,12 @@ fn stats_show_the_containers_use(moat: &Moat) {
     let block = field("BlockIO");
     let (_, written) = block.split_once(" / ").expect("read / written");
     assert!(written.ends_with("MB"), "4 MiB were written: {json}");
-    assert_eq!(row["NetIO"], "--");
+    let net = field("NetIO");
+    let (received, sent) = net.split_once(" / ").expect("received / sent");
+    for figure in [received, sent] {
+        assert!(figure.ends_with('B') && figure != "0B", "traffic went both ways: {json}");
+    }
+    assert!(lines[1].contains(&net), "NET I/O in the table too: {table}");
     moat.ok(&["exec", "box", "sh", "-c", "kill $(cat /tmp/busy.pid)"]);
 
     // Without --no-stream it refreshes until stopped.
@@ -283,6 +293,70 @@ fn stats_show_the_containers_use(moat: &Moat) {
     assert_ne!(out.status.code(), Some(0));
     assert!(one_error_line(&out).contains("no such container: nosuchcontainer"), "{}", stderr(&out));
     assert_eq!(stdout(&out), "", "nothing printed for the good name either");
+}
+
+/// An HTTP server on the host's 127.0.0.1 that answers one request; its port.
+fn host_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener on 127.0.0.1");
+    let port = listener.local_addr().expect("its address").port();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("the container's connection");
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request);
+        let body = "from the host";
+        let _ = write!(stream, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    });
+    port
+}
+
+/// `moat metrics`: Prometheus text on GET /metrics, with this container's and zone's figures.
+fn metrics_serve_the_containers_and_the_zone(moat: &Moat) {
+    let mut server = moat.cmd(&["metrics", "--listen", "127.0.0.1:0"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("moat metrics");
+    let watchdog = Watchdog::new(&server);
+    let mut stderr_lines = std::io::BufReader::new(server.stderr.take().expect("stderr")).lines();
+    let first = stderr_lines.next().expect("a line on stderr").expect("reading stderr");
+    let address: std::net::SocketAddr = first.strip_prefix("listening on ").and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("not the bound address: {first:?}"));
+    assert_ne!(address.port(), 0, "the port bound, not the one asked for");
+
+    let page = http_get(address, "/metrics");
+    let (head, body) = page.split_once("\r\n\r\n").expect("a head and a body");
+    println!("GET /metrics:\n{page}");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
+    let id = moat.ok(&["ps", "-q"]).trim().to_string();
+    let value = |family: &str, labels: &str| -> f64 {
+        let prefix = format!("{family}{{{labels}");
+        let line = body.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix}: {body}"));
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no number: {line}"))
+    };
+    let container = format!("container=\"box\",id=\"{id}");
+    assert!(value("moat_container_memory_usage_bytes", &container) > 0.0, "{body}");
+    assert!(value("moat_container_pids", &container) >= 1.0, "{body}");
+    assert!(value("moat_container_cpu_usage_seconds_total", &container) > 0.0, "{body}");
+    assert!(value("moat_container_network_transmit_bytes_total", &container) > 0.0, "{body}");
+    assert!(value("moat_container_network_receive_bytes_total", &container) > 0.0, "{body}");
+    assert!(value("moat_zone_memory_bytes", "zone=") > 0.0, "{body}");
+    assert!(value("moat_zone_cpu_seconds_total", "zone=") > 0.0, "{body}");
+    assert!(body.lines().any(|l| l == "moat_containers 1") && body.lines().any(|l| l == "moat_zones 1"), "{body}");
+    assert_eq!(body.lines().filter(|l| *l == "# TYPE moat_container_pids gauge").count(), 1, "{body}");
+    assert!(http_get(address, "/nope").starts_with("HTTP/1.1 404 "));
+
+    server.kill().expect("stopping moat metrics");
+    server.wait().expect("waiting for moat metrics");
+    watchdog.check();
+
+    let out = moat.run(&["metrics", "--listen", "localhost"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(one_error_line(&out).contains("--listen \"localhost\" is not an address and port"), "{}", stderr(&out));
+}
+
+/// The whole answer to a GET of `path`.
+fn http_get(address: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(address).expect("connecting to moat metrics");
+    stream.set_read_timeout(Some(COMMAND_TIMEOUT)).expect("a read timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("sending the request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("reading the answer");
+    answer
 }
 
 /// Wait until `ps` in the container shows a process whose command line is `args`.

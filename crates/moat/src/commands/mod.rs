@@ -9,6 +9,7 @@ pub mod exec;
 pub mod image;
 pub mod images;
 pub mod inspect;
+pub mod metrics;
 pub mod network;
 pub mod networks;
 pub mod pod;

@@ -1,9 +1,10 @@
 //! `moat stats [--no-stream] [--format json] [CONTAINER…]`: Docker's live table of containers'
 //! resource use, from their cgroups in the zones, refreshed each second until Ctrl-C.
 //!
-//! NET I/O shows `--`: a container shares its zone's network, whose figures the zone does not
-//! report per container. ZONE MEM, beyond Docker's columns, is the resident memory of the
-//! container's zone's QEMU on the host: what the whole zone costs.
+//! NET I/O is received / sent over the container's network namespace, loopback left out: a
+//! pod's containers share one, so they show the same figures. ZONE MEM, beyond Docker's
+//! columns, is the resident memory of the container's zone's QEMU on the host: what the whole
+//! zone costs.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -96,14 +97,14 @@ fn row(found: &Found, now: Option<&Stats>, earlier: Option<&Stats>) -> Row {
         return Row { id: c.id.clone(), name: c.name.clone(), cpu_perc: none(), mem_usage: none(), mem_perc: none(), net_io: none(), block_io: none(), pids: none(), zone_mem: none() };
     };
     let cpu = earlier.and_then(|e| now.cpu_percent_since(e)).map_or_else(|| "--".into(), |p| format!("{p:.2}%"));
-    let io = &now.container.io;
+    let (io, net) = (&now.container.io, &now.container.net);
     Row {
         id: c.id.clone(),
         name: c.name.clone(),
         cpu_perc: cpu,
         mem_usage: format!("{} / {}", binary_size(now.memory_usage()), binary_size(now.memory_limit)),
         mem_perc: format!("{:.2}%", now.memory_percent()),
-        net_io: "--".into(),
+        net_io: format!("{} / {}", decimal_size(net.rx_bytes), decimal_size(net.tx_bytes)),
         block_io: format!("{} / {}", decimal_size(io.read_bytes), decimal_size(io.write_bytes)),
         pids: now.container.pids.current.to_string(),
         zone_mem: now.zone.map_or_else(|| "--".into(), |z| binary_size(z.rss_bytes)),
@@ -123,9 +124,9 @@ fn print(rows: &[Row], format: Format, streaming: bool) -> anyhow::Result<()> {
             }
         }
         Format::Table => {
-            writeln!(out, "{:<14} {:<20} {:<8} {:<22} {:<8} {:<10} {:<20} {:<6} ZONE MEM", "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS")?;
+            writeln!(out, "{:<14} {:<20} {:<8} {:<22} {:<8} {:<20} {:<20} {:<6} ZONE MEM", "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS")?;
             for r in rows {
-                writeln!(out, "{:<14} {:<20} {:<8} {:<22} {:<8} {:<10} {:<20} {:<6} {}", r.id, r.name, r.cpu_perc, r.mem_usage, r.mem_perc, r.net_io, r.block_io, r.pids, r.zone_mem)?;
+                writeln!(out, "{:<14} {:<20} {:<8} {:<22} {:<8} {:<20} {:<20} {:<6} {}", r.id, r.name, r.cpu_perc, r.mem_usage, r.mem_perc, r.net_io, r.block_io, r.pids, r.zone_mem)?;
             }
         }
     }
