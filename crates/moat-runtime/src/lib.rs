@@ -14,6 +14,7 @@ pub mod pods;
 pub mod resources;
 pub mod size;
 pub mod stats;
+pub mod top;
 pub mod volumes;
 
 use std::path::{Path, PathBuf};

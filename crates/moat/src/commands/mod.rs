@@ -15,6 +15,7 @@ pub mod pod;
 pub mod run;
 pub mod stats;
 pub mod system;
+pub mod top;
 pub mod toplevel;
 pub mod volume;
 pub mod zone;
