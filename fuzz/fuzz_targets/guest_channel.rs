@@ -10,11 +10,13 @@ use moat_proto::{ExecRequest, FrameDecoder, GuestMessage, HostSession, Request, 
 
 fuzz_target!(|data: &[u8]| {
     let mut session = HostSession::new();
-    // Request 1 is a ping; request 2 starts exec'd process 1; request 3 asks for statistics.
+    // Request 1 is a ping; request 2 starts exec'd process 1; request 3 asks for statistics;
+    // request 4 for a process list.
     let _ = session.request(Request::Ping);
     let exec = ExecRequest { process_json: "{}".into(), user: None, tty: false, stdin: false };
     let _ = session.request(Request::Exec { container: "c".into(), process: 1, exec: Box::new(exec) });
     let _ = session.request(Request::Stats { container: "c".into() });
+    let _ = session.request(Request::Processes { container: "c".into() });
     let mut decoder = FrameDecoder::new();
     // Feed in two pieces so partial frames are exercised too.
     let cut = data.first().map_or(0, |b| usize::from(*b) % (data.len() + 1));

@@ -175,6 +175,15 @@ impl Containers {
         }
     }
 
+    /// Container `id`'s processes, from its cgroup, while runc keeps it.
+    pub fn processes(&self, id: &str) -> Response {
+        let Some(entry) = self.entries.get(id) else { return no_such(id) };
+        match entry.container.cgroup.as_deref().and_then(crate::processes::read) {
+            Some(list) => Response::Processes(Box::new(list)),
+            None => failed(FailureKind::WrongState, format!("container {id} has no cgroup")),
+        }
+    }
+
     /// What a copy into or out of container `id` needs to know of it; it may be created,
     /// running or stopped, since its root filesystem stays mounted until it is removed.
     pub fn copy_target(&self, id: &str) -> Result<copy::Target, Response> {

@@ -25,6 +25,7 @@ mod net;
 mod newroot;
 mod pod;
 mod power;
+mod processes;
 mod runc;
 mod runner;
 mod serve;

@@ -151,6 +151,7 @@ fn handle_message(channel: &mut Channel, options: &Options, containers: &mut Con
         },
         Request::UpdateHosts { container, hosts } => containers.update_hosts(&container, &hosts),
         Request::Stats { container } => containers.stats(&container),
+        Request::Processes { container } => containers.processes(&container),
         Request::Shutdown => {
             channel.send(&GuestMessage::Response { id, response: Response::Done })?;
             log::info("shutdown requested");

@@ -10,6 +10,7 @@ pub mod frame;
 pub mod layout;
 pub mod message;
 pub mod net;
+pub mod processes;
 pub mod session;
 pub mod stats;
 
@@ -17,6 +18,7 @@ pub use frame::{encode, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use copy::{CopyPath, CopyPathError};
 pub use message::{valid_container_id, CopyIn, CopyOut, CopySource, CreateContainer, DebugRequest, ExecRequest, ExitStatus, FailureKind, GuestMessage, HostMessage, NameFiles, Request, Response, Stream, MAX_CONTAINERS, MAX_CONTAINER_ID, MAX_EXEC_PROCESSES, MAX_HOSTS_FILE, MAX_PROBE_READ, PROTOCOL_VERSION};
 pub use session::{HostSession, SessionError, SessionEvent};
+pub use processes::{ProcessInfo, ProcessList, ProcessListError};
 pub use stats::{ContainerStats, StatsError};
 
 /// Serde through a type's text (`Display` and `FromStr`), for a type marked

@@ -167,6 +167,9 @@ pub enum Request {
     /// A container's resource figures from its cgroup, answered with [`Response::Stats`];
     /// WrongState once its cgroup is gone.
     Stats { container: String },
+    /// The processes in a container's cgroup (and the cgroups below it), answered with
+    /// [`Response::Processes`]; WrongState once its cgroup is gone.
+    Processes { container: String },
     /// Sync filesystems and power the zone off.
     Shutdown,
     /// Honoured only when the zone was booted with test hooks enabled.
@@ -260,6 +263,8 @@ pub enum Response {
     Probed { read: Result<String, String>, write: Result<(), String> },
     /// A container's figures, the answer to [`Request::Stats`] only.
     Stats(Box<crate::stats::ContainerStats>),
+    /// A container's processes, the answer to [`Request::Processes`] only.
+    Processes(Box<crate::processes::ProcessList>),
 }
 
 /// Why a request failed, as a kind the host can act on; the message is for people only.

@@ -43,6 +43,10 @@ pub enum SessionError {
     UnaskedStats { id: u64 },
     #[error(transparent)]
     Stats(#[from] crate::stats::StatsError),
+    #[error("guest answered request {id} with a process list it did not ask for")]
+    UnaskedProcesses { id: u64 },
+    #[error(transparent)]
+    Processes(#[from] crate::processes::ProcessListError),
 }
 
 impl SessionError {
@@ -177,6 +181,12 @@ impl HostSession {
                         return Err(SessionError::UnaskedStats { id });
                     }
                     stats.validate()?;
+                }
+                if let Response::Processes(list) = &response {
+                    if !matches!(request, Request::Processes { .. }) {
+                        return Err(SessionError::UnaskedProcesses { id });
+                    }
+                    list.validate()?;
                 }
                 if response == Response::Done {
                     self.apply(&request);
@@ -427,6 +437,26 @@ mod tests {
         absurd.pids.current = u64::MAX;
         let refused = s.accept(GuestMessage::Response { id, response: Response::Stats(Box::new(absurd)) });
         assert_eq!(refused.unwrap_err().to_string(), format!("implausible container statistics: pids.current = {}", u64::MAX));
+    }
+
+    #[test]
+    fn process_lists_answer_only_their_request_and_only_plausible_ones_pass() {
+        let mut s = HostSession::new();
+        s.accept(hello()).unwrap();
+        let list = crate::processes::ProcessList::default();
+        let (id, _) = s.request(Request::Processes { container: "c".into() }).unwrap();
+        let answer = s.accept(GuestMessage::Response { id, response: Response::Processes(Box::new(list.clone())) }).unwrap();
+        assert!(matches!(answer, SessionEvent::Answered { response: Response::Processes(_), .. }));
+
+        let (id, _) = s.request(Request::Stats { container: "c".into() }).unwrap();
+        let unasked = s.accept(GuestMessage::Response { id, response: Response::Processes(Box::new(list.clone())) });
+        assert_eq!(unasked, Err(SessionError::UnaskedProcesses { id }));
+
+        let (id, _) = s.request(Request::Processes { container: "c".into() }).unwrap();
+        let mut absurd = list;
+        absurd.read_at_usec = u64::MAX;
+        let refused = s.accept(GuestMessage::Response { id, response: Response::Processes(Box::new(absurd)) });
+        assert_eq!(refused.unwrap_err().to_string(), format!("implausible process list: read_at_usec = {}", u64::MAX));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod pool;
 pub mod resources;
 pub mod size;
 pub mod stats;
+pub mod top;
 pub mod volumes;
 
 use std::path::{Path, PathBuf};

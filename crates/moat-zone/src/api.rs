@@ -43,6 +43,8 @@ pub enum ApiRequest {
     UpdateHosts { container: String, hosts: String },
     /// A container's resource figures, answered with [`ApiResponse::Stats`].
     Stats { container: String },
+    /// A container's processes, answered with [`ApiResponse::Processes`].
+    Processes { container: String },
     /// For the process this connection talks to.
     Stdin { #[serde(with = "moat_proto::bytes")] data: Vec<u8> },
     Signal { signal: i32 },
@@ -107,6 +109,8 @@ pub enum ApiResponse {
     Probed { read: Result<String, String>, write: Result<(), String> },
     /// A container's figures, as the guest gave them and the session checked them.
     Stats(Box<moat_proto::ContainerStats>),
+    /// A container's processes, as the guest gave them and the session checked them.
+    Processes(Box<moat_proto::ProcessList>),
 }
 
 #[derive(Debug, thiserror::Error)]

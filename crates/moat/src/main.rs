@@ -54,6 +54,8 @@ enum Command {
     Stats(commands::stats::StatsArgs),
     /// Serve the zones' and containers' figures for Prometheus on GET /metrics.
     Metrics(commands::metrics::MetricsArgs),
+    /// Show a container's processes (UID PID PPID C STIME TTY TIME CMD), as its zone sees them.
+    Top(commands::top::TopArgs),
     /// Print a container's output.
     Logs {
         #[arg(short, long)]
@@ -134,6 +136,7 @@ fn main() -> ExitCode {
         Command::Ps { all, quiet } => commands::container::ps(&cli.root, all, quiet),
         Command::Stats(args) => commands::stats::run(&cli.root, args),
         Command::Metrics(args) => commands::metrics::run(&cli.root, args),
+        Command::Top(args) => commands::top::run(&cli.root, args),
         Command::Logs { follow, container } => commands::container::logs(&cli.root, &container, follow),
         Command::Kill { signal, container } => commands::container::kill(&cli.root, &container, &signal),
         Command::Stop { time, container } => commands::container::stop(&cli.root, &container, time),

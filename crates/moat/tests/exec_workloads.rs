@@ -81,6 +81,7 @@ fn exec_runs_processes_in_the_running_container() {
     errors_are_one_line_and_change_nothing(&moat);
     stats_show_the_containers_use(&moat);
     metrics_serve_the_containers_and_the_zone(&moat);
+    top_lists_the_containers_processes(&moat);
     assert_eq!(stdout(&moat.run(&["logs", "box"])), "", "exec output stays out of the container's log");
 
     // An exec'd process dies with the container, and reports it.
@@ -96,6 +97,7 @@ fn exec_runs_processes_in_the_running_container() {
     let out = moat.run(&["exec", "box", "true"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(one_error_line(&out).contains("not running"), "{}", stderr(&out));
+    assert!(moat.one_error_line(&["top", "box"]).contains("container box is not running"));
 
     moat.ok(&["rm", "box"]);
     moat.assert_nothing_running();
@@ -357,6 +359,43 @@ fn http_get(address: std::net::SocketAddr, path: &str) -> String {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("reading the answer");
     answer
+}
+
+/// `moat top`: the processes of the container's cgroup as the zone lists them, with their
+/// parents, whichever way they were started (the container's own, exec'd ones).
+fn top_lists_the_containers_processes(moat: &Moat) {
+    let script = "sleep 1001 & echo $! > /tmp/top.pids; sleep 2002 & echo $! >> /tmp/top.pids; wait";
+    moat.ok(&["exec", "-d", "box", "sh", "-c", script]);
+    wait_for_process(moat, "sleep 1001");
+    wait_for_process(moat, "sleep 2002");
+    let table = moat.ok(&["top", "box"]);
+    println!("moat top box:\n{table}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]);
+    // (PID, PPID, UID) of the process whose command line is `command`.
+    let find = |command: &str| {
+        let row = lines[1..].iter().map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|f| f.len() > 7 && f[7..].join(" ") == command);
+        let row = row.unwrap_or_else(|| panic!("no {command:?} in\n{table}"));
+        assert!(row[6].len() == 8 && row[6].matches(':').count() == 2, "TIME as HH:MM:SS: {row:?}");
+        let number = |n: usize| row[n].parse::<u32>().unwrap_or_else(|_| panic!("column {n} of {row:?}"));
+        (number(1), number(2), number(0))
+    };
+    let (sh, _, uid) = find(&format!("sh -c {script}"));
+    let (first, first_parent, _) = find("sleep 1001");
+    let (second, second_parent, _) = find("sleep 2002");
+    assert_ne!(first, second);
+    assert_eq!((first_parent, second_parent), (sh, sh), "both sleeps are the shell's children:\n{table}");
+    // The container's root, as the zone numbers it (the container runs in a user namespace).
+    assert_eq!(find(&format!("sh -c {MAIN}")).2, uid, "exec'd processes run as the container's own");
+
+    let json = moat.ok(&["top", "--format", "json", "box"]);
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
+    assert_eq!(parsed["Titles"].as_array().map(Vec::len), Some(8), "{json}");
+    let rows = parsed["Processes"].as_array().expect("Processes");
+    assert!(rows.iter().any(|r| r[1].as_str().and_then(|pid| pid.parse().ok()) == Some(first) && r[7] == "sleep 1001"), "{json}");
+
+    assert!(moat.one_error_line(&["top", "nosuchcontainer"]).contains("no such container: nosuchcontainer"));
+    moat.ok(&["exec", "box", "sh", "-c", "kill $(cat /tmp/top.pids)"]);
 }
 
 /// Wait until `ps` in the container shows a process whose command line is `args`.

@@ -240,6 +240,7 @@ impl<'a> Zone<'a> {
             Response::Failed { kind, message } => ApiResponse::Error { kind, message },
             Response::Probed { read, write } => ApiResponse::Probed { read, write },
             Response::Stats(stats) => ApiResponse::Stats(stats),
+            Response::Processes(list) => ApiResponse::Processes(list),
         };
         match request {
             Request::CreateContainer(create) if done => {
@@ -346,6 +347,7 @@ impl<'a> Zone<'a> {
             ApiRequest::CopyIn(copy) => self.copy_in(*copy, reply, client).await,
             ApiRequest::UpdateHosts { container, hosts } => self.send_request(Request::UpdateHosts { container, hosts }, reply, client).await,
             ApiRequest::Stats { container } => self.send_request(Request::Stats { container }, reply, client).await,
+            ApiRequest::Processes { container } => self.send_request(Request::Processes { container }, reply, client).await,
             ApiRequest::CopyOut { container, from } => self.copy_out(container, from, reply, client).await,
             ApiRequest::Stop { timeout_secs } => {
                 self.stop(Duration::from_secs(timeout_secs));

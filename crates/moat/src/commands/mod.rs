@@ -17,6 +17,7 @@ pub mod pool;
 pub mod run;
 pub mod stats;
 pub mod system;
+pub mod top;
 pub mod toplevel;
 pub mod volume;
 pub mod zone;
