@@ -52,6 +52,9 @@ enum Command {
     },
     /// Show containers' CPU, memory, block I/O and process counts, refreshed each second.
     Stats(commands::stats::StatsArgs),
+    /// Print what happens to containers and zones: past events (--since, --until), then new
+    /// ones as they come, until interrupted or --until.
+    Events(commands::events::EventsArgs),
     /// Print a container's output.
     Logs {
         #[arg(short, long)]
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::commit::export(&cli.root, args),
         Command::Ps { all, quiet } => commands::container::ps(&cli.root, all, quiet),
         Command::Stats(args) => commands::stats::run(&cli.root, args),
+        Command::Events(args) => commands::events::run(&cli.root, args),
         Command::Logs { follow, container } => commands::container::logs(&cli.root, &container, follow),
         Command::Kill { signal, container } => commands::container::kill(&cli.root, &container, &signal),
         Command::Stop { time, container } => commands::container::stop(&cli.root, &container, time),
