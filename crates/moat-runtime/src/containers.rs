@@ -309,11 +309,10 @@ impl Containers<'_> {
             return Err(RuntimeError::Running(found.container.name.clone()));
         }
         self.release_volumes(&found.container.id)?;
-        // A live pod's supervisor journals the removal it makes.
-        let destroyed = || self.store.journal().record(Event::destroyed(&found.container));
+        // Removing a zone journals its containers' removal, and a live pod's supervisor the
+        // removals it makes.
         if !found.zone.config.pod {
             ops::remove(self.store, &found.zone.id, true)?;
-            destroyed();
             if let Some(network) = found.zone.config.network.network_name() {
                 network_names::refresh(self.store, network, &found.zone.id)?;
             }
@@ -323,7 +322,7 @@ impl Containers<'_> {
             // No supervisor to ask: only the record and the files are left.
             found.dir.update(|z| z.containers.retain(|c| c.id != found.container.id))?;
             let _ = std::fs::remove_dir_all(found.dir.container_dir(&found.container.id));
-            destroyed();
+            self.store.journal().record(Event::destroyed(&found.container));
             return Ok(());
         }
         let answer = api::call(&found.dir.api_socket(), &ApiRequest::RemoveContainer { container: found.container.id.clone(), force }, REQUEST_TIMEOUT);

@@ -140,6 +140,8 @@ fn detached_logs_wait_and_rm() {
     assert!(moat.ok(&["ps", "-a"]).lines().any(|l| l.contains("bg") && l.contains("Exited (3)")));
     assert!(!moat.ok(&["ps"]).contains("bg"), "ps without -a hides exited containers");
     moat.ok(&["rm", "bg"]);
+    let destroyed = moat.ok(&["events", "--since", "0", "--until", "now", "--filter", "event=destroy"]);
+    assert!(destroyed.lines().count() == 1 && destroyed.contains(&format!(" container destroy {id} (")), "removing the zone journals its container's removal: {destroyed}");
     moat.assert_nothing_running();
     assert!(moat.zone_files().is_empty());
 }
