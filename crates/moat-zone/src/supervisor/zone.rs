@@ -212,22 +212,22 @@ impl<'a> Zone<'a> {
     /// pod's `--rm` container is removed.
     async fn container_exited(&mut self, process: u32, status: moat_proto::ExitStatus) {
         let Some(container) = self.routes.container_of(process) else { return };
-        let record = self.dir.update(|r| {
+        let updated = self.dir.update(|r| {
             if let Some(c) = r.container_mut(&container) {
                 c.exit = Some(status);
             }
             (r.config.pod, r.container(&container).cloned())
         });
-        if let Ok((_, Some(exited))) = &record {
+        let Ok((pod, exited)) = updated else { return };
+        if let Some(exited) = &exited {
             self.dir.journal().record(Event::exited(exited, status));
         }
-        let record = record.map(|(pod, exited)| (pod, exited.is_some_and(|c| c.auto_remove)));
-        match record {
-            Ok((false, _)) => {
+        match (pod, exited.is_some_and(|c| c.auto_remove)) {
+            (false, _) => {
                 self.outcome.stop_reason = Some(format!("the container exited ({})", describe_status(status)));
                 self.stop(Duration::from_secs(10));
             }
-            Ok((true, true)) => {
+            (true, true) => {
                 // The supervisor's own request: no client waits for the answer.
                 let (reply, _) = mpsc::channel(1);
                 self.remove_container(container, false, reply, 0).await;
