@@ -39,6 +39,7 @@ pub struct EventsArgs {
     /// any of them, different keys must all match.
     #[arg(short, long = "filter", value_name = "KEY=VALUE")]
     filters: Vec<String>,
+    /// How each event is printed.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
