@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use moat_proto::{ExecRequest, ExitStatus, FailureKind, MAX_CONTAINERS};
 use moat_zone::api::{self, ApiRequest, ApiResponse, Connection, CreateContainer};
+use moat_zone::events::Event;
 use moat_zone::ops::{self, SupervisorCommand};
 use moat_zone::start_slots::StartSlot;
 use moat_zone::state::{new_zone_id, read_bounded, unix_now, ContainerRecord, FileLock, ZoneDir, ZoneRecord, ZoneStore};
@@ -159,6 +160,9 @@ impl Containers<'_> {
         };
         let created = self.create_in(&dir, &id, &name, privileged, &config);
         drop(slot);
+        if let Ok(found) = &created {
+            self.store.journal().record(Event::created(&found.container));
+        }
         if created.is_err() && own_zone {
             let _ = ops::remove(self.store, &id, true);
         }
@@ -321,6 +325,8 @@ impl Containers<'_> {
             return Err(RuntimeError::Running(found.container.name.clone()));
         }
         self.release_volumes(&found.container.id)?;
+        // Removing a zone journals its containers' removal, and a live pod's supervisor the
+        // removals it makes.
         if !found.zone.config.pod {
             ops::remove(self.store, &found.zone.id, true)?;
             if let Some(network) = found.zone.config.network.network_name() {
@@ -332,6 +338,7 @@ impl Containers<'_> {
             // No supervisor to ask: only the record and the files are left.
             found.dir.update(|z| z.containers.retain(|c| c.id != found.container.id))?;
             let _ = std::fs::remove_dir_all(found.dir.container_dir(&found.container.id));
+            self.store.journal().record(Event::destroyed(&found.container));
             return Ok(());
         }
         let answer = api::call(&found.dir.api_socket(), &ApiRequest::RemoveContainer { container: found.container.id.clone(), force }, REQUEST_TIMEOUT);

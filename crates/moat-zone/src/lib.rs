@@ -7,6 +7,7 @@ pub mod assets;
 pub mod cgroup;
 pub mod clients;
 pub mod console;
+pub mod events;
 pub mod guest_disks;
 pub mod helper;
 pub mod host_net;

@@ -190,8 +190,8 @@ pub fn stop(dir: &ZoneDir, timeout: Duration) -> Result<ZoneRecord, OpsError> {
     }
 }
 
-/// Remove a zone. A live zone needs `force`, which stops it first (and kills what is left of
-/// a stale one).
+/// Remove a zone, and with it the records of its containers. A live zone needs `force`, which
+/// stops it first (and kills what is left of a stale one).
 pub fn remove(store: &ZoneStore, key: &str, force: bool) -> Result<ZoneRecord, OpsError> {
     let (dir, record) = store.find(key)?;
     let state = record.effective_state();
@@ -211,6 +211,7 @@ pub fn remove(store: &ZoneStore, key: &str, force: bool) -> Result<ZoneRecord, O
     crate::share::cleanup(&dir)?;
     crate::staging::cleanup(&dir)?;
     store.remove(&dir)?;
+    store.journal().record(now.containers.iter().map(crate::events::Event::destroyed));
     Ok(record)
 }
 

@@ -213,6 +213,9 @@ pub struct ZoneDir {
     pub path: PathBuf,
 }
 
+/// The state root's directory of the event journal.
+const EVENTS_DIR: &str = "events";
+
 /// `sun_path` holds 108 bytes including the terminating NUL.
 const MAX_SOCKET_PATH: usize = 107;
 
@@ -267,6 +270,11 @@ impl ZoneDir {
     /// The staging directories of copies out of the zone (see [`crate::staging`]).
     pub fn copies_dir(&self) -> PathBuf {
         self.path.join("copies")
+    }
+    /// The state root's event journal; a zone directory is `<root>/zones/<id>`.
+    pub fn journal(&self) -> crate::events::Journal {
+        let root = self.path.ancestors().nth(2).unwrap_or(Path::new(""));
+        crate::events::Journal::in_dir(root.join(EVENTS_DIR))
     }
     pub fn virtiofsd_log(&self) -> PathBuf {
         self.path.join("virtiofsd.log")
@@ -379,6 +387,11 @@ impl ZoneStore {
         &self.root
     }
 
+    /// The event journal of the state root (`moat events`).
+    pub fn journal(&self) -> crate::events::Journal {
+        crate::events::Journal::in_dir(self.root.join(EVENTS_DIR))
+    }
+
     /// The store's lock: held while a zone or a container takes a name.
     pub fn lock_path(&self) -> PathBuf {
         self.zones.join(".lock")
@@ -480,6 +493,7 @@ mod tests {
         assert!(matches!(store.create(&record("def456", "web")), Err(StateError::NameTaken(_))));
         assert_eq!(store.find("web").unwrap().1.id, "abc123");
         assert_eq!(store.find("abc").unwrap().1.name, "web");
+        assert_eq!(dir.journal().path(), store.journal().path(), "the supervisor and the CLI write one journal");
         dir.update(|r| r.state = ZoneState::Running).unwrap();
         assert_eq!(dir.read().unwrap().state, ZoneState::Running);
         store.remove(&dir).unwrap();

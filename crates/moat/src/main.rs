@@ -56,6 +56,9 @@ enum Command {
     Metrics(commands::metrics::MetricsArgs),
     /// Show a container's processes (UID PID PPID C STIME TTY TIME CMD), as its zone sees them.
     Top(commands::top::TopArgs),
+    /// Print what happens to containers and zones: past events (--since, --until), then new
+    /// ones as they come, until interrupted or --until.
+    Events(commands::events::EventsArgs),
     /// Print a container's output.
     Logs {
         #[arg(short, long)]
@@ -137,6 +140,7 @@ fn main() -> ExitCode {
         Command::Stats(args) => commands::stats::run(&cli.root, args),
         Command::Metrics(args) => commands::metrics::run(&cli.root, args),
         Command::Top(args) => commands::top::run(&cli.root, args),
+        Command::Events(args) => commands::events::run(&cli.root, args),
         Command::Logs { follow, container } => commands::container::logs(&cli.root, &container, follow),
         Command::Kill { signal, container } => commands::container::kill(&cli.root, &container, &signal),
         Command::Stop { time, container } => commands::container::stop(&cli.root, &container, time),

@@ -90,6 +90,10 @@ fn a_pod_holds_containers_that_share_its_loopback_and_keep_their_own_pid_1() {
     // A removed container is gone from the zone and the record; the pod goes with rm -f.
     moat.ok(&["rm", "a"]);
     assert!(!moat.ok(&["ps", "-a"]).lines().any(|l| l.ends_with(" a")));
+    // The pod's supervisor journals the removals it makes: the two --rm containers', then a's.
+    let destroyed = moat.ok(&["events", "--since", "0", "--until", "now", "--filter", "event=destroy"]);
+    assert_eq!(destroyed.lines().count(), 3, "{destroyed}");
+    assert!(destroyed.lines().nth(2).is_some_and(|l| l.ends_with(", name=a)")), "{destroyed}");
     let inspect: serde_json::Value = serde_json::from_str(&moat.ok(&["pod", "inspect", "p"])).unwrap();
     assert_eq!(inspect[0]["Containers"].as_array().map(Vec::len), Some(1), "{inspect}");
     let refused = moat.run(&["pod", "rm", "p"]);

@@ -140,6 +140,8 @@ fn detached_logs_wait_and_rm() {
     assert!(moat.ok(&["ps", "-a"]).lines().any(|l| l.contains("bg") && l.contains("Exited (3)")));
     assert!(!moat.ok(&["ps"]).contains("bg"), "ps without -a hides exited containers");
     moat.ok(&["rm", "bg"]);
+    let destroyed = moat.ok(&["events", "--since", "0", "--until", "now", "--filter", "event=destroy"]);
+    assert!(destroyed.lines().count() == 1 && destroyed.contains(&format!(" container destroy {id} (")), "removing the zone journals its container's removal: {destroyed}");
     moat.assert_nothing_running();
     assert!(moat.zone_files().is_empty());
 }
@@ -153,6 +155,11 @@ fn kill_and_stop_reach_the_workload() {
     moat.wait_for_log("k", "ready");
     moat.ok(&["kill", "-s", "USR1", "k"]);
     assert_eq!(moat.ok(&["wait", "k"]).trim(), "42");
+    // The kill and the exit it caused are journaled, in that order.
+    let journal = moat.ok(&["events", "--since", "0", "--until", "now", "--filter", "container=k", "--filter", "event=kill", "--filter", "event=die", "--format", "json"]);
+    let events: Vec<serde_json::Value> = journal.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    let seen: Vec<_> = events.iter().map(|e| (e["action"].as_str(), e["attributes"]["signal"].as_str(), e["attributes"]["exitCode"].as_str())).collect();
+    assert_eq!(seen, [(Some("kill"), Some("10"), None), (Some("die"), None, Some("42"))], "{journal}");
 
     // The default, SIGKILL, ends any process: death by signal 9 is 128 + 9.
     moat.ok(&["run", "-d", "--name", "s", BUSYBOX, "sleep", "600"]);

@@ -25,6 +25,7 @@ use crate::assets::{AssetError, Assets};
 use crate::cgroup::{self, CgroupError, Limits, ZoneCgroup};
 use crate::jail::{self, Bind, Jail, JailError};
 use crate::console::{copy_console, ConsoleTail};
+use crate::events::Event;
 use crate::guest_disks::{self, ToolFile};
 use crate::lifecycle::ZoneState;
 use crate::qemu::{Disk, Sockets, VmConfig, VmNetwork, QEMU_BINARY};
@@ -120,10 +121,13 @@ pub fn supervise(dir: ZoneDir, assets_dir: &Path) -> Result<(), SupervisorError>
         }
         record.clone()
     })?;
+    let journal = dir.journal();
+    journal.record(Event::zone_ended(&record));
     // `--rm`: a one-container zone goes with its container, however the zone ended, as Docker
     // removes an `--rm` container whatever its end (attached clients heard the reason).
-    if unshared.is_ok() && !record.config.pod && !record.containers.is_empty() && record.containers.iter().all(|c| c.auto_remove) {
-        let _ = std::fs::remove_dir_all(&dir.path);
+    let auto_remove = unshared.is_ok() && !record.config.pod && !record.containers.is_empty() && record.containers.iter().all(|c| c.auto_remove);
+    if auto_remove && std::fs::remove_dir_all(&dir.path).is_ok() {
+        journal.record(record.containers.iter().map(Event::destroyed));
     }
     result.map(|_| ())
 }

@@ -13,13 +13,14 @@ use super::outcome::{describe_status, Outcome};
 use super::{BOOT_TIMEOUT, DRAIN_TIMEOUT};
 use crate::api::{self, ApiRequest, ApiResponse, CreateContainer};
 use crate::console::ConsoleTail;
+use crate::events::Event;
 use crate::clients::{serve_client, ClientEvent, ClientId, Reply, Routes, CLIENT_QUEUE};
 use crate::lifecycle::ZoneState;
 use crate::logs::WorkloadLog;
 use crate::qmp::QmpEvent;
 use crate::share::{Share, ShareError};
 use crate::staging;
-use crate::state::{unix_now, ZoneDir};
+use crate::state::{unix_now, ContainerRecord, ZoneDir};
 
 /// How long QEMU may take to exit by itself after a guest panic (pvpanic's action, or the
 /// kernel's triple-fault reboot, normally ends it within milliseconds).
@@ -211,18 +212,22 @@ impl<'a> Zone<'a> {
     /// pod's `--rm` container is removed.
     async fn container_exited(&mut self, process: u32, status: moat_proto::ExitStatus) {
         let Some(container) = self.routes.container_of(process) else { return };
-        let record = self.dir.update(|r| {
+        let updated = self.dir.update(|r| {
             if let Some(c) = r.container_mut(&container) {
                 c.exit = Some(status);
             }
-            (r.config.pod, r.container(&container).is_some_and(|c| c.auto_remove))
+            (r.config.pod, r.container(&container).cloned())
         });
-        match record {
-            Ok((false, _)) => {
+        let Ok((pod, exited)) = updated else { return };
+        if let Some(exited) = &exited {
+            self.dir.journal().record(Event::exited(exited, status));
+        }
+        match (pod, exited.is_some_and(|c| c.auto_remove)) {
+            (false, _) => {
                 self.outcome.stop_reason = Some(format!("the container exited ({})", describe_status(status)));
                 self.stop(Duration::from_secs(10));
             }
-            Ok((true, true)) => {
+            (true, true) => {
                 // The supervisor's own request: no client waits for the answer.
                 let (reply, _) = mpsc::channel(1);
                 self.remove_container(container, false, reply, 0).await;
@@ -254,21 +259,28 @@ impl<'a> Zone<'a> {
                     tracing::warn!(%err, "saving the container's spec; exec will not work");
                 }
             }
-            Request::CreateContainer(create) => self.forget_container(&create.container),
+            Request::CreateContainer(create) => {
+                self.forget_container(&create.container);
+            }
             Request::StartContainer { container } if done => {
                 let now = unix_now();
-                let _ = self.dir.update(|r| {
-                    if let Some(c) = r.container_mut(&container) {
+                let started = self.dir.update(|r| {
+                    r.container_mut(&container).map(|c| {
                         c.started_unix = Some(now);
-                    }
+                        c.clone()
+                    })
                 });
+                // Recorded here, before the guest's next message: the process may exit at once.
+                if let Ok(Some(started)) = started {
+                    self.dir.journal().record(Event::started(&started));
+                }
                 if let Some(process) = self.session.container_process(&container) {
                     self.routes.bind(waiter.client, process);
                     self.routes.listen(process, waiter.reply.clone());
                 }
             }
             Request::Exec { process, .. } if done => self.routes.listen(process, waiter.reply.clone()),
-            Request::RemoveContainer { container, .. } if done => self.forget_container(&container),
+            Request::RemoveContainer { container, .. } if done => self.remove_record(&container),
             Request::CopyIn(copy) => {
                 self.end_copy(&copy.from, false);
             }
@@ -287,19 +299,30 @@ impl<'a> Zone<'a> {
         }
     }
 
+    /// Drop a removed container's record, files and volumes, and journal its removal.
+    fn remove_record(&mut self, container: &str) {
+        if let Some(removed) = self.forget_container(container) {
+            self.dir.journal().record(Event::destroyed(&removed));
+        }
+    }
+
     /// Drop a container's record, files and volumes: it is gone from the zone, or never got
-    /// there.
-    fn forget_container(&mut self, container: &str) {
+    /// there. Returns the record it had.
+    fn forget_container(&mut self, container: &str) -> Option<ContainerRecord> {
         for name in self.volumes.remove(container).unwrap_or_default() {
             if let Err(err) = self.share.withdraw(&name) {
                 tracing::warn!(%err, "withdrawing a volume from the share");
             }
         }
-        let _ = self.dir.update(|r| r.containers.retain(|c| c.id != container));
+        let removed = self.dir.update(|r| {
+            let index = r.containers.iter().position(|c| c.id == container)?;
+            Some(r.containers.remove(index))
+        });
         let _ = std::fs::remove_dir_all(self.dir.container_dir(container));
         if let Some(process) = self.routes.forget_container(container) {
             self.logs.remove(&process);
         }
+        removed.ok().flatten()
     }
 
     fn on_qmp(&mut self, event: QmpEvent) {
@@ -341,6 +364,11 @@ impl<'a> Zone<'a> {
                     Ok(process) => self.notify(HostMessage::Signal { process, signal }, process).await,
                     Err(err) => Err(err),
                 };
+                if let (Ok(()), Ok(zone)) = (&sent, self.dir.read()) {
+                    if let Some(killed) = zone.container(&container) {
+                        self.dir.journal().record(Event::killed(killed, signal));
+                    }
+                }
                 let _ = reply.send(sent.err().unwrap_or(ApiResponse::Done)).await;
             }
             ApiRequest::RemoveContainer { container, force } => self.remove_container(container, force, reply, client).await,
@@ -475,7 +503,7 @@ impl<'a> Zone<'a> {
     async fn remove_container(&mut self, container: String, force: bool, reply: Reply, client: ClientId) {
         if self.session.container_process(&container).is_none() {
             // Never created in the zone (or the zone restarted): only the record is left.
-            self.forget_container(&container);
+            self.remove_record(&container);
             let _ = reply.send(ApiResponse::Done).await;
             return;
         }

@@ -5,6 +5,7 @@ pub mod check;
 pub mod commit;
 pub mod container;
 pub mod cp;
+pub mod events;
 pub mod exec;
 pub mod image;
 pub mod images;
