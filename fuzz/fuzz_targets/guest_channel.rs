@@ -18,9 +18,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = session.request(Request::Stats { container: "c".into() });
     let _ = session.request(Request::Processes { container: "c".into() });
     let mut decoder = FrameDecoder::new();
-    // Feed in two pieces so partial frames are exercised too.
-    let cut = data.first().map_or(0, |b| usize::from(*b) % (data.len() + 1));
-    for piece in [&data[..cut], &data[cut..]] {
+    // The first byte says where to cut the rest, which is fed in two pieces so that partial
+    // frames are exercised too.
+    let Some((&cut, stream)) = data.split_first() else { return };
+    let cut = usize::from(cut) % (stream.len() + 1);
+    for piece in [&stream[..cut], &stream[cut..]] {
         let Ok(frames) = split_frames(&mut decoder, piece) else { return };
         for frame in frames {
             assert!(frame.len() <= MAX_FRAME_LEN);
