@@ -77,3 +77,56 @@ bench_cleanup() {
     rm -rf "$WORK"
     exit "$rc"
 }
+
+# `root_processes ROOT`: pids of the processes whose command line names ROOT, and of their
+# children (passt and virtiofsd's sandbox do not name it), one per line.
+root_processes() {
+    ps -eo pid=,ppid=,args= | ROOT="$1" awk '
+        { pid[NR] = $1; ppid[NR] = $2; if (index($0, ENVIRON["ROOT"])) mine[$1] = 1 }
+        END { for (i = 1; i <= NR; i++) if (mine[pid[i]] || mine[ppid[i]]) print pid[i] }'
+}
+
+# `remove_zones MOAT ROOT`: force-remove every zone of ROOT and lazily unmount what is left under it.
+remove_zones() {
+    local zone
+    for zone in $(ls "$2/zones" 2>/dev/null); do "$1" --root "$2" zone rm -f "$zone" >/dev/null 2>&1 || true; done
+    grep -o " $2[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+}
+
+# `check_leaks ROOT PIDS_FILE ZONE_IDS_FILE`, once every zone of ROOT is gone: reports what is
+# left (a zone directory, scratch disk or temporary file under ROOT, a process of ROOT or one seen
+# in PIDS_FILE, a mount under ROOT, a moat-ZONE cgroup of a zone in ZONE_IDS_FILE); fails if any.
+check_leaks() {
+    local root="$1" pid cmdline path mount id dir leaks=()
+    sleep 3  # killed QEMUs get their 3 s to go
+    for pid in $( (sort -u "$2" 2>/dev/null; root_processes "$root") | sort -u); do
+        cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-120) || true
+        [ -n "$cmdline" ] && [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" != Z ] && leaks+=("process $pid: $cmdline")
+    done
+    while read -r path; do leaks+=("zone file $path"); done < <(find "$root/zones" -mindepth 1 ! -name .lock)
+    while read -r path; do leaks+=("scratch file $path"); done < <(find "$root" -name 'scratch*' ; find "$root/images/tmp" -mindepth 1)
+    while read -r mount; do leaks+=("mount $mount"); done < <(grep -o " $root[^ ]*" /proc/self/mountinfo || true)
+    for id in $(sort -u "$3" 2>/dev/null | grep -v '^\.lock$'); do
+        while read -r dir; do leaks+=("cgroup $dir"); done < <(find /sys/fs/cgroup -maxdepth 5 -type d -name "moat-$id")
+    done
+    echo "zones, processes seen:         $(sort -u "$3" 2>/dev/null | grep -cv '^\.lock$' || true), $(sort -u "$2" 2>/dev/null | wc -l)"
+    if [ "${#leaks[@]}" -gt 0 ]; then
+        echo "LEAKED (${#leaks[@]}):"
+        printf '  %s\n' "${leaks[@]}" | head -40
+        return 1
+    fi
+    echo "leaks:                         none (zone dirs, scratch files, processes, mounts, cgroups)"
+}
+
+# `zone_pss MOAT ROOT ZONE`: the PSS in KiB of each host process of the zone, as lines
+# "ROLE KIB": qemu, supervisor, virtiofsd (with the sandboxed child it forks), and passt when
+# the zone has a network.
+zone_pss() {
+    local qemu supervisor virtiofsd passt
+    read -r qemu supervisor virtiofsd passt < <("$1" --root "$2" zone inspect "$3" | python3 -c 'import json,sys; p=json.load(sys.stdin)["pids"]; print(p["qemu"], p["supervisor"], p["virtiofsd"], p["passt"] or "")')
+    pss_kb() { local pid kb=0; for pid in "$@"; do kb=$(( kb + $(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup") )); done; echo "$kb"; }
+    echo "qemu $(pss_kb "$qemu")"
+    echo "supervisor $(pss_kb "$supervisor")"
+    echo "virtiofsd $(pss_kb "$virtiofsd" $(pgrep -P "$virtiofsd"))"
+    [ -z "$passt" ] || echo "passt $(pss_kb "$passt")"
+}

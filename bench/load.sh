@@ -17,19 +17,11 @@ bench_workdir moat-bench-load
 root="$WORK/root"
 image=moat-bench-busybox:latest
 mem_available_kb() { awk '/^MemAvailable:/ { print $2 }' /proc/meminfo; }
-# Pids of the processes whose command line names the root, and of their children (passt and
-# virtiofsd's sandbox do not name it), one per line.
-root_processes() {
-    ps -eo pid=,ppid=,args= | ROOT="$root" awk '
-        { pid[NR] = $1; ppid[NR] = $2; if (index($0, ENVIRON["ROOT"])) mine[$1] = 1 }
-        END { for (i = 1; i <= NR; i++) if (mine[pid[i]] || mine[ppid[i]]) print pid[i] }'
-}
 load_cleanup() {
     local rc=$?
     set +e  # the cleanup runs to its end, and bench_cleanup reads the status from $?
     [ -n "${sampler:-}" ] && kill "$sampler" 2>/dev/null
-    for zone in $(ls "$root/zones" 2>/dev/null); do "$moat" --root "$root" zone rm -f "$zone" >/dev/null 2>&1 || true; done
-    grep -o " $root[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    remove_zones "$moat" "$root"
     (exit "$rc")
     bench_cleanup
 }
@@ -47,7 +39,7 @@ idle_kb=$(mem_available_kb)
     while :; do
         now=$(mem_available_kb); [ "$now" -lt "$low" ] && low=$now && echo "$low" >"$WORK/low_kb"
         ls "$root/zones" 2>/dev/null >>"$WORK/zone_ids"
-        root_processes >>"$WORK/pids"
+        root_processes "$root" >>"$WORK/pids"
         sleep 0.2
     done
 ) &
@@ -76,25 +68,5 @@ if [ "$ok" != "$n" ]; then
     failed=1
 fi
 
-# Leaks. Processes get the killed QEMUs' 3 s to go.
-leaks=()
-sleep 3
-for pid in $( (sort -u "$WORK/pids" 2>/dev/null; root_processes) | sort -u); do
-    cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | cut -c1-120) || true
-    [ -n "$cmdline" ] && [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" != Z ] && leaks+=("process $pid: $cmdline")
-done
-while read -r path; do leaks+=("zone file $path"); done < <(find "$root/zones" -mindepth 1 ! -name .lock)
-while read -r path; do leaks+=("scratch file $path"); done < <(find "$root" -name 'scratch*' ; find "$root/images/tmp" -mindepth 1)
-while read -r mount; do leaks+=("mount $mount"); done < <(grep -o " $root[^ ]*" /proc/self/mountinfo || true)
-for id in $(sort -u "$WORK/zone_ids" 2>/dev/null | grep -v '^\.lock$'); do
-    while read -r dir; do leaks+=("cgroup $dir"); done < <(find /sys/fs/cgroup -maxdepth 5 -type d -name "moat-$id")
-done
-echo "zones, processes seen:         $(sort -u "$WORK/zone_ids" 2>/dev/null | grep -cv '^\.lock$' || true), $(sort -u "$WORK/pids" 2>/dev/null | wc -l)"
-if [ "${#leaks[@]}" -gt 0 ]; then
-    echo "LEAKED (${#leaks[@]}):"
-    printf '  %s\n' "${leaks[@]}" | head -40
-    failed=1
-else
-    echo "leaks:                         none (zone dirs, scratch files, processes, mounts, cgroups)"
-fi
+check_leaks "$root" "$WORK/pids" "$WORK/zone_ids" || failed=1
 exit "$failed"

@@ -50,17 +50,12 @@ done
 "$moat" --root "$root" pool set --size 0 >/dev/null
 while "$moat" --root "$root" pool ls --format json | python3 -c 'import json,sys; p=json.load(sys.stdin); sys.exit(0 if p["zones"] or p["keeper"] else 1)'; do sleep 0.2; done
 
-# One idle zone: a container sleeping in its zone; sum the PSS of its QEMU, its supervisor, its
-# virtiofsd (with the sandboxed child it forks) and its passt.
+# One idle zone: a container sleeping in its zone; the PSS of its QEMU, its supervisor, its
+# virtiofsd (with the sandboxed child it forks) and its passt, and their sum.
 "$moat" --root "$root" run -d --name idle moat-bench-busybox:latest sleep 3600 >/dev/null 2>&1
 sleep 2
-pss_kb=0
-pids=$("$moat" --root "$root" zone inspect idle | python3 -c 'import json,sys; p=json.load(sys.stdin)["pids"]; print(p["qemu"], p["supervisor"], p["passt"] or "", p["virtiofsd"])')
-vfs_pid=${pids##* }
-for pid in $pids $(pgrep -P "$vfs_pid"); do
-    kb=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup")
-    pss_kb=$(( pss_kb + kb ))
-done
+split=$(zone_pss "$moat" "$root" idle)
+pss_kb=$(awk '{ s += $2 } END { print s }' <<<"$split")
 memory_mib=$("$moat" --root "$root" zone inspect idle | python3 -c 'import json,sys; print(json.load(sys.stdin)["memory_mib"])')
 
 echo "runs: $runs"
@@ -70,3 +65,4 @@ ratio "moat/podman" "$moat_med" "$podman_med"
 series "moat run --rm, warm pool" "${warm_ms[@]}"; warm_med=$last_median
 ratio "warm moat/podman" "$warm_med" "$podman_med"
 echo "idle zone PSS:                 $(( pss_kb / 1024 )) MiB (QEMU + supervisor + virtiofsd + passt; guest memory ${memory_mib} MiB)"
+while read -r role kb; do printf '  %-28s %s MiB\n' "$role:" "$(( kb / 1024 ))"; done <<<"$split"

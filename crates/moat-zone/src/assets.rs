@@ -17,8 +17,9 @@ pub const DEFAULT_ASSETS_DIR: &str = "/var/lib/moat/assets";
 /// (virtio-fs), which init mounts during boot, and pvpanic, which tells QEMU of a panic.
 pub const BOOT_MODULES: &[&str] = &["virtio_mmio", "virtio_console", "virtiofs", "pvpanic_mmio"];
 /// Modules init loads when a workload starts: its disks, its overlay root, loop devices for
-/// container images (EROFS files) that arrive through the share, and the network device.
-pub const WORKLOAD_MODULES: &[&str] = &["virtio_blk", "erofs", "overlay", "loop", "virtio_net"];
+/// container images (EROFS files) that arrive through the share, the network device, and the
+/// balloon, which reports the workload's freed memory to the host.
+pub const WORKLOAD_MODULES: &[&str] = &["virtio_blk", "erofs", "overlay", "loop", "virtio_net", "virtio_balloon"];
 /// Modules init loads, from the modules disk, for a privileged container before its devices
 /// are listed: a Docker host has loop devices.
 pub const PRIVILEGED_MODULES: &[&str] = &["loop"];

@@ -118,6 +118,10 @@ enum Device {
     VirtioBlk { drive: String, serial: String },
     VhostUserFs { chardev: &'static str, tag: &'static str },
     VirtioNet { netdev: &'static str, mac: Option<Mac> },
+    /// Free page reporting hands the host back guest memory the guest's kernel freed, so a
+    /// zone's footprint shrinks after a burst; deflate-on-oom lets the guest reclaim a balloon
+    /// before its OOM killer runs.
+    VirtioBalloon,
     /// The ISA pvpanic device (the one microvm takes): the guest's `pvpanic` driver, bound
     /// through ACPI, reports a panic to QEMU as GUEST_PANICKED.
     Pvpanic,
@@ -132,6 +136,7 @@ impl Device {
             Device::VhostUserFs { chardev, tag } => format!("vhost-user-fs-device,chardev={chardev},tag={tag}"),
             Device::VirtioNet { netdev, mac: None } => format!("virtio-net-device,netdev={netdev}"),
             Device::VirtioNet { netdev, mac: Some(mac) } => format!("virtio-net-device,netdev={netdev},mac={mac}"),
+            Device::VirtioBalloon => "virtio-balloon-device,free-page-reporting=on,deflate-on-oom=on".into(),
             Device::Pvpanic => "pvpanic".into(),
         }
     }
@@ -178,6 +183,7 @@ impl VmConfig {
             QemuArg::Device(Device::SerialPort { chardev: "ctl", name: CONTROL_PORT_NAME }),
             QemuArg::Chardev { id: "share", fd: self.sockets.share },
             QemuArg::Device(Device::VhostUserFs { chardev: "share", tag: SHARE_TAG }),
+            QemuArg::Device(Device::VirtioBalloon),
         ];
         if let Some(network) = self.network {
             list.push(match network.backend {
@@ -309,6 +315,14 @@ mod tests {
         let joined = args.join(" ");
         assert!(joined.contains("-no-reboot -action panic=shutdown"), "{joined}");
         assert!(joined.contains("-device pvpanic"), "{joined}");
+    }
+
+    #[test]
+    fn every_zone_reports_its_free_pages_to_the_host() {
+        let args: Vec<String> = config().args().into_iter().map(|a| a.into_string().unwrap()).collect();
+        let balloons: Vec<&[String]> = args.windows(2).filter(|w| w[0] == "-device" && w[1].starts_with("virtio-balloon")).collect();
+        assert_eq!(balloons.len(), 1, "{args:?}");
+        assert_eq!(balloons[0][1], "virtio-balloon-device,free-page-reporting=on,deflate-on-oom=on", "on virtio-mmio like the other devices");
     }
 
     #[test]

@@ -82,6 +82,7 @@ fn exec_runs_processes_in_the_running_container() {
     stats_show_the_containers_use(&moat);
     metrics_serve_the_containers_and_the_zone(&moat);
     top_lists_the_containers_processes(&moat);
+    freed_memory_returns_to_the_host(&moat);
     assert_eq!(stdout(&moat.run(&["logs", "box"])), "", "exec output stays out of the container's log");
 
     // An exec'd process dies with the container, and reports it.
@@ -398,6 +399,37 @@ fn top_lists_the_containers_processes(moat: &Moat) {
 
     assert!(moat.one_error_line(&["top", "nosuchcontainer"]).contains("no such container: nosuchcontainer"));
     moat.ok(&["exec", "box", "sh", "-c", "kill $(cat /tmp/top.pids)"]);
+}
+
+/// Free page reporting, through the zone's balloon: memory the container frees goes back to the
+/// host. dd holds a 256 MiB buffer filled from /dev/zero until its reader quits; QEMU's resident
+/// memory grows by most of it, then, within 15 s of the free, comes back to within half of it of
+/// where it started.
+fn freed_memory_returns_to_the_host(moat: &Moat) {
+    const BUFFER_MIB: u64 = 256;
+    let qemu = moat.pid("box", "qemu").and_then(|pid| u32::try_from(pid).ok()).expect("QEMU's pid");
+    let qemu = moat_zone::state::ProcessId::of(qemu).expect("QEMU runs");
+    let resident_mib = || qemu.usage().expect("QEMU's usage").rss_bytes >> 20;
+    let before = resident_mib();
+    let hold = format!("dd if=/dev/zero bs={BUFFER_MIB}M count=1 2>/dev/null | while [ ! -e /tmp/free ]; do sleep 0.2; done");
+    moat.ok(&["exec", "-d", "box", "sh", "-c", &hold]);
+    let peak = wait_for_resident(&resident_mib, |mib| mib >= before + BUFFER_MIB * 3 / 4, Duration::from_secs(60));
+    moat.ok(&["exec", "box", "touch", "/tmp/free"]);
+    let after = wait_for_resident(&resident_mib, |mib| mib <= before + BUFFER_MIB / 2, Duration::from_secs(15));
+    println!("QEMU resident memory: {before} MiB before, {peak} MiB holding {BUFFER_MIB} MiB, {after} MiB after the free");
+}
+
+/// Poll QEMU's resident memory until `reached`, which must happen within `timeout`; the last reading.
+fn wait_for_resident(resident_mib: &dyn Fn() -> u64, reached: impl Fn(u64) -> bool, timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mib = resident_mib();
+        if reached(mib) {
+            return mib;
+        }
+        assert!(Instant::now() < deadline, "QEMU's resident memory stayed at {mib} MiB for {timeout:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Wait until `ps` in the container shows a process whose command line is `args`.
