@@ -403,8 +403,8 @@ fn top_lists_the_containers_processes(moat: &Moat) {
 
 /// Free page reporting, through the zone's balloon: memory the container frees goes back to the
 /// host. dd holds a 256 MiB buffer filled from /dev/zero until its reader quits; QEMU's resident
-/// memory grows by most of it, then, within 15 s of the free, comes back to within half of it of
-/// where it started.
+/// memory grows by at least half of it, then, within 15 s of the free, comes back to within a
+/// quarter of it of where it started.
 fn freed_memory_returns_to_the_host(moat: &Moat) {
     const BUFFER_MIB: u64 = 256;
     let qemu = moat.pid("box", "qemu").and_then(|pid| u32::try_from(pid).ok()).expect("QEMU's pid");
@@ -413,9 +413,12 @@ fn freed_memory_returns_to_the_host(moat: &Moat) {
     let before = resident_mib();
     let hold = format!("dd if=/dev/zero bs={BUFFER_MIB}M count=1 2>/dev/null | while [ ! -e /tmp/free ]; do sleep 0.2; done");
     moat.ok(&["exec", "-d", "box", "sh", "-c", &hold]);
-    let peak = wait_for_resident(&resident_mib, |mib| mib >= before + BUFFER_MIB * 3 / 4, Duration::from_secs(60));
+    // Half the buffer is enough to see it held (pages the zone touched before may be reused),
+    // and a return to within a quarter of it is what only the balloon gives (without it QEMU
+    // stayed at its peak for 30 s: 324, then 732, then 731 MiB).
+    let peak = wait_for_resident(&resident_mib, |mib| mib >= before + BUFFER_MIB / 2, Duration::from_secs(60));
     moat.ok(&["exec", "box", "touch", "/tmp/free"]);
-    let after = wait_for_resident(&resident_mib, |mib| mib <= before + BUFFER_MIB / 2, Duration::from_secs(15));
+    let after = wait_for_resident(&resident_mib, |mib| mib <= before + BUFFER_MIB / 4, Duration::from_secs(15));
     println!("QEMU resident memory: {before} MiB before, {peak} MiB holding {BUFFER_MIB} MiB, {after} MiB after the free");
 }
 
