@@ -156,6 +156,7 @@ fn run(runtime: OciRuntime, command: &'static str, args: &[&OsStr], stdio: Conta
             for (fd, kind) in &enter {
                 nix::sched::setns(BorrowedFd::borrow_raw(*fd), *kind).map_err(std::io::Error::from)?;
             }
+            reset_oom_score()?;
             nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from)
         });
     }
@@ -165,6 +166,29 @@ fn run(runtime: OciRuntime, command: &'static str, args: &[&OsStr], stdio: Conta
     }
     let reason = read_log_tail().as_deref().and_then(error_message).unwrap_or_else(|| format!("{runtime} {command} failed ({status})"));
     Err(RuntimeError::Failed { kind: failure_kind(runtime, &reason), reason })
+}
+
+/// Give the runtime's process oom_score_adj 0, the value every spec carries. Init runs at -1000,
+/// which its children inherit; runc applies the spec's 0, but crun 1.8.1 leaves a 0 alone, and a
+/// -1000 container process is never OOM-killed: it would hang at its cgroup's memory limit.
+/// Called between fork and exec, so only async-signal-safe calls and no allocation.
+fn reset_oom_score() -> std::io::Result<()> {
+    // SAFETY: open, write and close are async-signal-safe; the path is a static C string and
+    // the buffer a static byte.
+    unsafe {
+        let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if written == 1 {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
 }
 
 /// Run `cmd` to its end and reap it, or kill and reap it once `timeout` has passed.
