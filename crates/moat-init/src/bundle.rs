@@ -1,4 +1,4 @@
-//! The runtime bundle for runc: the host's spec completed with what only the zone knows (the
+//! The bundle for the OCI runtime: the host's spec completed with what only the zone knows (the
 //! rootfs, the image's accounts, the masks over the zone's links to the host), written as
 //! config.json; and the process
 //! file of each `exec`, its user resolved the same way.

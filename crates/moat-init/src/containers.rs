@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use moat_proto::layout::WORKLOAD_MODULES_FILE;
 use moat_proto::net::GuestNetwork;
-use moat_proto::{CreateContainer, ExecRequest, FailureKind, GuestMessage, Response, MAX_CONTAINERS, MAX_EXEC_PROCESSES};
+use moat_proto::{CreateContainer, ExecRequest, FailureKind, GuestMessage, OciRuntime, Response, MAX_CONTAINERS, MAX_EXEC_PROCESSES};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
@@ -45,6 +45,8 @@ pub type Layout = Vec<(u32, usize)>;
 pub struct Containers {
     /// The zone's network, configured in the pod when the first container comes.
     network: Option<GuestNetwork>,
+    /// The OCI runtime the host put on the tools disk.
+    runtime: OciRuntime,
     pod: Option<Pod>,
     entries: BTreeMap<String, Entry>,
     processes: BTreeMap<u32, Workload>,
@@ -55,8 +57,8 @@ fn failed(kind: FailureKind, message: impl Into<String>) -> Response {
 }
 
 impl Containers {
-    pub fn new(network: Option<GuestNetwork>) -> Self {
-        Self { network, pod: None, entries: BTreeMap::new(), processes: BTreeMap::new() }
+    pub fn new(network: Option<GuestNetwork>, runtime: OciRuntime) -> Self {
+        Self { network, runtime, pod: None, entries: BTreeMap::new(), processes: BTreeMap::new() }
     }
 
     pub fn create(&mut self, request: &CreateContainer) -> Response {
@@ -78,7 +80,7 @@ impl Containers {
             },
         };
         log::info(&format!("creating container {}", request.container));
-        match runner::create(request, pod) {
+        match runner::create(self.runtime, request, pod) {
             Ok((workload, container)) => {
                 log::info(&format!("container {} created, pid {}", container.id, workload.pid()));
                 self.processes.insert(request.process, workload);
@@ -97,7 +99,7 @@ impl Containers {
         if entry.state != State::Created {
             return failed(FailureKind::WrongState, format!("container {id} was started before"));
         }
-        match runner::start(&entry.container) {
+        match runner::start(self.runtime, &entry.container) {
             Ok(()) => {
                 entry.state = State::Running;
                 Response::Done
@@ -120,7 +122,7 @@ impl Containers {
             return failed(FailureKind::Limit, format!("{MAX_EXEC_PROCESSES} exec'd processes already run in this zone; wait for one to end"));
         }
         let Some(pod) = &self.pod else { return failed(FailureKind::Internal, "the pod's namespaces are gone") };
-        match runner::exec(&entry.container, process, request, pod) {
+        match runner::exec(self.runtime, &entry.container, process, request, pod) {
             Ok(workload) => {
                 log::info(&format!("process {process} of container {id} runs as pid {}", workload.pid()));
                 self.processes.insert(process, workload);
@@ -139,7 +141,7 @@ impl Containers {
         if live && !force {
             return failed(FailureKind::WrongState, format!("container {id} is running: stop it first, or force"));
         }
-        match runner::remove(&entry.container, force) {
+        match runner::remove(self.runtime, &entry.container, force) {
             Ok(()) => {
                 // Its processes are killed; their exits are not reported.
                 self.processes.retain(|_, w| w.id() != id);

@@ -2,7 +2,7 @@
 //!
 //! Boot is a short list of named steps; any error powers the zone off after reporting it over
 //! the channel when the channel is open. PID 1 never exits, since that would panic the kernel.
-//! The zone is a pod: containers arrive after boot, each created and started by runc on request
+//! The zone is a pod: containers arrive after boot, each created and started by the OCI runtime (runc or crun) on request
 //! (see [`runner`] and [`containers`]), all in the pod's shared namespaces (see [`pod`]).
 //! Called as `modprobe`, the same binary is the zone kernel's module loader (see [`modprobe`]).
 
@@ -23,10 +23,10 @@ mod mounts;
 mod name_files;
 mod net;
 mod newroot;
+mod oci_runtime;
 mod pod;
 mod power;
 mod processes;
-mod runc;
 mod runner;
 mod serve;
 mod stats;

@@ -1,11 +1,11 @@
-//! The containers' lifecycle through runc: create (mount the root, complete the bundle, `runc
-//! create`), start, exec (`runc exec`), remove. Each container process becomes init's child.
+//! The containers' lifecycle through the OCI runtime: create (mount the root, complete the
+//! bundle, `create`), start, exec, remove. Each container process becomes init's child.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use moat_proto::{valid_container_id, CreateContainer, ExecRequest, FailureKind, Stream, MAX_CONTAINER_ID};
+use moat_proto::{valid_container_id, CreateContainer, ExecRequest, FailureKind, OciRuntime, Stream, MAX_CONTAINER_ID};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
@@ -17,7 +17,7 @@ use crate::idmap::{self, IdmapError};
 use crate::image_volumes::{self, ImageVolumeError};
 use crate::modules::{self, ModuleError};
 use crate::pod::{Pod, PodError};
-use crate::runc::{self, ContainerStdio, RuncError};
+use crate::oci_runtime::{self, ContainerStdio, RuntimeError};
 use crate::terminal::{ConsoleSocket, TerminalError};
 use crate::workload::{StdioEnds, Workload};
 
@@ -49,12 +49,12 @@ pub enum RunError {
     #[error(transparent)]
     Terminal(#[from] TerminalError),
     #[error(transparent)]
-    Runc(#[from] RuncError),
+    Runtime(#[from] RuntimeError),
     #[error("{what}: {err}")]
     Sys { what: &'static str, err: nix::Error },
     #[error("{what}: {err}")]
     Io { what: &'static str, err: std::io::Error },
-    #[error("runc's pid file {path}: {reason}")]
+    #[error("the OCI runtime's pid file {path}: {reason}")]
     PidFile { path: PathBuf, reason: String },
 }
 
@@ -63,7 +63,7 @@ impl RunError {
     /// failures (Docker's 127 and 126), a bad spec is the caller's, the rest are the zone's.
     pub fn kind(&self) -> FailureKind {
         match self {
-            RunError::Runc(RuncError::Failed(reason)) => runc::failure_kind(reason),
+            RunError::Runtime(RuntimeError::Failed { kind, .. }) => *kind,
             RunError::ImageVolume(err) => err.kind(),
             RunError::BadId(_) | RunError::Spec(_) | RunError::Bundle(_) | RunError::Pod(PodError::ForeignNamespace(_)) | RunError::Disk(DiskError::BadImagePath(_)) => FailureKind::BadRequest,
             _ => FailureKind::Internal,
@@ -76,14 +76,14 @@ pub struct Container {
     pub id: String,
     /// The container's root filesystem as init sees it.
     pub rootfs: PathBuf,
-    /// The spec runc created the container from.
+    /// The spec the runtime created the container from.
     pub spec: Spec,
     pub cgroup: Option<PathBuf>,
 }
 
 /// Create the container `request` describes, joined to the pod's namespaces, and return its
-/// process (waiting in runc for [`start`]) numbered as the host asked.
-pub fn create(request: &CreateContainer, pod: &mut Pod) -> Result<(Workload, Container), RunError> {
+/// process (waiting in the runtime for [`start`]) numbered as the host asked.
+pub fn create(runtime: OciRuntime, request: &CreateContainer, pod: &mut Pod) -> Result<(Workload, Container), RunError> {
     let id = request.container.as_str();
     if !valid_container_id(id) {
         return Err(RunError::BadId(id.chars().take(MAX_CONTAINER_ID).collect()));
@@ -92,7 +92,7 @@ pub fn create(request: &CreateContainer, pod: &mut Pod) -> Result<(Workload, Con
     modules::load_modules(moat_proto::layout::WORKLOAD_MODULES_FILE)?;
     disks::mount_modules()?;
     disks::mount_tools()?;
-    let created = create_mounted(request, &mut spec, pod);
+    let created = create_mounted(runtime, request, &mut spec, pod);
     if created.is_err() {
         disks::remove_container_rootfs(id);
         bundle::remove(id);
@@ -101,7 +101,7 @@ pub fn create(request: &CreateContainer, pod: &mut Pod) -> Result<(Workload, Con
     Ok((workload, Container { id: id.to_string(), rootfs, spec, cgroup }))
 }
 
-fn create_mounted(request: &CreateContainer, spec: &mut Spec, pod: &mut Pod) -> Result<(Workload, PathBuf, Option<PathBuf>), RunError> {
+fn create_mounted(runtime: OciRuntime, request: &CreateContainer, spec: &mut Spec, pod: &mut Pod) -> Result<(Workload, PathBuf, Option<PathBuf>), RunError> {
     let id = request.container.as_str();
     let ids = idmap::spec_user_namespace(spec)?;
     let rootfs = disks::mount_container_rootfs(id, &request.image, ids.as_ref())?;
@@ -114,7 +114,7 @@ fn create_mounted(request: &CreateContainer, spec: &mut Spec, pod: &mut Pod) -> 
     let bundle_dir = bundle::write(spec, id)?;
     let cgroup = bundle::cgroup_dir(spec);
     let pid_file = bundle::pid_file(id, None);
-    let stdio = launch(request.tty, request.stdin, |socket, stdio| runc::create(id, &bundle_dir, &pid_file, socket, stdio, &pod.entry()))?;
+    let stdio = launch(request.tty, request.stdin, |socket, stdio| oci_runtime::create(runtime, id, &bundle_dir, &pid_file, socket, stdio, &pod.entry()))?;
     let delegated = |pid| match (&cgroup, cgroups::writable_cgroupfs(spec)) {
         (Some(dir), true) => cgroups::delegate(dir).map(|()| pid).map_err(RunError::from),
         _ => Ok(pid),
@@ -122,7 +122,7 @@ fn create_mounted(request: &CreateContainer, spec: &mut Spec, pod: &mut Pod) -> 
     let pid = match read_pid(&pid_file).and_then(delegated) {
         Ok(pid) => pid,
         Err(err) => {
-            let _ = runc::delete(id, true);
+            let _ = oci_runtime::delete(runtime, id, true);
             return Err(err);
         }
     };
@@ -130,21 +130,22 @@ fn create_mounted(request: &CreateContainer, spec: &mut Spec, pod: &mut Pod) -> 
 }
 
 /// Start a created container's process.
-pub fn start(container: &Container) -> Result<(), RunError> {
-    runc::start(&container.id)?;
+pub fn start(runtime: OciRuntime, container: &Container) -> Result<(), RunError> {
+    oci_runtime::start(runtime, &container.id)?;
     Ok(())
 }
 
-/// Remove a container from runc and its root filesystem from the zone. `force` kills what runs.
-pub fn remove(container: &Container, force: bool) -> Result<(), RunError> {
-    runc::delete(&container.id, force)?;
+/// Remove a container from the runtime and its root filesystem from the zone. `force` kills
+/// what runs.
+pub fn remove(runtime: OciRuntime, container: &Container, force: bool) -> Result<(), RunError> {
+    oci_runtime::delete(runtime, &container.id, force)?;
     disks::remove_container_rootfs(&container.id);
     bundle::remove(&container.id);
     Ok(())
 }
 
 /// Start the process `request` describes in the running container, numbered `process`.
-pub fn exec(container: &Container, process: u32, request: &ExecRequest, pod: &Pod) -> Result<Workload, RunError> {
+pub fn exec(runtime: OciRuntime, container: &Container, process: u32, request: &ExecRequest, pod: &Pod) -> Result<Workload, RunError> {
     let mut spec_process = moat_spec::exec::process_from_json(&request.process_json)?;
     spec_process.set_terminal(Some(request.tty));
     bundle::default_oom_score(&mut spec_process);
@@ -153,24 +154,24 @@ pub fn exec(container: &Container, process: u32, request: &ExecRequest, pod: &Po
     }
     let process_file = bundle::write_exec_process(&spec_process, &container.id, process)?;
     let pid_file = bundle::pid_file(&container.id, Some(process));
-    let started = launch(request.tty, request.stdin, |socket, stdio| runc::exec(&container.id, &process_file, &pid_file, socket, stdio, &pod.entry())).and_then(|stdio| Ok((stdio, read_pid(&pid_file)?)));
+    let started = launch(request.tty, request.stdin, |socket, stdio| oci_runtime::exec(runtime, &container.id, &process_file, &pid_file, socket, stdio, &pod.entry())).and_then(|stdio| Ok((stdio, read_pid(&pid_file)?)));
     let _ = std::fs::remove_file(&process_file);
     let _ = std::fs::remove_file(&pid_file);
     let (stdio, pid) = started?;
     Ok(Workload::new(process, container.id.clone(), pid, container.cgroup.clone(), stdio))
 }
 
-/// Run `runc` (create or exec) with the new process's stdio, and return init's ends of it:
-/// pipes, or with `tty` the pty master runc sends to the console socket.
-fn launch(tty: bool, stdin: bool, runc: impl FnOnce(Option<&Path>, ContainerStdio) -> Result<(), RuncError>) -> Result<StdioEnds, RunError> {
+/// Run the runtime (create or exec) with the new process's stdio, and return init's ends of it:
+/// pipes, or with `tty` the pty master the runtime sends to the console socket.
+fn launch(tty: bool, stdin: bool, run: impl FnOnce(Option<&Path>, ContainerStdio) -> Result<(), RuntimeError>) -> Result<StdioEnds, RunError> {
     if tty {
-        launch_with_terminal(stdin, runc)
+        launch_with_terminal(stdin, run)
     } else {
-        launch_with_pipes(stdin, runc)
+        launch_with_pipes(stdin, run)
     }
 }
 
-fn launch_with_pipes(stdin: bool, runc: impl FnOnce(Option<&Path>, ContainerStdio) -> Result<(), RuncError>) -> Result<StdioEnds, RunError> {
+fn launch_with_pipes(stdin: bool, run: impl FnOnce(Option<&Path>, ContainerStdio) -> Result<(), RuntimeError>) -> Result<StdioEnds, RunError> {
     let (stdout, stdout_child) = pipe()?;
     let (stderr, stderr_child) = pipe()?;
     let (input, stdin_child) = if stdin {
@@ -180,17 +181,17 @@ fn launch_with_pipes(stdin: bool, runc: impl FnOnce(Option<&Path>, ContainerStdi
         (None, std::process::Stdio::null())
     };
     let stdio = ContainerStdio { stdin: stdin_child, stdout: stdout_child.into(), stderr: stderr_child.into() };
-    // runc drops the child ends when it returns, so the new process holds the only copies.
-    runc(None, stdio)?;
+    // The runtime drops the child ends when it returns, so the new process holds the only copies.
+    run(None, stdio)?;
     for fd in [Some(&stdout), Some(&stderr), input.as_ref()].into_iter().flatten() {
         set_nonblocking(fd)?;
     }
     Ok(StdioEnds { input, outputs: vec![(stdout, Stream::Stdout), (stderr, Stream::Stderr)], terminal: None })
 }
 
-fn launch_with_terminal(stdin: bool, runc: impl FnOnce(Option<&Path>, ContainerStdio) -> Result<(), RuncError>) -> Result<StdioEnds, RunError> {
+fn launch_with_terminal(stdin: bool, run: impl FnOnce(Option<&Path>, ContainerStdio) -> Result<(), RuntimeError>) -> Result<StdioEnds, RunError> {
     let socket = ConsoleSocket::bind()?;
-    runc(Some(socket.path()), ContainerStdio::null())?;
+    run(Some(socket.path()), ContainerStdio::null())?;
     let master = socket.receive_master()?;
     set_nonblocking(&master)?;
     let dup = |fd: &OwnedFd| fd.try_clone().map_err(|err| RunError::Io { what: "duplicating the terminal", err });

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::os::fd::AsFd;
 
 use moat_proto::net::GuestNetwork;
-use moat_proto::{DebugRequest, FailureKind, GuestMessage, HostMessage, Request, Response, PROTOCOL_VERSION};
+use moat_proto::{DebugRequest, FailureKind, GuestMessage, HostMessage, OciRuntime, Request, Response, PROTOCOL_VERSION};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -25,12 +25,15 @@ pub struct Options {
     pub debug: bool,
     /// The zone's network device and its configuration, when the host gave the zone one.
     pub network: Option<GuestNetwork>,
+    /// The OCI runtime the host chose (`moat.oci_runtime=`).
+    pub runtime: OciRuntime,
 }
 
 impl Options {
     pub fn from_cmdline(cmdline: &str) -> Result<Self, Error> {
         let network = GuestNetwork::from_cmdline(cmdline).map_err(|err| Error::Protocol(err.to_string()))?;
-        Ok(Self { debug: cmdline.split_whitespace().any(|word| word == "moat.debug=1"), network })
+        let runtime = OciRuntime::from_cmdline(cmdline).map_err(|err| Error::Protocol(err.to_string()))?;
+        Ok(Self { debug: cmdline.split_whitespace().any(|word| word == "moat.debug=1"), network, runtime })
     }
 }
 
@@ -48,7 +51,7 @@ pub fn serve(channel: &mut Channel, options: Options) -> Result<Infallible, Erro
     })?;
     log::info("hello sent");
 
-    let mut containers = Containers::new(options.network);
+    let mut containers = Containers::new(options.network, options.runtime);
     let mut copies = Copies::default();
     loop {
         let (channel_ready, signal_ready, layout, process_ready) = {

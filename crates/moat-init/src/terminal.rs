@@ -14,9 +14,9 @@ pub const CONSOLE_SOCKET: &str = "/run/moat/console.sock";
 pub enum TerminalError {
     #[error("console socket {CONSOLE_SOCKET}: {0}")]
     Socket(std::io::Error),
-    #[error("runc sent no terminal")]
+    #[error("the OCI runtime sent no terminal")]
     NoTerminal,
-    #[error("receiving the terminal from runc: {0}")]
+    #[error("receiving the terminal from the OCI runtime: {0}")]
     Receive(nix::Error),
 }
 

@@ -101,9 +101,12 @@ impl Pool<'_> {
         if !is_plain(sandbox) {
             return Ok(None);
         }
+        // A zone booted for another OCI runtime does not fit; an unusable choice boots cold,
+        // where creating the zone reports it.
+        let Ok(runtime) = moat_zone::assets::chosen_oci_runtime() else { return Ok(None) };
         let _lock = FileLock::acquire(&self.store.lock_path())?;
         for zone in self.zones()? {
-            let fits = zone.config.memory_mib == sandbox.resources.memory_mib() && zone.config.cpus == sandbox.resources.vcpus() && zone.config.accel == sandbox.accel;
+            let fits = zone.config.memory_mib == sandbox.resources.memory_mib() && zone.config.cpus == sandbox.resources.vcpus() && zone.config.accel == sandbox.accel && zone.config.oci_runtime == runtime;
             if !fits || zone.effective_state() != moat_zone::lifecycle::ZoneState::Running || !zone.containers.is_empty() {
                 continue;
             }

@@ -1,10 +1,12 @@
-//! Guest assets: the kernel, its modules, moat-init, runc (with its shared libraries),
-//! moat-check when built; the initramfs assembled from the first three, and the files of the
+//! Guest assets: the kernel, its modules, moat-init, the zone's OCI runtime (runc or crun,
+//! with its shared libraries), moat-check when built; the initramfs assembled from the first three, and the files of the
 //! tools disk (see [`crate::guest_disks`]).
 
 use std::path::{Path, PathBuf};
 
 use moat_proto::layout::{BOOT_MODULES_FILE, CHECK_FILE, MODPROBE_PATH, PRIVILEGED_MODULES_FILE, TOOLS_DIR, WORKLOAD_MODULES_FILE};
+use moat_proto::oci_runtime::UnknownOciRuntime;
+use moat_proto::OciRuntime;
 
 use crate::guest_disks::ToolFile;
 use crate::initramfs::{self, Entry};
@@ -28,8 +30,9 @@ const TARGET_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 /// The cargo profile scripts/build-guest.sh builds the guest binaries with (small binaries).
 const GUEST_PROFILE: &str = "guest";
 
-/// Debian's runc on the host; the guest sees it at the same path, with its libraries.
-pub const RUNC_PATH: &str = "/usr/sbin/runc";
+/// Names the OCI runtime new zones run their containers with, `runc` or `crun`, to compare
+/// them; without it, [`OciRuntime::default`].
+pub const OCI_RUNTIME_ENV: &str = "MOAT_OCI_RUNTIME";
 
 /// A module load list for init: `modules` in load order, written to `file`. The initramfs
 /// carries the modules themselves when `carried`; otherwise init loads them from the modules disk.
@@ -57,8 +60,10 @@ pub enum AssetError {
     NoInit { searched: String },
     #[error("{path} is not a static executable; build it with scripts/build-guest.sh")]
     InitNotStatic { path: PathBuf },
-    #[error("runc not found at {RUNC_PATH}: install Debian's runc package (scripts/setup.sh)")]
-    NoRunc,
+    #[error("{runtime} not found at {}: install Debian's {runtime} package (scripts/setup.sh)", runtime.path())]
+    NoRuntime { runtime: OciRuntime },
+    #[error("{OCI_RUNTIME_ENV}: {0}")]
+    UnknownRuntime(#[from] UnknownOciRuntime),
     #[error("running ldd on {path}: {err}")]
     Ldd { path: PathBuf, err: String },
     #[error("reading {path}: {err}")]
@@ -138,14 +143,11 @@ impl Assets {
         Ok(cached)
     }
 
-    /// runc and its libraries at their host paths, and moat-check when built.
-    pub fn tools(&self) -> Result<Vec<ToolFile>, AssetError> {
-        let runc = Path::new(RUNC_PATH);
-        if !runc.is_file() {
-            return Err(AssetError::NoRunc);
-        }
-        let mut files = vec![ToolFile { path: relative(runc), source: runc.to_path_buf() }];
-        files.extend(shared_libraries(runc)?.into_iter().map(|library| ToolFile { path: relative(&library), source: library }));
+    /// The OCI runtime and its libraries at their host paths, and moat-check when built.
+    pub fn tools(&self, runtime: OciRuntime) -> Result<Vec<ToolFile>, AssetError> {
+        let binary = runtime_binary(runtime)?;
+        let mut files = vec![ToolFile { path: relative(binary), source: binary.to_path_buf() }];
+        files.extend(shared_libraries(binary)?.into_iter().map(|library| ToolFile { path: relative(&library), source: library }));
         if let Some(check) = &self.check {
             files.push(ToolFile { path: CHECK_FILE.into(), source: check.clone() });
         }
@@ -167,7 +169,7 @@ impl Assets {
                 }
             }
         }
-        // runc and its libraries at their usual paths, pointing into the tools disk's mount.
+        // The runtime and its libraries at their usual paths, pointing into the tools disk's mount.
         for tool in tools.iter().filter(|tool| tool.path != CHECK_FILE) {
             files.push(Entry::Symlink { target: format!("{TOOLS_DIR}/{}", tool.path), path: tool.path.clone() });
         }
@@ -182,6 +184,25 @@ impl Assets {
         entries.push(Entry::CharDevice { path: "dev/console".into(), major: 5, minor: 1, mode: 0o600 });
         entries.extend(files);
         Ok(entries)
+    }
+}
+
+/// The OCI runtime new zones get: [`OCI_RUNTIME_ENV`]'s, else the default; it must be installed.
+pub fn chosen_oci_runtime() -> Result<OciRuntime, AssetError> {
+    let runtime = match std::env::var(OCI_RUNTIME_ENV) {
+        Ok(name) => name.parse()?,
+        Err(_) => OciRuntime::default(),
+    };
+    runtime_binary(runtime)?;
+    Ok(runtime)
+}
+
+fn runtime_binary(runtime: OciRuntime) -> Result<&'static Path, AssetError> {
+    let binary = Path::new(runtime.path());
+    if binary.is_file() {
+        Ok(binary)
+    } else {
+        Err(AssetError::NoRuntime { runtime })
     }
 }
 
@@ -327,10 +348,14 @@ mod tests {
     }
 
     #[test]
-    fn runc_libraries_resolve_on_this_host() {
-        let libraries = shared_libraries(Path::new(RUNC_PATH)).expect("runc is installed (apt-packages.txt)");
-        assert!(libraries.iter().any(|l| l.ends_with("libc.so.6")), "{libraries:?}");
-        assert!(libraries.iter().any(|l| l.to_string_lossy().contains("ld-linux")), "the loader is included: {libraries:?}");
-        assert!(libraries.iter().all(|l| l.is_file()));
+    fn runtime_libraries_resolve_on_this_host() {
+        for runtime in [OciRuntime::Runc, OciRuntime::Crun] {
+            let libraries = shared_libraries(Path::new(runtime.path())).expect("runc and crun are installed (apt-packages.txt)");
+            assert!(libraries.iter().any(|l| l.ends_with("libc.so.6")), "{libraries:?}");
+            assert!(libraries.iter().any(|l| l.to_string_lossy().contains("ld-linux")), "the loader is included: {libraries:?}");
+            assert!(libraries.iter().all(|l| l.is_file()));
+        }
+        let crun = shared_libraries(Path::new(OciRuntime::Crun.path())).unwrap();
+        assert!(crun.iter().any(|l| l.to_string_lossy().contains("libseccomp")), "{crun:?}");
     }
 }

@@ -1,6 +1,6 @@
 //! Read-only EROFS disks built from host files for zones that run a workload: the zone
 //! kernel's modules, so a privileged workload can load what the zone kernel ships (loop, tun,
-//! bridge, nf_tables, ...), and the tools disk (runc, its libraries, moat-check). Neither sits in
+//! bridge, nf_tables, ...), and the tools disk (the OCI runtime, its libraries, moat-check). Neither sits in
 //! the initramfs, which every zone boot loads and copies.
 
 use std::path::{Path, PathBuf};

@@ -42,6 +42,8 @@ pub enum OpsError {
     Share(#[from] crate::share::ShareError),
     #[error("removing the zone's copies: {0}")]
     Staging(#[from] crate::staging::StagingError),
+    #[error(transparent)]
+    Assets(#[from] crate::assets::AssetError),
 }
 
 /// Parse a Docker-style memory size (`512m`, `1g`, `268435456`) into MiB, within bounds.
@@ -103,6 +105,7 @@ pub fn create(store: &ZoneStore, request: CreateRequest, supervisor: &Supervisor
         None => new_zone_id()?,
     };
     let name = request.name.clone().unwrap_or_else(|| format!("zone-{id}"));
+    let oci_runtime = crate::assets::chosen_oci_runtime()?;
     let record = ZoneRecord {
         id: id.clone(),
         name: name.clone(),
@@ -119,6 +122,7 @@ pub fn create(store: &ZoneStore, request: CreateRequest, supervisor: &Supervisor
             network: request.network,
             extra_hosts: request.extra_hosts,
             pool: request.pool,
+            oci_runtime,
         },
         state: ZoneState::Creating,
         supervisor: None,

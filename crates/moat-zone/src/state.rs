@@ -59,6 +59,9 @@ pub struct ZoneConfig {
     /// clears this and `pod`, making it that container's own zone).
     #[serde(default)]
     pub pool: bool,
+    /// The OCI runtime the zone's init runs containers with, on its tools disk.
+    #[serde(default)]
+    pub oci_runtime: moat_proto::OciRuntime,
 }
 
 /// A container of a zone, as `moat ps` shows it.
@@ -472,7 +475,7 @@ mod tests {
             id: id.into(),
             name: name.into(),
             created_unix: 1,
-            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new(), network: Default::default(), extra_hosts: Vec::new(), pool: false },
+            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new(), network: Default::default(), extra_hosts: Vec::new(), pool: false, oci_runtime: Default::default() },
             state: ZoneState::Creating,
             supervisor: None,
             qemu: None,

@@ -26,6 +26,30 @@ fn unprivileged_capabilities_are_dockers_defaults() {
     moat.assert_nothing_running();
 }
 
+/// crun runs containers by default; `MOAT_OCI_RUNTIME=runc` picks runc, to compare the two. The
+/// zone's kernel command line names the runtime the host chose, and a missing command reads the
+/// same under both: one line, Docker's 127.
+#[test]
+fn either_oci_runtime_runs_the_container() {
+    let moat = Moat::with_busybox();
+    for runtime in ["runc", "crun"] {
+        let run = |args: &[&str]| moat.cmd(args).env("MOAT_OCI_RUNTIME", runtime).output().expect("running moat");
+        let out = run(&["run", "--rm", BUSYBOX, "cat", "/proc/cmdline"]);
+        assert!(out.status.success(), "{runtime}: {}", stderr(&out));
+        assert!(stdout(&out).split_whitespace().any(|word| word == format!("moat.oci_runtime={runtime}")), "{runtime}: {}", stdout(&out));
+        let missing = run(&["run", "--rm", BUSYBOX, "no-such-command"]);
+        assert_eq!(missing.status.code(), Some(127), "{runtime}: {}", stderr(&missing));
+        let lines: Vec<String> = stderr(&missing).lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), 1, "{runtime}: {lines:?}");
+        assert!(lines[0].contains("no-such-command"), "{runtime}: {lines:?}");
+    }
+    let unknown = moat.cmd(&["run", "--rm", BUSYBOX, "true"]).env("MOAT_OCI_RUNTIME", "youki").output().expect("running moat");
+    assert_eq!(unknown.status.code(), Some(125), "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("MOAT_OCI_RUNTIME: OCI runtime \"youki\" is unknown: use runc or crun"), "{}", stderr(&unknown));
+    assert!(moat.zone_files().is_empty(), "{:?}", moat.zone_files());
+    moat.assert_nothing_running();
+}
+
 #[test]
 fn privileged_capabilities_are_all_41() {
     let moat = Moat::with_busybox();

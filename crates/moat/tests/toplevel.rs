@@ -48,7 +48,8 @@ fn short_forms_do_what_their_long_forms_do() {
     let version = moat.ok(&["version"]);
     let labels: Vec<&str> = version.lines().map(|l| l.split(':').next().unwrap()).collect();
     assert_eq!(labels, ["moat", "guest kernel", "qemu", "zone runtime"], "{version}");
-    assert!(version.contains("runc version"), "{version}");
+    let runtime = moat_zone::assets::chosen_oci_runtime().unwrap();
+    assert!(version.contains(&format!("{runtime} version")), "{version}");
     let versions = json(&moat.ok(&["version", "--format", "json"]));
     assert_eq!(versions["moat"], env!("CARGO_PKG_VERSION"));
 

@@ -142,6 +142,8 @@ fn kernel_cmdline(record: &ZoneRecord, release: &str) -> String {
     // the reboot is a triple fault, which -no-reboot turns into QEMU's exit; the kernel's
     // other reboot methods can spin for minutes on a microvm, which lacks their devices.
     let mut cmdline = format!("console=ttyS0 quiet panic=-1 reboot=t moat.zone={} moat.kernel={release}", record.id);
+    cmdline.push(' ');
+    cmdline.push_str(&record.config.oci_runtime.kernel_arg());
     if let Some(network) = record.config.network.guest() {
         cmdline.push(' ');
         cmdline.push_str(&network.kernel_arg());
@@ -205,9 +207,9 @@ async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option
     let record = dir.read()?;
 
     let assets = Assets::locate(assets_dir)?;
-    // Resolved once (it runs ldd on runc): the initramfs links to these files, and a workload's
-    // tools disk holds them.
-    let tools = assets.tools()?;
+    // Resolved once (it runs ldd on the OCI runtime): the initramfs links to these files, and a
+    // workload's tools disk holds them.
+    let tools = assets.tools(record.config.oci_runtime)?;
     let initrd = assets.initramfs(&tools)?;
     let api = bind(dir.api_socket())?;
     let (console, console_end) = socket_pair("console")?;

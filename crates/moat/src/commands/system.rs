@@ -13,7 +13,7 @@ use moat_image::Store;
 use moat_runtime::volumes::VolumeStore;
 use moat_runtime::{is_running, Found, Runtime};
 use moat_zone::accel::{self, AccelChoice, HostFacts};
-use moat_zone::assets::{self, Assets, RUNC_PATH};
+use moat_zone::assets::{self, Assets};
 use moat_zone::qemu::QEMU_BINARY;
 
 use super::image::{human_size, Format};
@@ -72,7 +72,7 @@ pub fn version(args: VersionArgs) -> anyhow::Result<ExitCode> {
         Component { name: "moat", version: Ok(env!("CARGO_PKG_VERSION").to_owned()) },
         Component { name: "guest kernel", version: assets::kernel_release(&Assets::default_dir()).map_err(|e| e.to_string()) },
         Component { name: "qemu", version: first_line_of(QEMU_BINARY, "QEMU emulator version ") },
-        Component { name: "zone runtime", version: first_line_of(RUNC_PATH, "").map(|v| format!("{v} ({RUNC_PATH}, on the zone's tools disk)")) },
+        Component { name: "zone runtime", version: zone_runtime_version() },
     ];
     match args.format {
         Format::Json => {
@@ -92,6 +92,12 @@ pub fn version(args: VersionArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The OCI runtime new zones get, and its version.
+fn zone_runtime_version() -> Result<String, String> {
+    let runtime = assets::chosen_oci_runtime().map_err(|e| e.to_string())?;
+    first_line_of(runtime.path(), "").map(|v| format!("{v} ({}, on the zone's tools disk)", runtime.path()))
 }
 
 /// The first line `program --version` prints, less `prefix`. Host programs we chose, not input.
@@ -131,7 +137,7 @@ pub fn info(root: &Path, args: InfoArgs) -> anyhow::Result<ExitCode> {
             "kernel_release": assets.as_ref().ok().map(|a| &a.kernel_release),
             "init": assets.as_ref().ok().map(|a| &a.init),
             "checker": assets.as_ref().ok().and_then(|a| a.check.as_ref()),
-            "runc": RUNC_PATH,
+            "oci_runtime": assets::chosen_oci_runtime().map_or_else(|e| e.to_string(), |r| r.path().to_owned()),
             "problem": assets.as_ref().err().map(ToString::to_string),
         },
         "zones": zones.len(),
@@ -156,7 +162,7 @@ pub fn info(root: &Path, args: InfoArgs) -> anyhow::Result<ExitCode> {
                 }
                 Err(err) => println!("  problem:     {err}"),
             }
-            println!("  runc:        {RUNC_PATH}");
+            println!("  OCI runtime: {}", info["assets"]["oci_runtime"].as_str().unwrap_or_default());
             println!("Zones:         {} ({running_zones} running)", zones.len());
             println!("Pods:          {}", info["pods"]);
             println!("Containers:    {} ({running_containers} running, {} stopped)", containers.len(), containers.len() - running_containers);

@@ -1,5 +1,7 @@
-//! Driving Debian's runc (on the tools disk the host attaches): create, start, exec, delete,
-//! and one clear line out of its log when it fails.
+//! Driving the zone's OCI runtime binary, Debian's runc or crun (on the tools disk the host
+//! attaches; the host picks which, see [`OciRuntime`]): create, start, exec, delete, and one
+//! clear line out of its log when it fails. Both take the same command line and write the same
+//! JSON log lines; what differs is below, in one place.
 
 use std::ffi::OsStr;
 use std::io::{Read, Seek, SeekFrom};
@@ -8,27 +10,25 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use moat_proto::FailureKind;
+use moat_proto::{FailureKind, OciRuntime};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 
-pub const RUNC: &str = "/usr/sbin/runc";
-/// runc's state directory (its default for root).
-const STATE_DIR: &str = "/run/runc";
-/// runc's log, one JSON object per line; rewritten for every command.
-const LOG_FILE: &str = "/run/moat/runc.log";
+/// The runtime's log, one JSON object per line; rewritten for every command.
+const LOG_FILE: &str = "/run/moat/oci-runtime.log";
 
-/// Most of runc's log read back for an error. runc writes the log, but its messages quote the
-/// image's paths and arguments, and a runaway log must not fill init's memory.
+/// Most of the runtime's log read back for an error. The runtime writes the log, but its
+/// messages quote the image's paths and arguments, and a runaway log must not fill init's memory.
 const MAX_LOG_BYTES: u64 = 64 * 1024;
-/// Longest runc error passed on to the host as the reason a run failed.
+/// Longest runtime error passed on to the host as the reason a run failed.
 const MAX_ERROR_CHARS: usize = 512;
 
-/// Longest any runc command may take. Init waits for runc in its control loop, so a runc that
-/// hangs (on a mount, a device, a stuck container process) would stop the zone answering.
-pub const RUNC_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest any runtime command may take. Init waits for the runtime in its control loop, so one
+/// that hangs (on a mount, a device, a stuck container process) would stop the zone answering.
+pub const RUNTIME_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Leading parts of runc's errors that only say which layer passed the error up.
+/// Leading parts of runc's errors that only say which layer passed the error up (crun's have
+/// none).
 const WRAPPERS: [&str; 7] = [
     "runc create failed",
     "runc start failed",
@@ -39,20 +39,28 @@ const WRAPPERS: [&str; 7] = [
     "error during container init",
 ];
 
-#[derive(Debug, thiserror::Error)]
-pub enum RuncError {
-    #[error("starting {RUNC}: {0}")]
-    Spawn(std::io::Error),
-    /// runc's own reason, stripped of its wrappers.
-    #[error("{0}")]
-    Failed(String),
-    #[error("runc {command} did not finish within {timeout:?}; it was killed")]
-    Timeout { command: &'static str, timeout: Duration },
-    #[error("waiting for runc {command}: {err}")]
-    Wait { command: &'static str, err: std::io::Error },
+/// The runtime's state directory (its default for root).
+fn state_dir(runtime: OciRuntime) -> &'static str {
+    match runtime {
+        OciRuntime::Runc => "/run/runc",
+        OciRuntime::Crun => "/run/crun",
+    }
 }
 
-/// The container process's stdio while `runc create` runs: runc passes its own stdio through
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("starting {}: {err}", runtime.path())]
+    Spawn { runtime: OciRuntime, err: std::io::Error },
+    /// The runtime's own reason, stripped of its wrappers, and what kind of failure it names.
+    #[error("{reason}")]
+    Failed { reason: String, kind: FailureKind },
+    #[error("{runtime} {command} did not finish within {timeout:?}; it was killed")]
+    Timeout { runtime: OciRuntime, command: &'static str, timeout: Duration },
+    #[error("waiting for {runtime} {command}: {err}")]
+    Wait { runtime: OciRuntime, command: &'static str, err: std::io::Error },
+}
+
+/// The container process's stdio while `create` runs: the runtime passes its own stdio through
 /// to the container when there is no terminal.
 pub struct ContainerStdio {
     pub stdin: Stdio,
@@ -66,66 +74,73 @@ impl ContainerStdio {
     }
 }
 
-/// Namespaces runc is started in, so that what it creates or execs inherits them: open
+/// Namespaces the runtime is started in, so that what it creates or execs inherits them: open
 /// descriptors and their kinds (see `Pod::entry`).
 pub type Enter = [(RawFd, CloneFlags)];
 
-/// `runc create`: the container's process exists, stopped before exec, when this returns.
-pub fn create(id: &str, bundle: &Path, pid_file: &Path, console_socket: Option<&Path>, stdio: ContainerStdio, enter: &Enter) -> Result<(), RuncError> {
+/// `create`: the container's process exists, stopped before exec, when this returns.
+pub fn create(runtime: OciRuntime, id: &str, bundle: &Path, pid_file: &Path, console_socket: Option<&Path>, stdio: ContainerStdio, enter: &Enter) -> Result<(), RuntimeError> {
     let mut args: Vec<&OsStr> = vec!["create".as_ref(), "--bundle".as_ref(), bundle.as_os_str(), "--pid-file".as_ref(), pid_file.as_os_str()];
     if let Some(socket) = console_socket {
         args.extend(["--console-socket".as_ref(), socket.as_os_str()]);
     }
     args.push(id.as_ref());
-    run("create", &args, stdio, enter)
+    run(runtime, "create", &args, stdio, enter)
 }
 
-/// `runc start`: the container's process execs its command.
-pub fn start(id: &str) -> Result<(), RuncError> {
-    run("start", &["start".as_ref(), id.as_ref()], ContainerStdio::null(), &[])
+/// `start`: the container's process execs its command.
+pub fn start(runtime: OciRuntime, id: &str) -> Result<(), RuntimeError> {
+    run(runtime, "start", &["start".as_ref(), id.as_ref()], ContainerStdio::null(), &[])
 }
 
-/// `runc exec --detach`: start the process described by the `process` file in the running
-/// container. runc exits once it runs, so the process becomes init's child, as the workload is.
-pub fn exec(id: &str, process: &Path, pid_file: &Path, console_socket: Option<&Path>, stdio: ContainerStdio, enter: &Enter) -> Result<(), RuncError> {
+/// `exec --detach`: start the process described by the `process` file in the running
+/// container. The runtime exits once it runs, so the process becomes init's child, as the
+/// workload is.
+pub fn exec(runtime: OciRuntime, id: &str, process: &Path, pid_file: &Path, console_socket: Option<&Path>, stdio: ContainerStdio, enter: &Enter) -> Result<(), RuntimeError> {
     let mut args: Vec<&OsStr> = vec!["exec".as_ref(), "--detach".as_ref(), "--pid-file".as_ref(), pid_file.as_os_str(), "--process".as_ref(), process.as_os_str()];
     if let Some(socket) = console_socket {
         args.extend(["--console-socket".as_ref(), socket.as_os_str()]);
     }
     args.push(id.as_ref());
-    run("exec", &args, stdio, enter)
+    run(runtime, "exec", &args, stdio, enter)
 }
 
-/// `runc delete`: remove the container's state and cgroup; with `force`, kill what is left
-/// first (without, runc refuses a running container).
-pub fn delete(id: &str, force: bool) -> Result<(), RuncError> {
+/// `delete`: remove the container's state and cgroup; with `force`, kill what is left first
+/// (without, the runtime refuses a running container).
+pub fn delete(runtime: OciRuntime, id: &str, force: bool) -> Result<(), RuntimeError> {
     let mut args: Vec<&OsStr> = vec!["delete".as_ref()];
     if force {
         args.push("--force".as_ref());
     }
     args.push(id.as_ref());
-    run("delete", &args, ContainerStdio::null(), &[])
+    run(runtime, "delete", &args, ContainerStdio::null(), &[])
 }
 
-/// The kind of a runc failure. runc reports why a process could not start only as text (Go's
-/// exec errors, which it passes on), so this adapter is the one place that reads it; everything
-/// past it sees the kind.
-pub fn failure_kind(reason: &str) -> FailureKind {
-    let starting = reason.starts_with("exec: ");
-    if starting && (reason.ends_with("executable file not found in $PATH") || reason.ends_with("no such file or directory")) {
+/// The kind of a runtime failure. Both report why a process could not start only as text
+/// (runc passes on Go's exec errors; crun names the executable and appends strerror), so this
+/// adapter is the one place that reads it; everything past it sees the kind.
+fn failure_kind(runtime: OciRuntime, reason: &str) -> FailureKind {
+    let (starting, not_found, denied): (bool, &[&str], &[&str]) = match runtime {
+        OciRuntime::Runc => (reason.starts_with("exec: "), &["executable file not found in $PATH", "no such file or directory"], &["permission denied"]),
+        OciRuntime::Crun => (
+            reason.starts_with("executable file `") || reason.starts_with("exec container process") || reason.starts_with("open executable"),
+            &["No such file or directory"],
+            &["Permission denied", "Is a directory", "Operation not permitted"],
+        ),
+    };
+    if starting && not_found.iter().any(|end| reason.ends_with(end)) {
         FailureKind::NotFound
-    } else if starting && reason.ends_with("permission denied") {
+    } else if starting && denied.iter().any(|end| reason.ends_with(end)) {
         FailureKind::PermissionDenied
     } else {
         FailureKind::Internal
     }
 }
 
-fn run(command: &'static str, args: &[&OsStr], stdio: ContainerStdio, enter: &Enter) -> Result<(), RuncError> {
+fn run(runtime: OciRuntime, command: &'static str, args: &[&OsStr], stdio: ContainerStdio, enter: &Enter) -> Result<(), RuntimeError> {
     let _ = std::fs::remove_file(LOG_FILE);
-    let mut runc = Command::new(RUNC);
-    runc
-        .args(["--root", STATE_DIR, "--log", LOG_FILE, "--log-format", "json"])
+    let mut cmd = Command::new(runtime.path());
+    cmd.args(["--root", state_dir(runtime), "--log", LOG_FILE, "--log-format", "json"])
         .args(args)
         .stdin(stdio.stdin)
         .stdout(stdio.stdout)
@@ -137,33 +152,57 @@ fn run(command: &'static str, args: &[&OsStr], stdio: ContainerStdio, enter: &En
     // SAFETY: sigprocmask and setns are async-signal-safe and change only the child's own mask
     // and namespaces; the descriptors stay open in init for as long as the pod.
     unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut runc, move || {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
             for (fd, kind) in &enter {
                 nix::sched::setns(BorrowedFd::borrow_raw(*fd), *kind).map_err(std::io::Error::from)?;
             }
+            reset_oom_score()?;
             nix::sys::signal::SigSet::empty().thread_set_mask().map_err(std::io::Error::from)
         });
     }
-    let status = status_within(&mut runc, command, RUNC_TIMEOUT)?;
+    let status = status_within(&mut cmd, runtime, command, RUNTIME_TIMEOUT)?;
     if status.success() {
         return Ok(());
     }
-    let reason = read_log_tail().as_deref().and_then(error_message).unwrap_or_else(|| format!("runc {command} failed ({status})"));
-    Err(RuncError::Failed(reason))
+    let reason = read_log_tail().as_deref().and_then(error_message).unwrap_or_else(|| format!("{runtime} {command} failed ({status})"));
+    Err(RuntimeError::Failed { kind: failure_kind(runtime, &reason), reason })
+}
+
+/// Give the runtime's process oom_score_adj 0, the value every spec carries. Init runs at -1000,
+/// which its children inherit; runc applies the spec's 0, but crun 1.8.1 leaves a 0 alone, and a
+/// -1000 container process is never OOM-killed: it would hang at its cgroup's memory limit.
+/// Called between fork and exec, so only async-signal-safe calls and no allocation.
+fn reset_oom_score() -> std::io::Result<()> {
+    // SAFETY: open, write and close are async-signal-safe; the path is a static C string and
+    // the buffer a static byte.
+    unsafe {
+        let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if written == 1 {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
 }
 
 /// Run `cmd` to its end and reap it, or kill and reap it once `timeout` has passed.
-fn status_within(cmd: &mut Command, command: &'static str, timeout: Duration) -> Result<std::process::ExitStatus, RuncError> {
-    let mut child = cmd.spawn().map_err(RuncError::Spawn)?;
+fn status_within(cmd: &mut Command, runtime: OciRuntime, command: &'static str, timeout: Duration) -> Result<std::process::ExitStatus, RuntimeError> {
+    let mut child = cmd.spawn().map_err(|err| RuntimeError::Spawn { runtime, err })?;
     let ended = ended_within(&child, timeout);
     if !matches!(ended, Ok(true)) {
         let _ = child.kill();
     }
-    let status = child.wait().map_err(|err| RuncError::Wait { command, err })?;
+    let status = child.wait().map_err(|err| RuntimeError::Wait { runtime, command, err })?;
     match ended {
         Ok(true) => Ok(status),
-        Ok(false) => Err(RuncError::Timeout { command, timeout }),
-        Err(err) => Err(RuncError::Wait { command, err }),
+        Ok(false) => Err(RuntimeError::Timeout { runtime, command, timeout }),
+        Err(err) => Err(RuntimeError::Wait { runtime, command, err }),
     }
 }
 
@@ -209,7 +248,7 @@ struct LogLine {
     msg: String,
 }
 
-/// The last error in runc's JSON log, without the wrappers, on one bounded line.
+/// The last error in the runtime's JSON log, without runc's wrappers, on one bounded line.
 pub fn error_message(log: &str) -> Option<String> {
     let line = log
         .lines()
@@ -238,9 +277,9 @@ mod tests {
         let started = Instant::now();
         let mut sleep = Command::new("sh");
         sleep.arg("-c").arg(format!("echo $$ > {}; exec sleep 30", pid_file.display()));
-        let err = status_within(&mut sleep, "create", Duration::from_millis(300)).unwrap_err();
+        let err = status_within(&mut sleep, OciRuntime::Runc, "create", Duration::from_millis(300)).unwrap_err();
         let elapsed = started.elapsed();
-        assert!(matches!(err, RuncError::Timeout { command: "create", .. }), "{err}");
+        assert!(matches!(err, RuntimeError::Timeout { command: "create", .. }), "{err}");
         assert_eq!(err.to_string(), "runc create did not finish within 300ms; it was killed");
         assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5), "{elapsed:?}");
         let pid = std::fs::read_to_string(&pid_file).unwrap();
@@ -251,10 +290,10 @@ mod tests {
     fn a_command_within_its_bound_gives_its_status() {
         let mut quick = Command::new("sh");
         quick.args(["-c", "sleep 0.1; exit 3"]);
-        let status = status_within(&mut quick, "start", Duration::from_secs(10)).unwrap();
+        let status = status_within(&mut quick, OciRuntime::Crun, "start", Duration::from_secs(10)).unwrap();
         assert_eq!(status.code(), Some(3));
         let mut missing = Command::new("/nonexistent/runc");
-        assert!(matches!(status_within(&mut missing, "delete", Duration::from_secs(1)), Err(RuncError::Spawn(_))));
+        assert!(matches!(status_within(&mut missing, OciRuntime::Crun, "delete", Duration::from_secs(1)), Err(RuntimeError::Spawn { .. })));
     }
 
     #[test]
@@ -281,11 +320,24 @@ mod tests {
     }
 
     #[test]
-    fn start_failures_have_kinds() {
-        assert_eq!(failure_kind(r#"exec: "nope": executable file not found in $PATH"#), FailureKind::NotFound);
-        assert_eq!(failure_kind(r#"exec: "/bin/x": no such file or directory"#), FailureKind::NotFound);
-        assert_eq!(failure_kind(r#"exec: "/etc": permission denied"#), FailureKind::PermissionDenied);
-        assert_eq!(failure_kind(r#"error mounting "proc" to rootfs at "/proc": permission denied"#), FailureKind::Internal, "only the process's own exec");
+    fn runc_start_failures_have_kinds() {
+        let kind = |reason| failure_kind(OciRuntime::Runc, reason);
+        assert_eq!(kind(r#"exec: "nope": executable file not found in $PATH"#), FailureKind::NotFound);
+        assert_eq!(kind(r#"exec: "/bin/x": no such file or directory"#), FailureKind::NotFound);
+        assert_eq!(kind(r#"exec: "/etc": permission denied"#), FailureKind::PermissionDenied);
+        assert_eq!(kind(r#"error mounting "proc" to rootfs at "/proc": permission denied"#), FailureKind::Internal, "only the process's own exec");
+    }
+
+    #[test]
+    fn crun_errors_read_alike() {
+        let log = r#"{"msg":"executable file `nope` not found in $PATH: No such file or directory","level":"error","time":"2024-01-01T00:00:00.000000Z"}"#;
+        let reason = error_message(log).unwrap();
+        assert_eq!(reason, "executable file `nope` not found in $PATH: No such file or directory");
+        assert_eq!(failure_kind(OciRuntime::Crun, &reason), FailureKind::NotFound);
+        // crun 1.8.1's reason for a command that is a directory.
+        assert_eq!(failure_kind(OciRuntime::Crun, "open executable: Operation not permitted"), FailureKind::PermissionDenied);
+        assert_eq!(failure_kind(OciRuntime::Crun, "exec container process `/bin/x`: Permission denied"), FailureKind::PermissionDenied);
+        assert_eq!(failure_kind(OciRuntime::Crun, "mount `proc` to `proc`: Permission denied"), FailureKind::Internal, "only the process's own exec");
     }
 
     #[test]
