@@ -25,6 +25,8 @@ use crate::volumes::{VolumeMount, VolumeStore};
 const ZONE_MODULES: &str = "/lib/modules";
 /// How long a request to a zone's supervisor may wait for its answer (runc, under TCG, is slow).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a client whose zone ended under it waits for the supervisor to record why.
+const ZONE_END_WAIT: Duration = Duration::from_secs(5);
 
 /// Where a new container goes.
 pub enum Placement {
@@ -275,8 +277,12 @@ impl Containers<'_> {
     fn connect(&self, found: &Found, request: ApiRequest) -> Result<Connection> {
         let mut conn = Connection::open(&found.dir.api_socket())?;
         conn.send(&request)?;
-        done(conn.receive())?;
-        Ok(conn)
+        match conn.receive() {
+            // The process began and ended its zone (a panic) before its start was answered.
+            Ok(ApiResponse::ZoneEnded { reason }) => Err(RuntimeError::ZoneEnded(reason)),
+            Err(api::ApiError::Closed) => Err(RuntimeError::ZoneEnded(zone_end_reason(&found.dir))),
+            answer => done(answer).map(|()| conn),
+        }
     }
 
     pub fn kill(&self, found: &Found, signal: i32) -> Result<()> {
@@ -427,6 +433,22 @@ pub fn start_failure_code(err: &RuntimeError, default: u8) -> u8 {
     err.kind().start_exit_code().unwrap_or(default)
 }
 
+/// Why the zone in `dir` ended, once its supervisor has written it (it does as it goes, a moment
+/// after its clients' connections close).
+fn zone_end_reason(dir: &ZoneDir) -> String {
+    let deadline = Instant::now() + ZONE_END_WAIT;
+    loop {
+        let state = dir.read().ok().map(|r| r.effective_state());
+        if let Some(reason) = state.as_ref().filter(|s| s.is_terminal()).and_then(|s| s.reason()) {
+            return reason.to_string();
+        }
+        if Instant::now() > deadline {
+            return "unknown reason".into();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub(crate) fn done(answer: std::result::Result<ApiResponse, api::ApiError>) -> Result<()> {
     match answer? {
         ApiResponse::Done => Ok(()),
@@ -447,5 +469,50 @@ fn set_hostname(spec: &mut Spec, hostname: &str) {
             env.push(format!("HOSTNAME={hostname}"));
         }
         process.set_env(Some(env));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moat_zone::lifecycle::ZoneState;
+    use moat_zone::state::ZoneConfig;
+
+    /// A zone whose supervisor takes a request and closes the connection without an answer, as
+    /// it does when the process it starts panics the zone's kernel first; the record says why.
+    #[test]
+    fn a_zone_that_ends_under_a_request_is_a_typed_end_with_its_reason() {
+        let root = tempfile::tempdir().unwrap();
+        let store = ZoneStore::open(root.path()).unwrap();
+        let reason = "guest kernel panic: Kernel panic - not syncing: sysrq triggered crash";
+        let container = ContainerRecord { id: "c1".into(), name: "c".into(), image: "i".into(), command: vec![], privileged: false, created_unix: 1, started_unix: Some(1), exit: None, auto_remove: false, memory_limit: None, tty: false, stdin: false };
+        let zone = ZoneRecord {
+            id: "abc123".into(),
+            name: "z".into(),
+            created_unix: 1,
+            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: moat_zone::accel::Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new(), network: Default::default(), extra_hosts: Vec::new(), pool: false, oci_runtime: Default::default() },
+            state: ZoneState::Failed { reason: reason.into() },
+            supervisor: None,
+            qemu: None,
+            virtiofsd: None,
+            passt: None,
+            cgroups: Vec::new(),
+            kernel_release: None,
+            boot_ms: None,
+            containers: vec![container.clone()],
+        };
+        let dir = store.create(&zone).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(dir.api_socket()).unwrap();
+        let supervisor = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let _ = std::io::Read::read(&mut stream, &mut [0u8; 4096]);
+        });
+        let command = SupervisorCommand { program: "/bin/false".into(), args: Vec::new() };
+        let containers = Containers { store: &store, supervisor: &command };
+        let found = Found { dir, zone, container };
+        let err = containers.connect(&found, ApiRequest::Ping).map(|_| ()).unwrap_err();
+        supervisor.join().unwrap();
+        assert!(matches!(&err, RuntimeError::ZoneEnded(why) if why == reason), "{err}");
+        assert_eq!(err.kind(), FailureKind::ZoneGone);
     }
 }

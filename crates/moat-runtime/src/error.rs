@@ -59,6 +59,9 @@ pub enum RuntimeError {
     Api(#[from] ApiError),
     #[error("{what}: {err}")]
     Io { what: String, err: std::io::Error },
+    /// The zone ended while a request to it was under way; why, as its supervisor said.
+    #[error("the zone ended: {0}")]
+    ZoneEnded(String),
 }
 
 impl RuntimeError {
@@ -72,7 +75,7 @@ impl RuntimeError {
             RuntimeError::PodFull { .. } => FailureKind::Limit,
             RuntimeError::Zone { kind, .. } => *kind,
             RuntimeError::Copy(err) => err.kind(),
-            RuntimeError::Api(_) => FailureKind::ZoneGone,
+            RuntimeError::Api(_) | RuntimeError::ZoneEnded(_) => FailureKind::ZoneGone,
             RuntimeError::Ops(_) | RuntimeError::State(_) | RuntimeError::Io { .. } => FailureKind::Internal,
         }
     }
