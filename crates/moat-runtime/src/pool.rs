@@ -122,10 +122,25 @@ impl Pool<'_> {
     }
 
     /// Keep the pool at its size until it is set to 0; returns at once if another keeper runs.
+    ///
+    /// `pool set` writes the settings, then starts a keeper unless one holds the lock. So a
+    /// keeper that emptied its pool lets the lock go first and reads the settings once more: a
+    /// size set before that read keeps it going, and one set after finds the lock free.
     pub fn keep(&self) -> Result<()> {
-        let Some(_keeper) = FileLock::try_acquire(&self.store.root().join(KEEPER_LOCK))? else {
-            return Ok(());
-        };
+        loop {
+            let Some(keeper) = FileLock::try_acquire(&self.store.root().join(KEEPER_LOCK))? else {
+                return Ok(());
+            };
+            self.keep_while_wanted()?;
+            drop(keeper);
+            if self.settings()?.is_none_or(|s| s.size == 0) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The keeper's round, until the pool is set to 0 and empty.
+    fn keep_while_wanted(&self) -> Result<()> {
         loop {
             let settings = self.settings()?.unwrap_or(PoolSettings { size: 0, memory: String::new(), cpus: String::new() });
             let zones = self.zones()?;
