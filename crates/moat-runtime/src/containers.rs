@@ -142,22 +142,17 @@ impl Containers<'_> {
                 if config.spec.hostname().is_none() {
                     set_hostname(&mut config.spec, &id);
                 }
-                if claimed.is_some() {
-                    let created = self.create_in(&self.store.dir(&id), &id, &name, privileged, &config);
-                    if created.is_err() {
-                        let _ = ops::remove(self.store, &id, true);
-                    }
-                    return created.map(|found| (found, warnings));
+                if claimed.is_none() {
+                    // The zone is the container's: its names are the zone's.
+                    sandbox.network.extra_hosts.append(&mut config.names.extra_hosts);
+                    sandbox.id = Some(id.clone());
+                    sandbox.name = Some(name.clone());
+                    sandbox.pod = false;
+                    // The slot covers the first `runc create` too: it is as CPU-bound as the boot.
+                    slot = Some(StartSlot::acquire(self.store)?);
+                    self.pods().boot(sandbox)?;
                 }
-                // The zone is the container's: its names are the zone's.
-                sandbox.network.extra_hosts.append(&mut config.names.extra_hosts);
-                sandbox.id = Some(id.clone());
-                sandbox.name = Some(name.clone());
-                sandbox.pod = false;
-                // The slot covers the first `runc create` too: it is as CPU-bound as the boot.
-                slot = Some(StartSlot::acquire(self.store)?);
-                let zone = self.pods().boot(sandbox)?;
-                (self.store.dir(&zone.id), true)
+                (self.store.dir(&id), true)
             }
         };
         let created = self.create_in(&dir, &id, &name, privileged, &config);

@@ -43,6 +43,8 @@ fn a_run_takes_a_pooled_zone_the_keeper_refills_it_and_size_0_ends_it() {
     let container = &serde_json::from_str::<serde_json::Value>(&moat.ok(&["inspect", "w"])).expect("inspect")[0];
     assert_eq!(container["Moat"]["Zone"], pooled.as_str(), "the run took the pooled zone: {container}");
     assert_eq!(container["Id"], pooled.as_str(), "and its id, as a zone booted for it would have");
+    let events = moat.ok(&["events", "--since", "1h", "--until", "now", "--format", "json", "--filter", "container=w"]);
+    assert!(events.lines().any(|l| l.contains("\"action\":\"create\"")), "a claimed zone's container is created like any other: {events}");
     let uptime = moat.ok(&["exec", "w", "cat", "/proc/uptime"]);
     println!("the claimed zone's uptime at exec: {uptime}");
 
