@@ -109,7 +109,7 @@ impl Bundle {
     /// default.
     pub fn zone_size(&self) -> (String, String) {
         let annotations = self.spec.annotations().clone().unwrap_or_default();
-        let host_cpus = std::thread::available_parallelism().map_or(1, |n| u64::try_from(n.get()).unwrap_or(u64::MAX));
+        let host_cpus = u64::from(moat_runtime::resources::host_cpus());
         let memory = annotations.get(MEMORY_ANNOTATION).cloned().or_else(|| cri_pod_memory(&annotations)).unwrap_or_else(|| DEFAULT_MEMORY.into());
         let cpus = annotations.get(CPUS_ANNOTATION).cloned().or_else(|| cri_pod_cpus(&annotations, host_cpus)).unwrap_or_else(|| DEFAULT_CPUS.into());
         (memory, cpus)
@@ -249,7 +249,7 @@ mod tests {
             let figures = format!(r#""io.kubernetes.cri.sandbox-id":"p1","io.kubernetes.cri.sandbox-memory":"{memory}","io.kubernetes.cri.sandbox-cpu-quota":"{quota}","io.kubernetes.cri.sandbox-cpu-period":"100000""#);
             bundle(&sandbox.replace(r#""io.kubernetes.cri.sandbox-id":"p1""#, &figures)).zone_size()
         };
-        let host_cpus = std::thread::available_parallelism().unwrap().get().to_string();
+        let host_cpus = moat_runtime::resources::host_cpus().to_string();
         assert_eq!(cri("134217728", "50000"), ("239m".to_string(), "1".to_string()), "128 MiB of limits: (128 + 96 reserved) × 16/15; half a CPU");
         assert_eq!(cri("0", "0"), ("512m".to_string(), "1".to_string()), "no limits: the default");
         assert_eq!(cri("-1", "-1"), ("512m".to_string(), "1".to_string()));

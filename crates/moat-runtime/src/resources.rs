@@ -19,13 +19,17 @@ pub enum ResourcesError {
     Resource(#[from] ResourceError),
 }
 
+/// The CPUs this host gives its zones at most.
+pub fn host_cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+}
+
 impl Resources {
     /// `memory` as Docker writes sizes (`512m`), `cpus` as a decimal (`1.5`), bounded by the
     /// host's CPUs and by what a zone needs to leave its containers room.
     pub fn parse(memory: &str, cpus: &str) -> Result<Self, ResourcesError> {
         let memory_mib = ops::parse_memory_mib(memory)?;
-        let host_cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
-        let cpus = Cpus::parse(cpus, host_cpus)?;
+        let cpus = Cpus::parse(cpus, host_cpus())?;
         container_memory_limit(memory_mib)?;
         Ok(Self { memory_mib, cpus })
     }
