@@ -52,6 +52,8 @@ pub enum RuntimeError {
     #[error(transparent)]
     Resource(#[from] moat_spec::resources::ResourceError),
     #[error(transparent)]
+    Accel(#[from] moat_zone::accel::AccelError),
+    #[error(transparent)]
     Ops(#[from] OpsError),
     #[error(transparent)]
     State(#[from] StateError),
@@ -76,7 +78,7 @@ impl RuntimeError {
             RuntimeError::Zone { kind, .. } => *kind,
             RuntimeError::Copy(err) => err.kind(),
             RuntimeError::Api(_) | RuntimeError::ZoneEnded(_) => FailureKind::ZoneGone,
-            RuntimeError::Ops(_) | RuntimeError::State(_) | RuntimeError::Io { .. } => FailureKind::Internal,
+            RuntimeError::Accel(_) | RuntimeError::Ops(_) | RuntimeError::State(_) | RuntimeError::Io { .. } => FailureKind::Internal,
         }
     }
 }

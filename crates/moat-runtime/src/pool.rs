@@ -173,7 +173,7 @@ impl Pool<'_> {
     }
 
     fn boot(&self, resources: Resources) -> Result<ZoneRecord> {
-        let (accel, accel_note) = accel::resolve(AccelChoice::Auto, &HostFacts::probe()).map_err(|err| RuntimeError::Io { what: "choosing the accelerator".into(), err: std::io::Error::other(err.to_string()) })?;
+        let (accel, accel_note) = accel::resolve(AccelChoice::Auto, &HostFacts::probe())?;
         let id = new_zone_id()?;
         let sandbox = SandboxConfig { name: Some(format!("pool-{id}")), id: Some(id), resources, accel, accel_note, pod: true, debug: false, network: NetworkRequest::default() };
         self.pods.create_pooled(sandbox)
