@@ -16,7 +16,7 @@ release=${pkg#linux-image-}
 dest="$assets/kernel/$release"
 if [ -f "$dest/release" ] && [ -f "$dest/vmlinuz" ] && [ -f "$dest/lib/modules/$release/modules.dep" ]; then
     echo "kernel $release already provisioned in $dest"
-    ln -sfn "$release" "$assets/kernel/current"
+    ln -sfn "$release" "$assets/kernel/debian"
     exit 0
 fi
 
@@ -37,5 +37,5 @@ dpkg-deb -f "$deb" Version > "$staging/package-version"
 echo "$release" > "$staging/release"
 rm -rf "$dest"
 mv "$staging" "$dest"
-ln -sfn "$release" "$assets/kernel/current"
+ln -sfn "$release" "$assets/kernel/debian"
 echo "kernel $release provisioned in $dest"

@@ -17,8 +17,10 @@ step "building moat (release)"
 cargo build --release --bins
 step "building the static guest binaries"
 scripts/build-guest.sh
-step "provisioning the guest kernel"
+step "provisioning Debian's guest kernel (the fallback)"
 scripts/provision-kernel.sh
+step "building moat's guest kernel (once; cached by the digest of kernel/moat.config)"
+scripts/build-kernel.sh
 
 [ "$demo" = 1 ] || exit 0
 

@@ -28,7 +28,7 @@ echo MOAT-CHECK-END $?
 
 fn kernel_dir() -> PathBuf {
     let assets = std::env::var_os("MOAT_ASSETS").map_or_else(|| PathBuf::from("/var/lib/moat/assets"), PathBuf::from);
-    let dir = assets.join("kernel/current");
+    let dir = assets.join("kernel/debian");
     assert!(dir.join("vmlinuz").exists(), "no guest kernel in {}: run scripts/provision-kernel.sh", dir.display());
     dir
 }

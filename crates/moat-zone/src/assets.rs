@@ -2,6 +2,7 @@
 //! with its shared libraries), moat-check when built; the initramfs assembled from the first three, and the files of the
 //! tools disk (see [`crate::guest_disks`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use moat_proto::layout::{BOOT_MODULES_FILE, CHECK_FILE, MODPROBE_PATH, PRIVILEGED_MODULES_FILE, TOOLS_DIR, WORKLOAD_MODULES_FILE};
@@ -10,7 +11,7 @@ use moat_proto::OciRuntime;
 
 use crate::guest_disks::ToolFile;
 use crate::initramfs::{self, Entry};
-use moat_kmod::{KmodError, ModuleDeps};
+use moat_kmod::{builtin_names, KmodError, ModuleDeps};
 
 /// Where `scripts/provision-kernel.sh` puts the kernel, unless `MOAT_ASSETS` says otherwise.
 pub const DEFAULT_ASSETS_DIR: &str = "/var/lib/moat/assets";
@@ -54,8 +55,10 @@ const CHECK: GuestBinary = GuestBinary { name: "moat-check", env: "MOAT_CHECK" }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
-    #[error("no guest kernel in {dir}: run scripts/provision-kernel.sh (or scripts/setup.sh)")]
-    NoKernel { dir: PathBuf },
+    #[error("no {kernel} guest kernel in {dir}: run {} (or scripts/setup.sh)", kernel.script())]
+    NoKernel { kernel: GuestKernel, dir: PathBuf },
+    #[error("{KERNEL_ENV}: unknown kernel {0:?} (moat or debian)")]
+    UnknownKernel(String),
     #[error("moat-init not found (looked in {searched}); build it with scripts/build-guest.sh")]
     NoInit { searched: String },
     #[error("{path} is not a static executable; build it with scripts/build-guest.sh")]
@@ -80,6 +83,7 @@ pub enum AssetError {
 #[derive(Debug, Clone)]
 pub struct Assets {
     pub dir: PathBuf,
+    pub kernel_choice: GuestKernel,
     pub kernel: PathBuf,
     pub kernel_release: String,
     pub modules_dir: PathBuf,
@@ -95,8 +99,9 @@ impl Assets {
     }
 
     pub fn locate(dir: &Path) -> Result<Self, AssetError> {
-        let kernel_release = kernel_release(dir)?;
-        let kernel_dir = dir.join("kernel/current");
+        let kernel_choice = GuestKernel::chosen(dir)?;
+        let kernel_release = kernel_choice.release(dir)?;
+        let kernel_dir = kernel_choice.dir(dir);
         let modules_dir = kernel_dir.join("lib/modules").join(&kernel_release);
         let init = match find_static(&INIT, dir)? {
             Found::Static(path) => path,
@@ -111,7 +116,15 @@ impl Assets {
             }
             Found::Missing(_) => None,
         };
-        Ok(Self { dir: dir.to_path_buf(), kernel: kernel_dir.join("vmlinuz"), kernel_release, modules_dir, init, check })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            kernel_choice,
+            kernel: kernel_dir.join(kernel_choice.image()),
+            kernel_release,
+            modules_dir,
+            init,
+            check,
+        })
     }
 
     /// The initramfs for these assets, built on first use and cached by the digest of
@@ -119,9 +132,11 @@ impl Assets {
     /// `tools` are the files of the tools disk ([`Self::tools`]); the initramfs links to them.
     pub fn initramfs(&self, tools: &[ToolFile]) -> Result<PathBuf, AssetError> {
         let deps = ModuleDeps::parse(&read_text(&self.modules_dir.join("modules.dep"))?)?;
-        let boot = deps.load_order(BOOT_MODULES)?;
-        let workload: Vec<String> = deps.load_order(WORKLOAD_MODULES)?.into_iter().filter(|m| !boot.contains(m)).collect();
-        let privileged = deps.load_order(PRIVILEGED_MODULES)?.into_iter().filter(|m| !boot.contains(m) && !workload.contains(m)).collect();
+        let builtin = self.builtin_modules()?;
+        let loadable = |names: &[&str]| deps.load_order(&names.iter().filter(|n| !builtin.contains(**n)).collect::<Vec<_>>());
+        let boot = loadable(BOOT_MODULES)?;
+        let workload: Vec<String> = loadable(WORKLOAD_MODULES)?.into_iter().filter(|m| !boot.contains(m)).collect();
+        let privileged = loadable(PRIVILEGED_MODULES)?.into_iter().filter(|m| !boot.contains(m) && !workload.contains(m)).collect();
         let lists = [
             ModuleList { file: BOOT_MODULES_FILE, modules: boot, carried: true },
             ModuleList { file: WORKLOAD_MODULES_FILE, modules: workload, carried: true },
@@ -141,6 +156,12 @@ impl Assets {
         initramfs::write_archive(std::io::BufWriter::new(file), &entries)?;
         std::fs::rename(&tmp, &cached).map_err(|err| AssetError::Write { path: cached.clone(), err })?;
         Ok(cached)
+    }
+
+    /// The names of the modules built into the kernel (none for a kernel without `modules.builtin`).
+    fn builtin_modules(&self) -> Result<BTreeSet<String>, AssetError> {
+        let file = self.modules_dir.join("modules.builtin");
+        Ok(if file.is_file() { builtin_names(&read_text(&file)?) } else { BTreeSet::new() })
     }
 
     /// The OCI runtime and its libraries at their host paths, and moat-check when built.
@@ -246,13 +267,87 @@ fn parse_ldd(text: &str) -> Result<Vec<PathBuf>, String> {
     }
     Ok(paths)
 }
-/// The release of the provisioned guest kernel in the assets directory `dir`.
+/// The release of the guest kernel new zones boot, from the assets directory `dir`.
 pub fn kernel_release(dir: &Path) -> Result<String, AssetError> {
-    let kernel_dir = dir.join("kernel/current");
-    if !kernel_dir.join("vmlinuz").is_file() || !kernel_dir.join("release").is_file() {
-        return Err(AssetError::NoKernel { dir: dir.to_path_buf() });
+    GuestKernel::chosen(dir)?.release(dir)
+}
+
+/// Names the guest kernel new zones boot, `moat` or `debian`; without it, [`GuestKernel::chosen`].
+pub const KERNEL_ENV: &str = "MOAT_KERNEL";
+
+/// A guest kernel zones can boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestKernel {
+    /// moat's own, from kernel/moat.config (scripts/build-kernel.sh): the drivers every zone
+    /// uses built in, booted as a PVH `vmlinux`.
+    Moat,
+    /// Debian's cloud kernel (scripts/provision-kernel.sh), drivers as modules: the fallback.
+    Debian,
+}
+
+impl GuestKernel {
+    /// [`KERNEL_ENV`]'s kernel; without it, moat's own when it is built, else Debian's.
+    pub fn chosen(dir: &Path) -> Result<Self, AssetError> {
+        Self::choose(std::env::var(KERNEL_ENV).ok().as_deref(), dir)
     }
-    Ok(read_text(&kernel_dir.join("release"))?.trim().to_string())
+
+    fn choose(named: Option<&str>, dir: &Path) -> Result<Self, AssetError> {
+        match named {
+            Some(name) => name.parse(),
+            None if GuestKernel::Moat.dir(dir).join("release").is_file() => Ok(GuestKernel::Moat),
+            None => Ok(GuestKernel::Debian),
+        }
+    }
+
+    /// Its directory in the assets: a link the script that installs it keeps current.
+    fn dir(self, assets: &Path) -> PathBuf {
+        assets.join("kernel").join(self.to_string())
+    }
+
+    /// The file QEMU boots: an uncompressed PVH ELF for ours, Debian's compressed bzImage.
+    fn image(self) -> &'static str {
+        match self {
+            GuestKernel::Moat => "vmlinux",
+            GuestKernel::Debian => "vmlinuz",
+        }
+    }
+
+    fn script(self) -> &'static str {
+        match self {
+            GuestKernel::Moat => "scripts/build-kernel.sh",
+            GuestKernel::Debian => "scripts/provision-kernel.sh",
+        }
+    }
+
+    /// Its release, from the assets directory `assets`.
+    pub fn release(self, assets: &Path) -> Result<String, AssetError> {
+        let dir = self.dir(assets);
+        if !dir.join(self.image()).is_file() || !dir.join("release").is_file() {
+            return Err(AssetError::NoKernel { kernel: self, dir: assets.to_path_buf() });
+        }
+        Ok(read_text(&dir.join("release"))?.trim().to_string())
+    }
+}
+
+impl std::fmt::Display for GuestKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GuestKernel::Moat => "moat",
+            GuestKernel::Debian => "debian",
+        })
+    }
+}
+
+impl std::str::FromStr for GuestKernel {
+    type Err = AssetError;
+    fn from_str(name: &str) -> Result<Self, AssetError> {
+        match name {
+            "moat" => Ok(GuestKernel::Moat),
+            "debian" => Ok(GuestKernel::Debian),
+            other => Err(AssetError::UnknownKernel(other.chars().take(32).collect())),
+        }
+    }
 }
 
 /// Candidates for a guest binary, in the order they are tried: its environment variable, next
@@ -326,6 +421,24 @@ fn read_text(path: &Path) -> Result<String, AssetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moat_kernel_is_the_default_once_built_and_either_can_be_named() {
+        let assets = tempfile::tempdir().unwrap();
+        assert_eq!(GuestKernel::choose(None, assets.path()).unwrap(), GuestKernel::Debian, "not built yet");
+        let ours = assets.path().join("kernel/moat");
+        std::fs::create_dir_all(&ours).unwrap();
+        std::fs::write(ours.join("release"), "6.1.192-moat\n").unwrap();
+        assert_eq!(GuestKernel::choose(None, assets.path()).unwrap(), GuestKernel::Moat);
+        assert_eq!(GuestKernel::choose(Some("debian"), assets.path()).unwrap(), GuestKernel::Debian);
+        assert!(matches!(GuestKernel::choose(Some("vanilla"), assets.path()), Err(AssetError::UnknownKernel(name)) if name == "vanilla"));
+        assert!(
+            matches!(GuestKernel::Moat.release(assets.path()), Err(AssetError::NoKernel { kernel: GuestKernel::Moat, .. })),
+            "a release without its vmlinux is no kernel"
+        );
+        std::fs::write(ours.join("vmlinux"), "").unwrap();
+        assert_eq!(GuestKernel::Moat.release(assets.path()).unwrap(), "6.1.192-moat");
+    }
 
     #[test]
     fn dynamic_executables_are_not_static() {

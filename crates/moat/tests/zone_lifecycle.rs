@@ -56,6 +56,27 @@ fn boot_ping_inspect_stop_and_remove_leave_nothing() {
 }
 
 #[test]
+fn zones_boot_moats_kernel_and_debians_when_named() {
+    use moat_zone::assets::{Assets, GuestKernel};
+    let moat = Moat::with_busybox();
+    let assets = Assets::default_dir();
+    assert_eq!(GuestKernel::chosen(&assets).unwrap(), GuestKernel::Moat, "scripts/setup.sh builds moat's kernel, and it is the default");
+    for kernel in [GuestKernel::Moat, GuestKernel::Debian] {
+        let release = kernel.release(&assets).unwrap();
+        let out = moat.run_with_env(("MOAT_KERNEL", &kernel.to_string()), &["run", "--rm", common::BUSYBOX, "uname", "-r"]);
+        assert!(out.status.success(), "{kernel}: {}", stderr(&out));
+        assert_eq!(common::stdout(&out).trim(), release, "a container on {kernel}'s kernel");
+    }
+    assert!(GuestKernel::Moat.release(&assets).unwrap().ends_with("-moat"));
+
+    let out = moat.run_with_env(("MOAT_KERNEL", "vanilla"), &["zone", "create", "--name", "v"]);
+    assert!(!out.status.success());
+    assert_eq!(stderr(&out).trim(), r#"moat: MOAT_KERNEL: unknown kernel "vanilla" (moat or debian)"#);
+    moat.assert_nothing_running();
+    assert!(moat.zone_files().is_empty(), "a bad kernel name leaves no zone");
+}
+
+#[test]
 fn garbage_on_the_channel_ends_only_that_zone() {
     let moat = Moat::new();
     moat.ok(&["zone", "create", "--name", "bad", "--debug-hooks"]);

@@ -133,6 +133,7 @@ pub fn info(root: &Path, args: InfoArgs) -> anyhow::Result<ExitCode> {
         "accelerator_reason": accel_why,
         "assets": {
             "dir": assets_dir,
+            "kernel_choice": assets.as_ref().ok().map(|a| a.kernel_choice),
             "kernel": assets.as_ref().ok().map(|a| &a.kernel),
             "kernel_release": assets.as_ref().ok().map(|a| &a.kernel_release),
             "init": assets.as_ref().ok().map(|a| &a.init),
@@ -156,7 +157,7 @@ pub fn info(root: &Path, args: InfoArgs) -> anyhow::Result<ExitCode> {
             println!("Assets:        {}", assets_dir.display());
             match &assets {
                 Ok(a) => {
-                    println!("  kernel:      {} ({})", a.kernel.display(), a.kernel_release);
+                    println!("  kernel:      {} ({}, {})", a.kernel.display(), a.kernel_choice, a.kernel_release);
                     println!("  init:        {}", a.init.display());
                     println!("  checker:     {}", a.check.as_ref().map_or_else(|| "none".to_owned(), |p| p.display().to_string()));
                 }

@@ -37,7 +37,18 @@ impl Moat {
     /// Run and return the output, whatever the exit status. A command still running after
     /// [`COMMAND_TIMEOUT`] is killed and the test fails, so a hang never stalls the suite.
     pub fn run(&self, args: &[&str]) -> Output {
-        let child = self.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("running moat");
+        self.run_cmd(self.cmd(args), args)
+    }
+
+    /// [`Self::run`] with `name=value` in moat's environment.
+    pub fn run_with_env(&self, (name, value): (&str, &str), args: &[&str]) -> Output {
+        let mut cmd = self.cmd(args);
+        cmd.env(name, value);
+        self.run_cmd(cmd, args)
+    }
+
+    fn run_cmd(&self, mut cmd: Command, args: &[&str]) -> Output {
+        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("running moat");
         let pid = child.id();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
