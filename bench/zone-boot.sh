@@ -13,7 +13,7 @@ runs="${1:-5}"
 moat=$(moat_binary)
 assets="${MOAT_ASSETS:-/var/lib/moat/assets}"
 # The kernel zones boot (moat's own once built, or MOAT_KERNEL's), so the floor is that kernel's.
-kernel=$("$moat" system info --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["assets"]["kernel"] or "")')
+kernel=$("$moat" info --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["assets"]["kernel"] or "")')
 [ -f "$kernel" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
 echo "kernel: $kernel"
 
