@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use moat_zone::accel::{self, AccelChoice, HostFacts};
+use moat_zone::assets::{Assets, GuestKernel};
 use moat_zone::ops;
 use moat_zone::state::{new_zone_id, FileLock, ZoneRecord, ZoneStore};
 use serde::{Deserialize, Serialize};
@@ -101,12 +102,13 @@ impl Pool<'_> {
         if !is_plain(sandbox) {
             return Ok(None);
         }
-        // A zone booted for another OCI runtime does not fit; an unusable choice boots cold,
+        // A zone booted for another OCI runtime or kernel does not fit; an unusable choice boots cold,
         // where creating the zone reports it.
         let Ok(runtime) = moat_zone::assets::chosen_oci_runtime() else { return Ok(None) };
+        let Ok(kernel) = GuestKernel::chosen(&Assets::default_dir()) else { return Ok(None) };
         let _lock = FileLock::acquire(&self.store.lock_path())?;
         for zone in self.zones()? {
-            let fits = zone.config.memory_mib == sandbox.resources.memory_mib() && zone.config.cpus == sandbox.resources.vcpus() && zone.config.accel == sandbox.accel && zone.config.oci_runtime == runtime;
+            let fits = zone.config.memory_mib == sandbox.resources.memory_mib() && zone.config.cpus == sandbox.resources.vcpus() && zone.config.accel == sandbox.accel && zone.config.oci_runtime == runtime && zone.config.kernel == kernel;
             if !fits || zone.effective_state() != moat_zone::lifecycle::ZoneState::Running || !zone.containers.is_empty() {
                 continue;
             }

@@ -98,8 +98,13 @@ impl Assets {
         std::env::var_os("MOAT_ASSETS").map_or_else(|| PathBuf::from(DEFAULT_ASSETS_DIR), PathBuf::from)
     }
 
+    /// The assets for a new zone: the kernel [`GuestKernel::chosen`] names.
     pub fn locate(dir: &Path) -> Result<Self, AssetError> {
-        let kernel_choice = GuestKernel::chosen(dir)?;
+        Self::locate_with(dir, GuestKernel::chosen(dir)?)
+    }
+
+    /// The assets for a zone booting `kernel_choice`.
+    pub fn locate_with(dir: &Path, kernel_choice: GuestKernel) -> Result<Self, AssetError> {
         let kernel_release = kernel_choice.release(dir)?;
         let kernel_dir = kernel_choice.dir(dir);
         let modules_dir = kernel_dir.join("lib/modules").join(&kernel_release);
@@ -275,14 +280,16 @@ pub fn kernel_release(dir: &Path) -> Result<String, AssetError> {
 /// Names the guest kernel new zones boot, `moat` or `debian`; without it, [`GuestKernel::chosen`].
 pub const KERNEL_ENV: &str = "MOAT_KERNEL";
 
-/// A guest kernel zones can boot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// A guest kernel zones can boot. A zone records the one it booted; records from before the
+/// choice existed booted Debian's, the default here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GuestKernel {
     /// moat's own, from kernel/moat.config (scripts/build-kernel.sh): the drivers every zone
     /// uses built in, booted as a PVH `vmlinux`.
     Moat,
     /// Debian's cloud kernel (scripts/provision-kernel.sh), drivers as modules: the fallback.
+    #[default]
     Debian,
 }
 

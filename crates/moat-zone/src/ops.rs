@@ -106,6 +106,7 @@ pub fn create(store: &ZoneStore, request: CreateRequest, supervisor: &Supervisor
     };
     let name = request.name.clone().unwrap_or_else(|| format!("zone-{id}"));
     let oci_runtime = crate::assets::chosen_oci_runtime()?;
+    let kernel = crate::assets::GuestKernel::chosen(&crate::assets::Assets::default_dir())?;
     let record = ZoneRecord {
         id: id.clone(),
         name: name.clone(),
@@ -123,6 +124,7 @@ pub fn create(store: &ZoneStore, request: CreateRequest, supervisor: &Supervisor
             extra_hosts: request.extra_hosts,
             pool: request.pool,
             oci_runtime,
+            kernel,
         },
         state: ZoneState::Creating,
         supervisor: None,

@@ -62,6 +62,9 @@ pub struct ZoneConfig {
     /// The OCI runtime the zone's init runs containers with, on its tools disk.
     #[serde(default)]
     pub oci_runtime: moat_proto::OciRuntime,
+    /// The guest kernel the zone boots, chosen when it was created.
+    #[serde(default)]
+    pub kernel: crate::assets::GuestKernel,
 }
 
 /// A container of a zone, as `moat ps` shows it.
@@ -475,7 +478,7 @@ mod tests {
             id: id.into(),
             name: name.into(),
             created_unix: 1,
-            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new(), network: Default::default(), extra_hosts: Vec::new(), pool: false, oci_runtime: Default::default() },
+            config: ZoneConfig { cpus: 1, memory_mib: 256, accel: Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: false, extra_disks: Vec::new(), network: Default::default(), extra_hosts: Vec::new(), pool: false, oci_runtime: Default::default(), kernel: Default::default() },
             state: ZoneState::Creating,
             supervisor: None,
             qemu: None,

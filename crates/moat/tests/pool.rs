@@ -54,6 +54,11 @@ fn a_run_takes_a_pooled_zone_the_keeper_refills_it_and_size_0_ends_it() {
     // Another shape boots cold and leaves the pool alone.
     let other = moat.ok(&["run", "--rm", "--memory", "384m", BUSYBOX, "sh", "-c", "grep MemTotal /proc/meminfo"]);
     assert!(other.contains("MemTotal"), "{other}");
+    assert_eq!(ready(&moat), [fresh.clone()]);
+    // So does the pool's shape on the other kernel: the pooled zone booted moat's.
+    let out = moat.run_with_env(("MOAT_KERNEL", "debian"), &["run", "--rm", "--memory", "256m", BUSYBOX, "uname", "-r"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(common::stdout(&out).trim().ends_with("-cloud-amd64"), "a cold zone on Debian's kernel: {}", common::stdout(&out));
     assert_eq!(ready(&moat), [fresh]);
 
     // The claimed zone is the container's own: it goes with it.

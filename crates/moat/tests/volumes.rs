@@ -73,7 +73,7 @@ fn zone_with_container(zone: &str, container: &str) -> moat_zone::state::ZoneRec
         id: zone.into(),
         name: zone.into(),
         created_unix: 1,
-        config: ZoneConfig { cpus: 1, memory_mib: 256, accel: moat_zone::accel::Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: true, extra_disks: Vec::new(), network: Default::default(), extra_hosts: Vec::new(), pool: false, oci_runtime: Default::default() },
+        config: ZoneConfig { cpus: 1, memory_mib: 256, accel: moat_zone::accel::Accel::Tcg, accel_note: None, debug: false, scratch_mib: 0, pod: true, extra_disks: Vec::new(), network: Default::default(), extra_hosts: Vec::new(), pool: false, oci_runtime: Default::default(), kernel: Default::default() },
         state: moat_zone::lifecycle::ZoneState::Stopped { reason: "test".into() },
         supervisor: None,
         qemu: None,

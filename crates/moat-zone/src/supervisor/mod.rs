@@ -206,7 +206,7 @@ fn socket_pair(what: &str) -> Result<(UnixStream, OwnedFd), SupervisorError> {
 async fn run_vm(dir: &ZoneDir, share: &Share, assets_dir: &Path, network: Option<(OwnedFd, VmNetwork)>) -> Result<ZoneState, SupervisorError> {
     let record = dir.read()?;
 
-    let assets = Assets::locate(assets_dir)?;
+    let assets = Assets::locate_with(assets_dir, record.config.kernel)?;
     // Resolved once (it runs ldd on the OCI runtime): the initramfs links to these files, and a
     // workload's tools disk holds them.
     let tools = assets.tools(record.config.oci_runtime)?;
