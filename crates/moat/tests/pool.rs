@@ -54,7 +54,7 @@ fn a_run_takes_a_pooled_zone_the_keeper_refills_it_and_size_0_ends_it() {
     // Another shape boots cold and leaves the pool alone.
     let other = moat.ok(&["run", "--rm", "--memory", "384m", BUSYBOX, "sh", "-c", "grep MemTotal /proc/meminfo"]);
     assert!(other.contains("MemTotal"), "{other}");
-    assert_eq!(ready(&moat), [fresh.clone()]);
+    assert_eq!(ready(&moat), std::slice::from_ref(&fresh));
     // So does the pool's shape on the other kernel: the pooled zone booted moat's.
     let out = moat.run_with_env(("MOAT_KERNEL", "debian"), &["run", "--rm", "--memory", "256m", BUSYBOX, "uname", "-r"]);
     assert!(out.status.success(), "{}", common::stderr(&out));
