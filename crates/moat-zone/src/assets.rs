@@ -386,7 +386,7 @@ fn find_static(binary: &GuestBinary, assets_dir: &Path) -> Result<Found, AssetEr
     let candidates = candidates(binary, assets_dir);
     let existing: Vec<&PathBuf> = candidates.iter().filter(|p| p.is_file()).collect();
     for path in &existing {
-        if is_static_elf(&read_bytes(path)?) {
+        if is_static_elf(&read_head(path)?) {
             return Ok(Found::Static(path.to_path_buf()));
         }
     }
@@ -415,6 +415,17 @@ pub fn is_static_elf(elf: &[u8]) -> bool {
         let at = usize::try_from(phoff).unwrap_or(usize::MAX).saturating_add(i * phentsize);
         field(at, 4).is_some_and(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != PT_INTERP)
     })
+}
+
+/// Enough of an executable for [`is_static_elf`]: its ELF header and program headers come first.
+/// Every command that boots a zone looks at init and the checker, so not the whole files.
+fn read_head(path: &Path) -> Result<Vec<u8>, AssetError> {
+    use std::io::Read;
+    const ELF_HEADERS_BYTES: u64 = 64 << 10;
+    let file = std::fs::File::open(path).map_err(|err| AssetError::Read { path: path.to_path_buf(), err })?;
+    let mut head = Vec::new();
+    file.take(ELF_HEADERS_BYTES).read_to_end(&mut head).map_err(|err| AssetError::Read { path: path.to_path_buf(), err })?;
+    Ok(head)
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, AssetError> {
