@@ -113,6 +113,8 @@ fn commit_and_export_take_a_containers_changes_and_refuse_hostile_ones() {
 
     // A container whose zone is gone.
     moat.ok(&["run", "--name", "gone", BUSYBOX, "true"]);
+    // `run` returns with the container's exit; its zone powers off just after.
+    moat.wait_state("gone", "stopped", std::time::Duration::from_secs(30));
     let err = moat.one_error_line(&["commit", "gone", "gone:1"]);
     assert!(err.contains("its zone is stopped"), "{err}");
     let err = moat.one_error_line(&["export", "-o", out.path().join("gone.tar").to_str().unwrap(), "gone"]);
