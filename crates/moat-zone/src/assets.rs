@@ -283,7 +283,7 @@ pub const KERNEL_ENV: &str = "MOAT_KERNEL";
 /// A guest kernel zones can boot. A zone records the one it booted; records from before the
 /// choice existed booted Debian's, the default here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String", into = "String")]
 pub enum GuestKernel {
     /// moat's own, from kernel/moat.config (scripts/build-kernel.sh): the drivers every zone
     /// uses built in, booted as a PVH `vmlinux`.
@@ -345,6 +345,8 @@ impl std::fmt::Display for GuestKernel {
         })
     }
 }
+
+moat_proto::serde_as_text!(GuestKernel);
 
 impl std::str::FromStr for GuestKernel {
     type Err = AssetError;
