@@ -216,7 +216,7 @@ impl Containers<'_> {
         }
         let zone = dir.read()?;
         if let Some(network) = zone.config.network.network_name() {
-            network_names::refresh(self.store, network, &zone.id, false)?;
+            network_names::refresh(self.store, network, &zone.id)?;
         }
         Ok(Found { dir: dir.clone(), zone, container: record })
     }
@@ -331,7 +331,7 @@ impl Containers<'_> {
         if !found.zone.config.pod {
             ops::remove(self.store, &found.zone.id, true)?;
             if let Some(network) = found.zone.config.network.network_name() {
-                network_names::refresh(self.store, network, &found.zone.id, true)?;
+                network_names::refresh(self.store, network, &found.zone.id)?;
             }
             return Ok(());
         }
@@ -345,7 +345,7 @@ impl Containers<'_> {
         let answer = api::call(&found.dir.api_socket(), &ApiRequest::RemoveContainer { container: found.container.id.clone(), force }, REQUEST_TIMEOUT);
         done(answer)?;
         if let Some(network) = found.zone.config.network.network_name() {
-            network_names::refresh(self.store, network, &found.zone.id, false)?;
+            network_names::refresh(self.store, network, &found.zone.id)?;
         }
         Ok(())
     }

@@ -26,14 +26,9 @@ pub fn new_container_hosts(store: &ZoneStore, dir: &ZoneDir, zone_id: &str, id: 
 }
 
 /// Rewrite the `/etc/hosts` of every container on `network` outside zone `except`, after a
-/// container came or went there. When `except` was removed, its record may outlive the removal
-/// while its supervisor finishes, so its names are left out too. A zone that does not answer
-/// (it is stopping) is left as it is.
-pub fn refresh(store: &ZoneStore, network: &str, except: &str, except_removed: bool) -> Result<()> {
-    let mut zones = store.list()?;
-    if except_removed {
-        zones.retain(|z| z.id != except);
-    }
+/// container came or went there. A zone that does not answer (it is stopping) is left as it is.
+pub fn refresh(store: &ZoneStore, network: &str, except: &str) -> Result<()> {
+    let zones = store.list()?;
     let on_network = zones.iter().filter(|z| z.id != except && z.config.network.network_name() == Some(network) && !z.effective_state().is_terminal());
     for zone in on_network {
         let dir = store.dir(&zone.id);

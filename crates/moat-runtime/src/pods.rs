@@ -99,7 +99,7 @@ impl Pods<'_> {
         }
         let removed = ops::remove(self.store, &record.id, true)?;
         if let Some(network) = removed.config.network.network_name() {
-            crate::network_names::refresh(self.store, network, &removed.id, true)?;
+            crate::network_names::refresh(self.store, network, &removed.id)?;
         }
         Ok(removed)
     }
