@@ -12,7 +12,7 @@ use moat_spec::user::{apply_user, set_process_user, UserError, MAX_ACCOUNT_FILE_
 use moat_spec::SpecError;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
-use oci_spec::runtime::{Process, Spec};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, LinuxSeccomp, Process, Spec};
 
 use crate::modules::{self, ModuleError};
 
@@ -120,6 +120,43 @@ pub fn write(spec: &Spec, container: &str) -> Result<PathBuf, BundleError> {
     let config = dir.join("config.json");
     std::fs::write(&config, json).map_err(write_err(&config))?;
     Ok(dir)
+}
+
+/// The name of a throwaway container's one file: empty, executable, never run.
+const THROWAWAY_COMMAND: &str = "pause";
+
+/// Write the bundle of a throwaway container that carries `seccomp` and nothing else of note:
+/// its root an empty directory in the bundle, holding only the command the runtime checks for.
+/// Creating it makes the runtime compile and cache the filter. Returns the bundle directory.
+pub fn write_throwaway(container: &str, seccomp: LinuxSeccomp) -> Result<PathBuf, BundleError> {
+    let dir = bundle_dir(container);
+    let rootfs = dir.join("rootfs");
+    // The runtime opens the root's /dev whatever the spec mounts.
+    let dev = rootfs.join("dev");
+    std::fs::create_dir_all(&dev).map_err(|err| BundleError::Write { path: dev.clone(), err })?;
+    let command = rootfs.join(THROWAWAY_COMMAND);
+    std::fs::write(&command, b"").and_then(|()| std::fs::set_permissions(&command, std::os::unix::fs::PermissionsExt::from_mode(0o755))).map_err(|err| BundleError::Write { path: command.clone(), err })?;
+
+    let mut spec = Spec::default();
+    spec.set_mounts(Some(Vec::new())).set_hostname(None);
+    let mut root = spec.root().clone().unwrap_or_default();
+    root.set_path(rootfs).set_readonly(Some(false));
+    spec.set_root(Some(root));
+    let mut process = Process::default();
+    process.set_args(Some(vec![format!("/{THROWAWAY_COMMAND}")])).set_terminal(Some(false)).set_capabilities(None).set_rlimits(None);
+    spec.set_process(Some(process));
+    let mut linux = oci_spec::runtime::Linux::default();
+    let mut mount = LinuxNamespace::default();
+    mount.set_typ(LinuxNamespaceType::Mount);
+    linux
+        .set_namespaces(Some(vec![mount]))
+        .set_resources(None)
+        .set_masked_paths(None)
+        .set_readonly_paths(None)
+        .set_cgroups_path(Some(PathBuf::from(format!("{CGROUP_PARENT}/{container}"))))
+        .set_seccomp(Some(seccomp));
+    spec.set_linux(Some(linux));
+    write(&spec, container)
 }
 
 /// Delete the container's bundle directory.

@@ -71,16 +71,13 @@ impl Containers {
         if self.processes.contains_key(&request.process) {
             return failed(FailureKind::BadRequest, format!("process number {} is in use", request.process));
         }
-        let pod = match &mut self.pod {
-            Some(pod) => pod,
-            // The network device's driver is among the workload's modules.
-            None => match modules::load_modules(WORKLOAD_MODULES_FILE).map_err(|err| err.to_string()).and_then(|()| Pod::create(self.network.as_ref()).map_err(|err| err.to_string())) {
-                Ok(pod) => self.pod.insert(pod),
-                Err(err) => return failed(FailureKind::Internal, err),
-            },
+        let runtime = self.runtime;
+        let pod = match self.pod() {
+            Ok(pod) => pod,
+            Err(response) => return response,
         };
         log::info(&format!("creating container {}", request.container));
-        match runner::create(self.runtime, request, pod) {
+        match runner::create(runtime, request, pod) {
             Ok((workload, container)) => {
                 log::info(&format!("container {} created, pid {}", container.id, workload.pid()));
                 self.processes.insert(request.process, workload);
@@ -89,6 +86,40 @@ impl Containers {
             }
             Err(err) => {
                 log::info(&format!("container {} was not created: {err}", request.container));
+                failed(err.kind(), err.to_string())
+            }
+        }
+    }
+
+    /// The zone's pod, made when first asked for.
+    fn pod(&mut self) -> Result<&mut Pod, Response> {
+        let pod = match self.pod.take() {
+            Some(pod) => pod,
+            // The network device's driver is among the workload's modules.
+            None => modules::load_modules(WORKLOAD_MODULES_FILE)
+                .map_err(|err| err.to_string())
+                .and_then(|()| Pod::create(self.network.as_ref()).map_err(|err| err.to_string()))
+                .map_err(|err| failed(FailureKind::Internal, err))?,
+        };
+        Ok(self.pod.insert(pod))
+    }
+
+    /// Do ahead what a first container would wait for (see [`moat_proto::Request::Prepare`]).
+    pub fn prepare(&mut self, seccomp_json: Option<&str>) -> Response {
+        if !self.entries.is_empty() {
+            return failed(FailureKind::WrongState, "the zone already holds containers");
+        }
+        let runtime = self.runtime;
+        if let Err(response) = self.pod() {
+            return response;
+        }
+        match runner::prepare(runtime, seccomp_json) {
+            Ok(()) => {
+                log::info("zone prepared for its first container");
+                Response::Done
+            }
+            Err(err) => {
+                log::info(&format!("zone not prepared: {err}"));
                 failed(err.kind(), err.to_string())
             }
         }

@@ -89,9 +89,7 @@ pub fn create(runtime: OciRuntime, request: &CreateContainer, pod: &mut Pod) -> 
         return Err(RunError::BadId(id.chars().take(MAX_CONTAINER_ID).collect()));
     }
     let mut spec = moat_spec::from_json(&request.spec_json)?;
-    modules::load_modules(moat_proto::layout::WORKLOAD_MODULES_FILE)?;
-    disks::mount_modules()?;
-    disks::mount_tools()?;
+    mount_zone_disks()?;
     let created = create_mounted(runtime, request, &mut spec, pod);
     if created.is_err() {
         disks::remove_container_rootfs(id);
@@ -99,6 +97,34 @@ pub fn create(runtime: OciRuntime, request: &CreateContainer, pod: &mut Pod) -> 
     }
     let (workload, rootfs, cgroup) = created?;
     Ok((workload, Container { id: id.to_string(), rootfs, spec, cgroup }))
+}
+
+/// What every container needs from the zone before its own: the workload's modules, and the
+/// modules and tools disks.
+fn mount_zone_disks() -> Result<(), RunError> {
+    modules::load_modules(moat_proto::layout::WORKLOAD_MODULES_FILE)?;
+    disks::mount_modules()?;
+    disks::mount_tools()?;
+    Ok(())
+}
+
+/// The id of the container [`prepare`] creates and deletes, in a zone that holds none.
+const THROWAWAY_ID: &str = "moat-prepare";
+
+/// Ready the zone's runtime for a first container: its disks mounted and, given the container's
+/// seccomp filter (JSON) and a runtime that caches filters, that filter compiled into the
+/// runtime's cache, by creating a throwaway container that carries it.
+pub fn prepare(runtime: OciRuntime, seccomp_json: Option<&str>) -> Result<(), RunError> {
+    mount_zone_disks()?;
+    let Some(json) = seccomp_json.filter(|_| runtime.caches_seccomp()) else { return Ok(()) };
+    let seccomp = serde_json::from_str(json).map_err(|err| moat_spec::SpecError::Json(err.to_string()))?;
+    let created = bundle::write_throwaway(THROWAWAY_ID, seccomp).map_err(RunError::from).and_then(|dir| {
+        oci_runtime::create(runtime, THROWAWAY_ID, &dir, &bundle::pid_file(THROWAWAY_ID, None), None, ContainerStdio::null(), &[]).map_err(RunError::from)
+    });
+    let deleted = oci_runtime::delete(runtime, THROWAWAY_ID, true);
+    bundle::remove(THROWAWAY_ID);
+    created?;
+    Ok(deleted?)
 }
 
 fn create_mounted(runtime: OciRuntime, request: &CreateContainer, spec: &mut Spec, pod: &mut Pod) -> Result<(Workload, PathBuf, Option<PathBuf>), RunError> {

@@ -153,6 +153,7 @@ fn handle_message(channel: &mut Channel, options: &Options, containers: &mut Con
             Err(response) => response,
         },
         Request::UpdateHosts { container, hosts } => containers.update_hosts(&container, &hosts),
+        Request::Prepare { seccomp_json } => containers.prepare(seccomp_json.as_deref()),
         Request::Stats { container } => containers.stats(&container),
         Request::Processes { container } => containers.processes(&container),
         Request::Shutdown => {

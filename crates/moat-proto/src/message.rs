@@ -170,6 +170,11 @@ pub enum Request {
     /// The processes in a container's cgroup (and the cgroups below it), answered with
     /// [`Response::Processes`]; WrongState once its cgroup is gone.
     Processes { container: String },
+    /// Ready an idle zone for its first container (a pooled zone, while it waits): the pod's
+    /// namespaces and network, the modules and tools disks, and, given a container's seccomp
+    /// filter (a spec's `linux.seccomp` as JSON), the OCI runtime's cache of compiled filters.
+    /// Answered with Done, or Failed; a zone that failed to prepare still serves.
+    Prepare { seccomp_json: Option<String> },
     /// Sync filesystems and power the zone off.
     Shutdown,
     /// Honoured only when the zone was booted with test hooks enabled.

@@ -38,6 +38,13 @@ impl OciRuntime {
         }
     }
 
+    /// Whether it keeps the seccomp filters it compiled, for the next container with the same
+    /// filter (crun does, in its state directory, keyed by the filter's digest; runc compiles
+    /// every time).
+    pub fn caches_seccomp(self) -> bool {
+        matches!(self, OciRuntime::Crun)
+    }
+
     /// The `moat.oci_runtime=…` word of the kernel command line.
     pub fn kernel_arg(self) -> String {
         format!("{KERNEL_ARG}={self}")

@@ -45,7 +45,9 @@ impl Pods<'_> {
     /// Boot an empty zone for the warm pool (see [`crate::pool`]), in a start slot.
     pub(crate) fn create_pooled(&self, config: SandboxConfig) -> Result<ZoneRecord> {
         let _slot = StartSlot::acquire(self.store)?;
-        self.boot_zone(config, true)
+        let zone = self.boot_zone(config, true)?;
+        crate::pool::prepare(self.store, &zone);
+        Ok(zone)
     }
 
     /// Boot a zone; the caller holds a start slot.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use moat_zone::accel::{self, AccelChoice, HostFacts};
 use moat_zone::assets::{Assets, GuestKernel};
+use moat_zone::api::{self, ApiRequest};
 use moat_zone::ops;
 use moat_zone::state::{new_zone_id, FileLock, ZoneRecord, ZoneStore};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,8 @@ pub const MAX_POOL_SIZE: u32 = 64;
 /// Host memory the keeper leaves free when it boots another zone: the pool must not starve
 /// the workloads it is there to speed up.
 const HOST_RESERVE_MIB: u64 = 1024;
+/// How long a pooled zone may take to prepare: a first container's create, under load.
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the keeper looks at the pool.
 const KEEPER_TICK: Duration = Duration::from_millis(500);
 
@@ -179,6 +182,23 @@ impl Pool<'_> {
         let id = new_zone_id()?;
         let sandbox = SandboxConfig { name: Some(format!("pool-{id}")), id: Some(id), resources, accel, accel_note, pod: true, debug: false, network: NetworkRequest::default() };
         self.pods.create_pooled(sandbox)
+    }
+}
+
+/// Ready a pooled zone, while it waits, for the container of a plain run (see
+/// [`moat_proto::Request::Prepare`]): what init would do first for that container, done ahead.
+/// A zone that fails to prepare still serves, only slower; the failure is logged.
+pub(crate) fn prepare(store: &ZoneStore, zone: &ZoneRecord) {
+    let seccomp_json = match moat_spec::default_seccomp() {
+        Ok(seccomp) => seccomp.and_then(|s| serde_json::to_string(&s).ok()),
+        Err(err) => {
+            tracing::warn!(%err, "building the default seccomp filter");
+            None
+        }
+    };
+    let answer = api::call(&store.dir(&zone.id).api_socket(), &ApiRequest::Prepare { seccomp_json }, PREPARE_TIMEOUT);
+    if let Err(err) = crate::containers::done(answer) {
+        tracing::warn!(zone = %zone.id, %err, "preparing a pooled zone");
     }
 }
 

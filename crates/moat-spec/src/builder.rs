@@ -118,6 +118,14 @@ pub fn build_spec_for(
     Ok(spec)
 }
 
+/// The seccomp filter of a container that `moat run` makes without security flags, if the
+/// default profile gives it one: what a pooled zone prepares its runtime for.
+pub fn default_seccomp() -> Result<Option<LinuxSeccomp>, SpecError> {
+    let profile = Profile::for_privileged(false);
+    let caps = caps::adjust(profile.base_caps.set(), &[], &[])?;
+    seccomp_for(&profile, &SeccompChoice::ProfileDefault, caps, &ZoneTarget::DEFAULT)
+}
+
 fn seccomp_for(
     profile: &Profile,
     choice: &SeccompChoice,

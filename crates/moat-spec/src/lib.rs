@@ -20,7 +20,7 @@ pub mod seccomp;
 pub mod security_opt;
 pub mod user;
 
-pub use builder::{build_spec, build_spec_for, give_user_namespace};
+pub use builder::{build_spec, build_spec_for, default_seccomp, give_user_namespace};
 
 use oci_spec::runtime::Spec;
 

@@ -10,7 +10,8 @@ use moat_spec::profile::{ZONE_ID_MAP_SIZE, ZONE_ID_MAP_START};
 use moat_spec::resources::{container_memory_limit, Cpus};
 use moat_spec::user::{apply_user, UserError};
 use moat_spec::{
-    build_spec, from_json, is_privileged, to_json, RunOptions, SpecError, MAX_SPEC_JSON_BYTES,
+    build_spec, default_seccomp, from_json, is_privileged, to_json, RunOptions, SpecError,
+    MAX_SPEC_JSON_BYTES,
 };
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxNamespaceType, LinuxSeccompAction, Spec};
@@ -99,6 +100,22 @@ fn seccomp_allows(spec: &Spec, syscall: &str) -> bool {
                 && s.args().is_none()
                 && s.names().iter().any(|n| n == syscall)
         })
+}
+
+#[test]
+fn the_filter_a_pooled_zone_prepares_for_is_a_plain_runs() {
+    let plain = build(&RunOptions::default());
+    let expected = plain.linux().as_ref().and_then(|l| l.seccomp().clone());
+    assert!(expected.is_some());
+    assert_eq!(default_seccomp().expect("builds"), expected);
+    let privileged = build(&RunOptions {
+        privileged: true,
+        ..RunOptions::default()
+    });
+    assert_ne!(
+        privileged.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        expected
+    );
 }
 
 #[test]

@@ -41,6 +41,9 @@ pub enum ApiRequest {
     CopyOut { container: String, from: moat_proto::CopySource },
     /// Give a container's `/etc/hosts` new content (names on the zone's network changed).
     UpdateHosts { container: String, hosts: String },
+    /// Ready an idle zone for a container carrying this seccomp filter (see
+    /// [`moat_proto::Request::Prepare`]).
+    Prepare { seccomp_json: Option<String> },
     /// A container's resource figures, answered with [`ApiResponse::Stats`].
     Stats { container: String },
     /// A container's processes, answered with [`ApiResponse::Processes`].

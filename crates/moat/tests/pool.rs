@@ -38,6 +38,13 @@ fn a_run_takes_a_pooled_zone_the_keeper_refills_it_and_size_0_ends_it() {
     wait_for(&moat, "a pooled zone boots", |p| p["zones"].as_array().is_some_and(|z| z.len() == 1 && z[0]["state"] == "running"));
     let pooled = ready(&moat).remove(0);
     assert!(!moat.ok(&["pod", "ls"]).contains(&pooled), "a pooled zone is no pod");
+    // While it waits, the keeper has it prepare for a plain run: the runtime compiled the
+    // default seccomp filter through a throwaway container.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !moat.ok(&["zone", "logs", &pooled]).contains("zone prepared for its first container") {
+        assert!(Instant::now() < deadline, "the pooled zone prepared: {}", moat.ok(&["zone", "logs", &pooled]));
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     moat.ok(&["run", "-d", "--name", "w", "--memory", "256m", BUSYBOX, "sleep", "600"]);
     let container = &serde_json::from_str::<serde_json::Value>(&moat.ok(&["inspect", "w"])).expect("inspect")[0];
@@ -45,6 +52,11 @@ fn a_run_takes_a_pooled_zone_the_keeper_refills_it_and_size_0_ends_it() {
     assert_eq!(container["Id"], pooled.as_str(), "and its id, as a zone booted for it would have");
     let events = moat.ok(&["events", "--since", "1h", "--until", "now", "--format", "json", "--filter", "container=w"]);
     assert!(events.lines().any(|l| l.contains("\"action\":\"create\"")), "a claimed zone's container is created like any other: {events}");
+    // The filter the run's container got (from the runtime's cache) is in force.
+    let status = moat.ok(&["exec", "w", "grep", "^Seccomp", "/proc/1/status"]);
+    assert!(status.contains("Seccomp:\t2") && status.contains("Seccomp_filters:\t1"), "{status}");
+    let denied = moat.run(&["exec", "w", "unshare", "-U", "true"]);
+    assert!(!denied.status.success() && common::stderr(&denied).contains("Operation not permitted"), "unshare(2) is refused: {}", common::stderr(&denied));
     let uptime = moat.ok(&["exec", "w", "cat", "/proc/uptime"]);
     println!("the claimed zone's uptime at exec: {uptime}");
 

@@ -374,6 +374,7 @@ impl<'a> Zone<'a> {
             ApiRequest::RemoveContainer { container, force } => self.remove_container(container, force, reply, client).await,
             ApiRequest::CopyIn(copy) => self.copy_in(*copy, reply, client).await,
             ApiRequest::UpdateHosts { container, hosts } => self.send_request(Request::UpdateHosts { container, hosts }, reply, client).await,
+            ApiRequest::Prepare { seccomp_json } => self.send_request(Request::Prepare { seccomp_json }, reply, client).await,
             ApiRequest::Stats { container } => self.send_request(Request::Stats { container }, reply, client).await,
             ApiRequest::Processes { container } => self.send_request(Request::Processes { container }, reply, client).await,
             ApiRequest::CopyOut { container, from } => self.copy_out(container, from, reply, client).await,
