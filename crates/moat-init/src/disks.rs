@@ -151,7 +151,7 @@ pub fn remove_container_rootfs(container: &str) {
 }
 
 /// Mount the scratch disk once, for every container's writable layer.
-fn mount_scratch() -> Result<(), DiskError> {
+pub fn mount_scratch() -> Result<(), DiskError> {
     // No nodev or nosuid: the overlay reaches device nodes and setuid files through this mount.
     mount_disk_once(SCRATCH_SERIAL, Path::new(SCRATCH_DIR), "ext4", MsFlags::empty())
 }
