@@ -157,8 +157,11 @@ fn handle_message(channel: &mut Channel, options: &Options, containers: &mut Con
         Request::Stats { container } => containers.stats(&container),
         Request::Processes { container } => containers.processes(&container),
         Request::Shutdown => {
-            channel.send(&GuestMessage::Response { id, response: Response::Done })?;
             log::info("shutdown requested");
+            // Done means synced: the host may end the VM from then on, without waiting for the
+            // kernel's own power-off.
+            nix::unistd::sync();
+            channel.send(&GuestMessage::Response { id, response: Response::Done })?;
             power::power_off();
         }
         Request::Debug(_) if !options.debug => Response::Failed { kind: FailureKind::BadRequest, message: "debug requests are disabled in this zone".into() },

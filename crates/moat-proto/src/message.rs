@@ -175,7 +175,8 @@ pub enum Request {
     /// filter (a spec's `linux.seccomp` as JSON), the OCI runtime's cache of compiled filters.
     /// Answered with Done, or Failed; a zone that failed to prepare still serves.
     Prepare { seccomp_json: Option<String> },
-    /// Sync filesystems and power the zone off.
+    /// Sync filesystems, answer Done, and power the zone off. Done means every write reached
+    /// the zone's disks and shares: the host may end the VM from then on.
     Shutdown,
     /// Honoured only when the zone was booted with test hooks enabled.
     Debug(DebugRequest),

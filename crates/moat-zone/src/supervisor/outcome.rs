@@ -13,6 +13,8 @@ use crate::lifecycle::ZoneState;
 pub struct Outcome {
     pub failure: Option<String>,
     pub stop_requested: bool,
+    /// The guest synced its disks on a requested stop, so QEMU is killed rather than waited for.
+    pub guest_synced: bool,
     /// Why the zone was stopped, when not by a client.
     pub stop_reason: Option<String>,
     pub fatal: Option<String>,
@@ -38,7 +40,7 @@ impl Outcome {
             return ZoneState::Failed { reason: format!("moat-init failed: {message}") };
         }
         match status {
-            Some(s) if s.success() && self.stop_requested => {
+            Some(s) if (s.success() || self.guest_synced) && self.stop_requested => {
                 ZoneState::Stopped { reason: self.stop_reason.clone().unwrap_or_else(|| "stopped on request".into()) }
             }
             Some(s) if s.success() && self.shutdown_reason.as_deref() == Some("guest-shutdown") => {
