@@ -111,9 +111,9 @@ fn mount_zone_disks() -> Result<(), RunError> {
 /// The id of the container [`prepare`] creates and deletes, in a zone that holds none.
 const THROWAWAY_ID: &str = "moat-prepare";
 
-/// Ready the zone's runtime for a first container: its disks mounted (the scratch disk too) and, given the container's
-/// seccomp filter (JSON) and a runtime that caches filters, that filter compiled into the
-/// runtime's cache, by creating a throwaway container that carries it.
+/// Ready the zone's runtime for a first container: its disks mounted (the scratch disk too)
+/// and, given the container's seccomp filter (JSON) and a runtime that caches filters, that
+/// filter compiled into the runtime's cache, by creating a throwaway container that carries it.
 pub fn prepare(runtime: OciRuntime, seccomp_json: Option<&str>) -> Result<(), RunError> {
     mount_zone_disks()?;
     disks::mount_scratch()?;
