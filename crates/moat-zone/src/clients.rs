@@ -42,6 +42,9 @@ pub struct Routes {
     targets: HashMap<ClientId, u32>,
     /// Each container's own process.
     owners: BTreeMap<u32, String>,
+    /// Clients that heard a process end, while their queues still hold what they heard: the
+    /// zone's end waits for those too (see [`Routes::announce`]).
+    heard_an_end: Vec<Reply>,
 }
 
 impl Routes {
@@ -113,19 +116,28 @@ impl Routes {
         for process in processes {
             self.send_within(process, msg.clone(), within).await;
         }
-        let listeners: Vec<Reply> = self.listeners.values().flatten().cloned().collect();
+        let listeners: Vec<Reply> = self.listeners.values().flatten().chain(&self.heard_an_end).cloned().collect();
         let drained = async {
-            while listeners.iter().any(|l| !l.is_closed() && l.capacity() < l.max_capacity()) {
+            while listeners.iter().any(has_queued) {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         };
         let _ = tokio::time::timeout(within, drained).await;
     }
 
-    /// `process` ended: there is nothing more to hear from it.
+    /// `process` ended: there is nothing more to hear from it. Its listeners are kept until they
+    /// have read of its end, which the zone's end must not cut off.
     pub fn ended(&mut self, process: u32) {
-        self.listeners.remove(&process);
+        if let Some(listeners) = self.listeners.remove(&process) {
+            self.heard_an_end.retain(has_queued);
+            self.heard_an_end.extend(listeners);
+        }
     }
+}
+
+/// Whether a client is still there with messages not yet taken by its writer.
+fn has_queued(client: &Reply) -> bool {
+    !client.is_closed() && client.capacity() < client.max_capacity()
 }
 
 /// Serve one client connection: requests go to the main loop, which answers (and streams what
@@ -257,6 +269,27 @@ mod tests {
         assert_eq!(routes.listeners[&WORKLOAD].len(), 1, "the stuck client, its queue full, is gone");
         assert_eq!(reading_rx.try_recv().unwrap(), output("1"));
         assert_eq!(reading_rx.try_recv().unwrap(), output("2"), "the reading client got everything");
+    }
+
+    #[test]
+    fn the_zones_end_waits_for_a_client_to_take_the_exit_it_heard() {
+        let mut routes = Routes::default();
+        let (client, mut rx) = mpsc::channel(8);
+        routes.listen(WORKLOAD, client);
+        let exited = ApiResponse::Exited { status: moat_proto::ExitStatus::Signal { signal: 9 } };
+        let taken = block_on(async {
+            routes.send(WORKLOAD, exited.clone()).await;
+            routes.ended(WORKLOAD);
+            // The client's writer takes the exit only after a while.
+            let reader = tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                rx.recv().await
+            });
+            routes.announce(ApiResponse::ZoneEnded { reason: "stopped".into() }, std::time::Duration::from_secs(5)).await;
+            assert!(reader.is_finished(), "the end waited for the exit to be taken");
+            reader.await.unwrap()
+        });
+        assert_eq!(taken, Some(exited));
     }
 
     #[test]
