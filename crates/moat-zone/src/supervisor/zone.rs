@@ -185,7 +185,7 @@ impl<'a> Zone<'a> {
             }
             Ok(SessionEvent::Answered { request: Request::Shutdown, response: Response::Done, .. }) if self.outcome.stop_requested => {
                 // Synced: nothing is left to lose, and the kernel's power-off would take a while
-                // under TCG. QEMU is killed at once (see the deadline below).
+                // under TCG. QEMU is killed at once, by the deadline branch of `serve`.
                 self.outcome.guest_synced = true;
                 self.deadline = Some(Instant::now());
                 Ok(())
