@@ -79,9 +79,10 @@ impl Containers {
         log::info(&format!("creating container {}", request.container));
         match runner::create(runtime, request, pod) {
             Ok((workload, container)) => {
-                log::info(&format!("container {} created, pid {}", container.id, workload.pid()));
+                let (done, state) = if request.start { ("started", State::Running) } else { ("created", State::Created) };
+                log::info(&format!("container {} {done}, pid {}", container.id, workload.pid()));
                 self.processes.insert(request.process, workload);
-                self.entries.insert(request.container.clone(), Entry { container, process: request.process, state: State::Created });
+                self.entries.insert(request.container.clone(), Entry { container, process: request.process, state });
                 Response::Done
             }
             Err(err) => {

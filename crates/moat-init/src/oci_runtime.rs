@@ -78,14 +78,43 @@ impl ContainerStdio {
 /// descriptors and their kinds (see `Pod::entry`).
 pub type Enter = [(RawFd, CloneFlags)];
 
-/// `create`: the container's process exists, stopped before exec, when this returns.
-pub fn create(runtime: OciRuntime, id: &str, bundle: &Path, pid_file: &Path, console_socket: Option<&Path>, stdio: ContainerStdio, enter: &Enter) -> Result<(), RuntimeError> {
-    let mut args: Vec<&OsStr> = vec!["create".as_ref(), "--bundle".as_ref(), bundle.as_os_str(), "--pid-file".as_ref(), pid_file.as_os_str()];
+/// How far [`launch`] takes a new container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// `create`: the container's process exists, stopped before exec, when this returns.
+    Create,
+    /// `run --detach`: `create` and `start` in one command; the process runs when this returns.
+    Run,
+}
+
+/// A new container for the runtime: its id, its bundle's directory, and where the runtime
+/// writes its process's pid.
+pub struct NewContainer<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub pid_file: &'a Path,
+}
+
+/// Create a container from its bundle, and with [`Launch::Run`] start it too.
+pub fn launch(runtime: OciRuntime, launch: Launch, new: &NewContainer, console_socket: Option<&Path>, stdio: ContainerStdio, enter: &Enter) -> Result<(), RuntimeError> {
+    let command = match launch {
+        Launch::Create => "create",
+        Launch::Run => "run",
+    };
+    run(runtime, command, &launch_args(launch, new, console_socket), stdio, enter)
+}
+
+fn launch_args<'a>(launch: Launch, new: &NewContainer<'a>, console_socket: Option<&'a Path>) -> Vec<&'a OsStr> {
+    let mut args: Vec<&OsStr> = match launch {
+        Launch::Create => vec!["create".as_ref()],
+        Launch::Run => vec!["run".as_ref(), "--detach".as_ref()],
+    };
+    args.extend::<[&OsStr; 4]>(["--bundle".as_ref(), new.bundle.as_os_str(), "--pid-file".as_ref(), new.pid_file.as_os_str()]);
     if let Some(socket) = console_socket {
         args.extend(["--console-socket".as_ref(), socket.as_os_str()]);
     }
-    args.push(id.as_ref());
-    run(runtime, "create", &args, stdio, enter)
+    args.push(new.id.as_ref());
+    args
 }
 
 /// `start`: the container's process execs its command.
@@ -294,6 +323,14 @@ mod tests {
         assert_eq!(status.code(), Some(3));
         let mut missing = Command::new("/nonexistent/runc");
         assert!(matches!(status_within(&mut missing, OciRuntime::Crun, "delete", Duration::from_secs(1)), Err(RuntimeError::Spawn { .. })));
+    }
+
+    #[test]
+    fn run_is_create_and_start_detached_with_the_same_arguments() {
+        let new = NewContainer { id: "c1", bundle: Path::new("/b"), pid_file: Path::new("/p") };
+        let words = |launch, socket| launch_args(launch, &new, socket).iter().map(|a| a.to_str().unwrap().to_string()).collect::<Vec<_>>().join(" ");
+        assert_eq!(words(Launch::Create, None), "create --bundle /b --pid-file /p c1");
+        assert_eq!(words(Launch::Run, Some(Path::new("/s"))), "run --detach --bundle /b --pid-file /p --console-socket /s c1");
     }
 
     #[test]

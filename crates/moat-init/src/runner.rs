@@ -82,7 +82,8 @@ pub struct Container {
 }
 
 /// Create the container `request` describes, joined to the pod's namespaces, and return its
-/// process (waiting in the runtime for [`start`]) numbered as the host asked.
+/// process (waiting in the runtime for [`start`], or started when the request says so)
+/// numbered as the host asked.
 pub fn create(runtime: OciRuntime, request: &CreateContainer, pod: &mut Pod) -> Result<(Workload, Container), RunError> {
     let id = request.container.as_str();
     if !valid_container_id(id) {
@@ -120,7 +121,8 @@ pub fn prepare(runtime: OciRuntime, seccomp_json: Option<&str>) -> Result<(), Ru
     let Some(json) = seccomp_json.filter(|_| runtime.caches_seccomp()) else { return Ok(()) };
     let seccomp = serde_json::from_str(json).map_err(|err| moat_spec::SpecError::Json(err.to_string()))?;
     let created = bundle::write_throwaway(THROWAWAY_ID, seccomp).map_err(RunError::from).and_then(|dir| {
-        oci_runtime::create(runtime, THROWAWAY_ID, &dir, &bundle::pid_file(THROWAWAY_ID, None), None, ContainerStdio::null(), &[]).map_err(RunError::from)
+        let new = oci_runtime::NewContainer { id: THROWAWAY_ID, bundle: &dir, pid_file: &bundle::pid_file(THROWAWAY_ID, None) };
+        oci_runtime::launch(runtime, oci_runtime::Launch::Create, &new, None, ContainerStdio::null(), &[]).map_err(RunError::from)
     });
     let deleted = oci_runtime::delete(runtime, THROWAWAY_ID, true);
     bundle::remove(THROWAWAY_ID);
@@ -141,12 +143,21 @@ fn create_mounted(runtime: OciRuntime, request: &CreateContainer, spec: &mut Spe
     let bundle_dir = bundle::write(spec, id)?;
     let cgroup = bundle::cgroup_dir(spec);
     let pid_file = bundle::pid_file(id, None);
-    let stdio = launch(request.tty, request.stdin, |socket, stdio| oci_runtime::create(runtime, id, &bundle_dir, &pid_file, socket, stdio, &pod.entry()))?;
-    let delegated = |pid| match (&cgroup, cgroups::writable_cgroupfs(spec)) {
-        (Some(dir), true) => cgroups::delegate(dir).map(|()| pid).map_err(RunError::from),
+    // A cgroup the container may write is delegated between create and start, before its
+    // process runs; only without one can the runtime do both in one command.
+    let delegate = cgroup.as_ref().filter(|_| cgroups::writable_cgroupfs(spec));
+    let command = if request.start && delegate.is_none() { oci_runtime::Launch::Run } else { oci_runtime::Launch::Create };
+    let new = oci_runtime::NewContainer { id, bundle: &bundle_dir, pid_file: &pid_file };
+    let stdio = launch(request.tty, request.stdin, |socket, stdio| oci_runtime::launch(runtime, command, &new, socket, stdio, &pod.entry()))?;
+    let delegated = |pid| match delegate {
+        Some(dir) => cgroups::delegate(dir).map(|()| pid).map_err(RunError::from),
+        None => Ok(pid),
+    };
+    let started = |pid| match (request.start, command) {
+        (true, oci_runtime::Launch::Create) => oci_runtime::start(runtime, id).map(|()| pid).map_err(RunError::from),
         _ => Ok(pid),
     };
-    let pid = match read_pid(&pid_file).and_then(delegated) {
+    let pid = match read_pid(&pid_file).and_then(delegated).and_then(started) {
         Ok(pid) => pid,
         Err(err) => {
             let _ = oci_runtime::delete(runtime, id, true);

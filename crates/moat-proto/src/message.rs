@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change; both sides must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +43,7 @@ pub fn valid_container_id(id: &str) -> bool {
 }
 
 /// A container to create in the zone (OCI `create`): its root filesystem is mounted and runc
-/// creates it, but its process starts only with [`Request::StartContainer`].
+/// creates it, but its process starts only with [`Request::StartContainer`], unless `start`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateContainer {
@@ -65,6 +65,11 @@ pub struct CreateContainer {
     /// The container's name-resolution files; without them it keeps its image's.
     #[serde(default)]
     pub name_files: Option<NameFiles>,
+    /// Start the process too, as [`Request::StartContainer`] would at once: for a host that
+    /// runs the container rather than only creating it. The runtime then does both in one
+    /// command (`run --detach`), which saves it a second start-up and the wait between.
+    #[serde(default)]
+    pub start: bool,
 }
 
 /// What a container finds in `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`. The zone

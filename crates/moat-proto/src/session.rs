@@ -220,6 +220,9 @@ impl HostSession {
         match request {
             Request::CreateContainer(create) => {
                 self.containers.insert(create.container.clone(), create.process);
+                if create.start {
+                    self.running.insert(create.process, create.container.clone());
+                }
             }
             Request::StartContainer { container } => {
                 if let Some(process) = self.containers.get(container) {
@@ -291,7 +294,7 @@ mod tests {
     }
 
     fn create(container: &str, process: u32) -> Request {
-        let create = crate::CreateContainer { container: container.into(), process, spec_json: "{}".into(), image: "i.erofs".into(), tty: false, stdin: false, name_files: None };
+        let create = crate::CreateContainer { container: container.into(), process, spec_json: "{}".into(), image: "i.erofs".into(), tty: false, stdin: false, name_files: None, start: false };
         Request::CreateContainer(Box::new(create))
     }
 
@@ -323,6 +326,20 @@ mod tests {
         assert_eq!(s.container_process("c"), Some(1), "a stopped container stays until removed");
         done(&mut s, Request::RemoveContainer { container: "c".into(), force: false });
         assert_eq!(s.container_process("c"), None);
+    }
+
+    #[test]
+    fn a_container_created_with_its_start_runs_at_once() {
+        let mut s = HostSession::new();
+        s.accept(hello()).unwrap();
+        let Request::CreateContainer(mut started) = create("c", 1) else { unreachable!() };
+        started.start = true;
+        done(&mut s, Request::CreateContainer(started));
+        assert!(s.is_running(1));
+        let out = GuestMessage::Output { process: 1, stream: Stream::Stdout, data: b"hi".to_vec() };
+        assert!(matches!(s.accept(out), Ok(SessionEvent::Output { .. })));
+        let exited = GuestMessage::Exited { process: 1, status: ExitStatus::Code { code: 0 } };
+        assert!(matches!(s.accept(exited), Ok(SessionEvent::Exited { .. })));
     }
 
     #[test]

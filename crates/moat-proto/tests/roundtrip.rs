@@ -16,8 +16,8 @@ fn request() -> impl Strategy<Value = Request> {
             process,
             exec: Box::new(ExecRequest { process_json, user, tty, stdin })
         }),
-        ("[a-z0-9]{1,12}", any::<u32>(), ".*", ".*", any::<bool>(), any::<bool>()).prop_map(|(container, process, spec_json, image, tty, stdin)| {
-            Request::CreateContainer(Box::new(moat_proto::CreateContainer { container, process, spec_json, image, tty, stdin, name_files: None }))
+        ("[a-z0-9]{1,12}", any::<u32>(), ".*", ".*", any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(container, process, spec_json, image, tty, stdin, start)| {
+            Request::CreateContainer(Box::new(moat_proto::CreateContainer { container, process, spec_json, image, tty, stdin, name_files: None, start }))
         }),
         ("[a-z0-9]{1,12}", any::<bool>()).prop_map(|(container, force)| Request::RemoveContainer { container, force }),
     ]

@@ -99,7 +99,18 @@ pub struct Containers<'a> {
 impl Containers<'_> {
     /// Create a container: its zone (booted when it gets its own), its record, and the
     /// container in the zone, ready to start. Returns warnings for the user beside it.
-    pub fn create(&self, placement: Placement, mut config: ContainerConfig) -> Result<(Found, Vec<String>)> {
+    pub fn create(&self, placement: Placement, config: ContainerConfig) -> Result<(Found, Vec<String>)> {
+        self.create_with(placement, config, false).map(|(found, _, warnings)| (found, warnings))
+    }
+
+    /// Create a container and start it, as `create` then `start` would, in one request: the zone's
+    /// runtime then creates and starts it with one command.
+    pub fn run(&self, placement: Placement, config: ContainerConfig) -> Result<(Found, Connection, Vec<String>)> {
+        self.create_with(placement, config, true)
+    }
+
+    /// Create a container, and with `start` start it; the connection that asked is returned.
+    fn create_with(&self, placement: Placement, mut config: ContainerConfig, start: bool) -> Result<(Found, Connection, Vec<String>)> {
         let mut id = new_zone_id()?;
         let name = config.name.clone().unwrap_or_else(|| format!("c-{id}"));
         moat_zone::state::validate_name(&name)?;
@@ -155,18 +166,15 @@ impl Containers<'_> {
                 (self.store.dir(&id), true)
             }
         };
-        let created = self.create_in(&dir, &id, &name, privileged, &config);
+        let created = self.create_in(&dir, &id, &name, privileged, &config, start);
         drop(slot);
-        if let Ok(found) = &created {
-            self.store.journal().record(Event::created(&found.container));
-        }
         if created.is_err() && own_zone {
             let _ = ops::remove(self.store, &id, true);
         }
-        created.map(|found| (found, warnings))
+        created.map(|(found, conn)| (found, conn, warnings))
     }
 
-    fn create_in(&self, dir: &ZoneDir, id: &str, name: &str, privileged: bool, config: &ContainerConfig) -> Result<Found> {
+    fn create_in(&self, dir: &ZoneDir, id: &str, name: &str, privileged: bool, config: &ContainerConfig, start: bool) -> Result<(Found, Connection)> {
         let memory_limit = config.spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).and_then(|l| u64::try_from(l).ok());
         let record = ContainerRecord {
             id: id.to_string(),
@@ -207,18 +215,21 @@ impl Containers<'_> {
             if let Some(network) = zone.config.network.network_name() {
                 name_files.hosts = network_names::new_container_hosts(self.store, dir, &zone.id, id, network, &name_files.hosts)?;
             }
-            let request = CreateContainer { container: id.to_string(), spec_json: moat_spec::to_json(&spec)?, image: config.image_file.clone(), tty: config.tty, stdin: config.stdin, volumes: exposures, name_files: Some(name_files) };
-            done(api::call(&dir.api_socket(), &ApiRequest::CreateContainer(Box::new(request)), REQUEST_TIMEOUT))
+            let request = CreateContainer { container: id.to_string(), spec_json: moat_spec::to_json(&spec)?, image: config.image_file.clone(), tty: config.tty, stdin: config.stdin, volumes: exposures, name_files: Some(name_files), start };
+            connect(dir, &ApiRequest::CreateContainer(Box::new(request)))
         });
-        if let Err(err) = sent {
-            mounts::release(&volumes, id, &config.mounts);
-            return Err(err);
-        }
+        let conn = match sent {
+            Ok(conn) => conn,
+            Err(err) => {
+                mounts::release(&volumes, id, &config.mounts);
+                return Err(err);
+            }
+        };
         let zone = dir.read()?;
         if let Some(network) = zone.config.network.network_name() {
             network_names::refresh(self.store, network, &zone.id)?;
         }
-        Ok(Found { dir: dir.clone(), zone, container: record })
+        Ok((Found { dir: dir.clone(), zone, container: record }, conn))
     }
 
     fn pods(&self) -> Pods<'_> {
@@ -270,14 +281,7 @@ impl Containers<'_> {
     }
 
     fn connect(&self, found: &Found, request: ApiRequest) -> Result<Connection> {
-        let mut conn = Connection::open(&found.dir.api_socket())?;
-        conn.send(&request)?;
-        match conn.receive() {
-            // The process began and ended its zone (a panic) before its start was answered.
-            Ok(ApiResponse::ZoneEnded { reason }) => Err(RuntimeError::ZoneEnded(reason)),
-            Err(api::ApiError::Closed) => Err(RuntimeError::ZoneEnded(zone_end_reason(&found.dir))),
-            answer => done(answer).map(|()| conn),
-        }
+        connect(&found.dir, &request)
     }
 
     pub fn kill(&self, found: &Found, signal: i32) -> Result<()> {
@@ -426,6 +430,19 @@ pub fn exit_report(outcome: ProcessEnd, found: &Found, what: &str) -> ExitReport
 /// The exit code for a process that did not start: Docker's 127 and 126 where they apply.
 pub fn start_failure_code(err: &RuntimeError, default: u8) -> u8 {
     err.kind().start_exit_code().unwrap_or(default)
+}
+
+/// Send `request` on a connection that stays open, and return it once the supervisor answered
+/// Done: it then hears the process's output and exit.
+fn connect(dir: &ZoneDir, request: &ApiRequest) -> Result<Connection> {
+    let mut conn = Connection::open(&dir.api_socket())?;
+    conn.send(request)?;
+    match conn.receive_within(REQUEST_TIMEOUT) {
+        // The process began and ended its zone (a panic) before its start was answered.
+        Ok(ApiResponse::ZoneEnded { reason }) => Err(RuntimeError::ZoneEnded(reason)),
+        Err(api::ApiError::Closed) => Err(RuntimeError::ZoneEnded(zone_end_reason(dir))),
+        answer => done(answer).map(|()| conn),
+    }
 }
 
 /// Why the zone in `dir` ended, once its supervisor has written it (it does as it goes, a moment

@@ -68,6 +68,10 @@ pub struct CreateContainer {
     pub volumes: Vec<Exposure>,
     /// Its `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`.
     pub name_files: Option<moat_proto::NameFiles>,
+    /// Start its process too: this connection then hears its output and exit, as after
+    /// `StartContainer`.
+    #[serde(default)]
+    pub start: bool,
 }
 
 /// A copy into a container; host paths are the caller's, who is trusted.
@@ -133,13 +137,8 @@ pub enum ApiError {
 /// Send one request and wait up to `timeout` for its answer.
 pub fn call(socket: &Path, request: &ApiRequest, timeout: Duration) -> Result<ApiResponse, ApiError> {
     let mut conn = Connection::open(socket)?;
-    conn.stream.set_read_timeout(Some(timeout))?;
     conn.send(request)?;
-    match conn.receive() {
-        // A read past its timeout fails with EAGAIN: "Resource temporarily unavailable".
-        Err(ApiError::Io(err)) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Err(ApiError::Timeout(timeout)),
-        answer => answer,
-    }
+    conn.receive_within(timeout)
 }
 
 /// A connection that stays open: for attaching to a workload's streams.
@@ -163,6 +162,19 @@ impl Connection {
     pub fn send(&mut self, request: &ApiRequest) -> Result<(), ApiError> {
         self.stream.write_all(&encode(request)?)?;
         Ok(())
+    }
+
+    /// The next message from the supervisor, waiting at most `timeout` for it; later receives
+    /// wait as long as it takes.
+    pub fn receive_within(&mut self, timeout: Duration) -> Result<ApiResponse, ApiError> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        let answer = self.receive();
+        self.stream.set_read_timeout(None)?;
+        match answer {
+            // A read past its timeout fails with EAGAIN: "Resource temporarily unavailable".
+            Err(ApiError::Io(err)) if matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Err(ApiError::Timeout(timeout)),
+            answer => answer,
+        }
     }
 
     /// The next message from the supervisor (blocking).

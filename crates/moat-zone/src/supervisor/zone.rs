@@ -267,27 +267,17 @@ impl<'a> Zone<'a> {
                 if let Err(err) = crate::state::write_atomic(&self.dir.container_spec(&create.container), create.spec_json.as_bytes()) {
                     tracing::warn!(%err, "saving the container's spec; exec will not work");
                 }
+                if let Some(created) = self.dir.read().ok().and_then(|r| r.container(&create.container).cloned()) {
+                    self.dir.journal().record(Event::created(&created));
+                }
+                if create.start {
+                    self.started(&create.container, &waiter);
+                }
             }
             Request::CreateContainer(create) => {
                 self.forget_container(&create.container);
             }
-            Request::StartContainer { container } if done => {
-                let now = unix_now();
-                let started = self.dir.update(|r| {
-                    r.container_mut(&container).map(|c| {
-                        c.started_unix = Some(now);
-                        c.clone()
-                    })
-                });
-                // Recorded here, before the guest's next message: the process may exit at once.
-                if let Ok(Some(started)) = started {
-                    self.dir.journal().record(Event::started(&started));
-                }
-                if let Some(process) = self.session.container_process(&container) {
-                    self.routes.bind(waiter.client, process);
-                    self.routes.listen(process, waiter.reply.clone());
-                }
-            }
+            Request::StartContainer { container } if done => self.started(&container, &waiter),
             Request::Exec { process, .. } if done => self.routes.listen(process, waiter.reply.clone()),
             Request::RemoveContainer { container, .. } if done => self.remove_record(&container),
             Request::CopyIn(copy) => {
@@ -305,6 +295,26 @@ impl<'a> Zone<'a> {
             if let ApiResponse::Staged { dir } = unsent.0 {
                 let _ = staging::remove(&dir);
             }
+        }
+    }
+
+    /// The guest started `container`'s process: record it, and let the client that asked hear
+    /// its output and exit and send it stdin and signals.
+    fn started(&mut self, container: &str, waiter: &Waiter) {
+        let now = unix_now();
+        let started = self.dir.update(|r| {
+            r.container_mut(container).map(|c| {
+                c.started_unix = Some(now);
+                c.clone()
+            })
+        });
+        // Recorded here, before the guest's next message: the process may exit at once.
+        if let Ok(Some(started)) = started {
+            self.dir.journal().record(Event::started(&started));
+        }
+        if let Some(process) = self.session.container_process(container) {
+            self.routes.bind(waiter.client, process);
+            self.routes.listen(process, waiter.reply.clone());
         }
     }
 
@@ -431,7 +441,7 @@ impl<'a> Zone<'a> {
             self.volumes.entry(create.container.clone()).or_default().push(volume.name.clone());
         }
         self.routes.own(process, create.container.clone());
-        let request = moat_proto::CreateContainer { container: create.container, process, spec_json: create.spec_json, image, tty: create.tty, stdin: create.stdin, name_files: create.name_files };
+        let request = moat_proto::CreateContainer { container: create.container, process, spec_json: create.spec_json, image, tty: create.tty, stdin: create.stdin, name_files: create.name_files, start: create.start };
         self.send_request(Request::CreateContainer(Box::new(request)), reply, client).await;
     }
 

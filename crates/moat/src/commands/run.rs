@@ -117,17 +117,13 @@ pub struct RunArgs {
 pub fn run(root: &Path, command: RunCommand) -> anyhow::Result<ExitCode> {
     let RunCommand { detach, mut args } = command;
     let runtime = Runtime::open(root, moat_runtime::pods::default_supervisor(root)?)?;
-    let found = match create_from_flags(root, &runtime, &mut args)? {
-        Ok(found) => found,
-        Err(err) => return start_failed(&err, 125),
-    };
-    let containers = runtime.containers();
-    let conn = match containers.start(&found) {
-        Ok(conn) => conn,
-        Err(err) => {
-            let _ = containers.remove(&found, true);
-            return start_failed(&err, 125);
+    let (placement, config) = config_from_flags(root, &mut args)?;
+    let (found, conn) = match runtime.containers().run(placement, config) {
+        Ok((found, conn, warnings)) => {
+            print_warnings(warnings);
+            (found, conn)
         }
+        Err(err) => return start_failed(&err, 125),
     };
     if detach {
         println!("{}", found.container.name);
@@ -143,12 +139,20 @@ pub fn run(root: &Path, command: RunCommand) -> anyhow::Result<ExitCode> {
 /// `moat create`: the container, ready to start, its name printed.
 pub fn create(root: &Path, mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::open(root, moat_runtime::pods::default_supervisor(root)?)?;
-    match create_from_flags(root, &runtime, &mut args)? {
-        Ok(found) => {
+    let (placement, config) = config_from_flags(root, &mut args)?;
+    match runtime.containers().create(placement, config) {
+        Ok((found, warnings)) => {
+            print_warnings(warnings);
             println!("{}", found.container.name);
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => start_failed(&err, 125),
+    }
+}
+
+fn print_warnings(warnings: Vec<String>) {
+    for warning in warnings {
+        eprintln!("moat: warning: {warning}");
     }
 }
 
@@ -163,9 +167,9 @@ pub fn attach_until_exit(conn: moat_zone::api::Connection, found: &Found) -> any
     Ok(ExitCode::from(report.code))
 }
 
-/// Turn the flags into a created container. The outer error is the caller's input (flags, the
-/// image); the inner one is the runtime's, whose kind chooses the exit code.
-fn create_from_flags(root: &Path, runtime: &Runtime, args: &mut RunArgs) -> anyhow::Result<Result<Found, RuntimeError>> {
+/// Turn the flags into where the container goes and what it is. An error is the caller's input
+/// (flags, the image).
+fn config_from_flags(root: &Path, args: &mut RunArgs) -> anyhow::Result<(Placement, ContainerConfig)> {
     if args.command.first().is_some_and(|c| c == "--check") {
         args.check = true;
         args.command.remove(0);
@@ -209,12 +213,7 @@ fn create_from_flags(root: &Path, runtime: &Runtime, args: &mut RunArgs) -> anyh
         eprintln!("moat: warning: {note}");
     }
     let config = ContainerConfig { name: args.name.clone(), image: image.reference.clone(), image_file, spec, tty: args.tty, stdin: args.interactive, auto_remove: args.rm, mounts, names };
-    Ok(runtime.containers().create(placement, config).map(|(found, warnings)| {
-        for warning in warnings {
-            eprintln!("moat: warning: {warning}");
-        }
-        found
-    }))
+    Ok((placement, config))
 }
 
 /// A container that did not start: one line, and Docker's code for why (127, 126, or `default`).
