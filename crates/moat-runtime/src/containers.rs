@@ -161,7 +161,11 @@ impl Containers<'_> {
                     sandbox.pod = false;
                     // The slot covers the first `runc create` too: it is as CPU-bound as the boot.
                     slot = Some(StartSlot::acquire(self.store)?);
-                    self.pods().boot(sandbox)?;
+                    if let Err(err) = self.pods().boot(sandbox) {
+                        // The zone was the container's alone, and the container never got there.
+                        let _ = ops::remove(self.store, &id, true);
+                        return Err(err);
+                    }
                 }
                 (self.store.dir(&id), true)
             }

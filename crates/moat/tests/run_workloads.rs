@@ -3,6 +3,7 @@
 mod common;
 
 use std::io::Write;
+use std::path::Path;
 use std::process::Stdio;
 
 use common::{stderr, stdout, Moat, BUSYBOX};
@@ -236,6 +237,13 @@ fn bad_input_is_one_clear_error_and_leaves_no_zone() {
         assert!(lines[0].contains(expected), "{args:?}: {err}");
         assert!(moat.zone_files().is_empty(), "{args:?} left a zone behind");
     }
+    // A zone that never boots goes too: the checker as its init exits at once, and the guest
+    // kernel panics.
+    let guest_dir = Path::new(env!("CARGO_BIN_EXE_moat")).parent().and_then(Path::parent).unwrap().join("x86_64-unknown-linux-gnu/guest");
+    let out = moat.run_with_env(("MOAT_INIT", guest_dir.join("moat-check").to_str().unwrap()), &["run", "--rm", BUSYBOX, "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("kernel panic"), "{}", stderr(&out));
+    assert!(moat.zone_files().is_empty(), "a zone that never booted was left behind");
     moat.assert_nothing_running();
 }
 
