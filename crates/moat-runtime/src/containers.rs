@@ -515,6 +515,7 @@ mod tests {
             cgroups: Vec::new(),
             kernel_release: None,
             boot_ms: None,
+            prepared: false,
             containers: vec![container.clone()],
         };
         let dir = store.create(&zone).unwrap();

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use moat_proto::FailureKind;
 use moat_zone::accel::{self, AccelChoice, HostFacts};
 use moat_zone::assets::{Assets, GuestKernel};
 use moat_zone::api::{self, ApiRequest};
@@ -110,7 +111,10 @@ impl Pool<'_> {
         let Ok(runtime) = moat_zone::assets::chosen_oci_runtime() else { return Ok(None) };
         let Ok(kernel) = GuestKernel::chosen(&Assets::default_dir()) else { return Ok(None) };
         let _lock = FileLock::acquire(&self.store.lock_path())?;
-        for zone in self.zones()? {
+        let mut zones = self.zones()?;
+        // A zone still preparing serves too, after its preparation: sooner than a cold boot.
+        zones.sort_by_key(|z| !z.prepared);
+        for zone in zones {
             let fits = zone.config.memory_mib == sandbox.resources.memory_mib() && zone.config.cpus == sandbox.resources.vcpus() && zone.config.accel == sandbox.accel && zone.config.oci_runtime == runtime && zone.config.kernel == kernel;
             if !fits || zone.effective_state() != moat_zone::lifecycle::ZoneState::Running || !zone.containers.is_empty() {
                 continue;
@@ -196,9 +200,29 @@ pub(crate) fn prepare(store: &ZoneStore, zone: &ZoneRecord) {
             None
         }
     };
-    let answer = api::call(&store.dir(&zone.id).api_socket(), &ApiRequest::Prepare { seccomp_json }, PREPARE_TIMEOUT);
-    if let Err(err) = crate::containers::done(answer) {
-        tracing::warn!(zone = %zone.id, %err, "preparing a pooled zone");
+    let dir = store.dir(&zone.id);
+    match crate::containers::done(api::call(&dir.api_socket(), &ApiRequest::Prepare { seccomp_json }, PREPARE_TIMEOUT)) {
+        Ok(()) => {}
+        // A run claimed the zone, and created its container, before the request arrived.
+        Err(RuntimeError::Zone { kind: FailureKind::WrongState, .. }) => tracing::info!(zone = %zone.id, "claimed before it was prepared"),
+        Err(err) => tracing::warn!(zone = %zone.id, %err, "preparing a pooled zone"),
+    }
+    let marked = dir.update(|r| {
+        if r.config.pool {
+            r.prepared = true;
+        }
+    });
+    if let Err(err) = marked {
+        tracing::warn!(zone = %zone.id, %err, "recording that a pooled zone is prepared");
+    }
+}
+
+/// A pooled zone's state as the pool shows it: a running zone is `preparing` until its keeper
+/// has prepared it.
+pub fn shown_state(zone: &ZoneRecord) -> &'static str {
+    match zone.effective_state() {
+        moat_zone::lifecycle::ZoneState::Running if !zone.prepared => "preparing",
+        state => state.name(),
     }
 }
 

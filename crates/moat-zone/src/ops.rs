@@ -134,6 +134,7 @@ pub fn create(store: &ZoneStore, request: CreateRequest, supervisor: &Supervisor
         cgroups: Vec::new(),
         kernel_release: None,
         boot_ms: None,
+        prepared: false,
         containers: Vec::new(),
     };
     let dir = store.create(&record)?;

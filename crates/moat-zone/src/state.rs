@@ -176,6 +176,10 @@ pub struct ZoneRecord {
     pub kernel_release: Option<String>,
     /// Milliseconds from QEMU's start to the guest's hello.
     pub boot_ms: Option<u64>,
+    /// A pooled zone whose keeper has prepared it for a container (or tried to): until then the
+    /// pool shows it as preparing, and a claim takes it only when no prepared zone fits.
+    #[serde(default)]
+    pub prepared: bool,
     pub containers: Vec<ContainerRecord>,
 }
 
@@ -487,6 +491,7 @@ mod tests {
             cgroups: Vec::new(),
             kernel_release: None,
             boot_ms: None,
+            prepared: false,
             containers: Vec::new(),
         }
     }

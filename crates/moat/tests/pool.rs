@@ -35,16 +35,13 @@ fn wait_for(moat: &Moat, what: &str, check: impl Fn(&serde_json::Value) -> bool)
 fn a_run_takes_a_pooled_zone_the_keeper_refills_it_and_size_0_ends_it() {
     let moat = Moat::with_busybox();
     assert!(moat.ok(&["pool", "set", "--size", "1", "--memory", "256m"]).contains("1 zone(s) of 256m"));
-    wait_for(&moat, "a pooled zone boots", |p| p["zones"].as_array().is_some_and(|z| z.len() == 1 && z[0]["state"] == "running"));
-    let pooled = ready(&moat).remove(0);
+    let booted = wait_for(&moat, "a pooled zone boots", |p| p["zones"].as_array().is_some_and(|z| z.len() == 1 && ["preparing", "running"].contains(&z[0]["state"].as_str().unwrap_or(""))));
+    let pooled = booted["zones"][0]["id"].as_str().expect("an id").to_string();
     assert!(!moat.ok(&["pod", "ls"]).contains(&pooled), "a pooled zone is no pod");
-    // While it waits, the keeper has it prepare for a plain run: the runtime compiled the
-    // default seccomp filter through a throwaway container.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !moat.ok(&["zone", "logs", &pooled]).contains("zone prepared for its first container") {
-        assert!(Instant::now() < deadline, "the pooled zone prepared: {}", moat.ok(&["zone", "logs", &pooled]));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Once booted, the keeper has it prepare for a plain run (the runtime compiles the default
+    // seccomp filter through a throwaway container), and only then is it shown as running.
+    wait_for(&moat, "the pooled zone is prepared", |p| p["zones"][0]["state"] == "running");
+    assert!(moat.ok(&["zone", "logs", &pooled]).contains("zone prepared for its first container"), "{}", moat.ok(&["zone", "logs", &pooled]));
 
     moat.ok(&["run", "-d", "--name", "w", "--memory", "256m", BUSYBOX, "sleep", "600"]);
     let container = &serde_json::from_str::<serde_json::Value>(&moat.ok(&["inspect", "w"])).expect("inspect")[0];

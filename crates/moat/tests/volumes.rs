@@ -82,6 +82,7 @@ fn zone_with_container(zone: &str, container: &str) -> moat_zone::state::ZoneRec
         cgroups: Vec::new(),
         kernel_release: None,
         boot_ms: None,
+        prepared: false,
         containers: vec![c],
     }
 }

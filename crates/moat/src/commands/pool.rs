@@ -51,7 +51,7 @@ pub fn run(root: &Path, command: PoolCommand) -> anyhow::Result<ExitCode> {
             let zones = pool.zones()?;
             match format {
                 Format::Json => {
-                    let zones: Vec<_> = zones.iter().map(|z| serde_json::json!({"id": z.id, "state": z.effective_state().name(), "memory_mib": z.config.memory_mib, "cpus": z.config.cpus, "created": z.created_unix})).collect();
+                    let zones: Vec<_> = zones.iter().map(|z| serde_json::json!({"id": z.id, "state": moat_runtime::pool::shown_state(z), "memory_mib": z.config.memory_mib, "cpus": z.config.cpus, "created": z.created_unix})).collect();
                     let shown = serde_json::json!({"settings": settings, "keeper": pool.keeper_running(), "zones": zones});
                     println!("{}", serde_json::to_string_pretty(&shown)?);
                 }
@@ -61,9 +61,9 @@ pub fn run(root: &Path, command: PoolCommand) -> anyhow::Result<ExitCode> {
                         Some(s) => println!("size {} of {}, {} CPU(s); keeper {keeper}", s.size, s.memory, s.cpus),
                         None => println!("no pool; keeper {keeper}"),
                     }
-                    println!("{:<14}{:<10}{:<8}MEMORY", "ZONE ID", "STATE", "CPUS");
+                    println!("{:<14}{:<11}{:<8}MEMORY", "ZONE ID", "STATE", "CPUS");
                     for zone in &zones {
-                        println!("{:<14}{:<10}{:<8}{}m", zone.id, zone.effective_state().name(), zone.config.cpus, zone.config.memory_mib);
+                        println!("{:<14}{:<11}{:<8}{}m", zone.id, moat_runtime::pool::shown_state(zone), zone.config.cpus, zone.config.memory_mib);
                     }
                 }
             }

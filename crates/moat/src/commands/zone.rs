@@ -373,6 +373,7 @@ mod tests {
             cgroups: Vec::new(),
             kernel_release: None,
             boot_ms: None,
+            prepared: false,
             containers: vec![container],
         };
         let shown = inspect_json(Path::new("/z"), &record);
