@@ -33,13 +33,6 @@ fn kernel_dir() -> PathBuf {
     dir
 }
 
-/// Without a calibration source the guest hangs under TCG; the host's constant TSC rate is it.
-fn tsc_khz() -> Option<String> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = cpuinfo.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
-    Some(format!("tsc_early_khz={}", (mhz * 1000.0).round()))
-}
-
 fn boot(marker: &str) -> Outcome {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("root");
@@ -60,7 +53,7 @@ fn boot(marker: &str) -> Outcome {
 
     let release = std::fs::read_to_string(kernel_dir().join("release")).expect("release").trim().to_string();
     let marker = marker.replace("{release}", &release);
-    let cmdline = format!("console=ttyS0 loglevel=1 panic=-1 rdinit=/init {} {marker}", tsc_khz().unwrap_or_default());
+    let cmdline = format!("console=ttyS0 loglevel=1 panic=-1 rdinit=/init {} {marker}", moat_zone::accel::tcg_tsc_kernel_args().unwrap_or_default());
     let output = Command::new("timeout")
         .args(["120", "qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
         .args(["-M", "microvm,acpi=on", "-accel", "tcg", "-cpu", "max", "-m", "256", "-serial", "stdio"])

@@ -123,6 +123,16 @@ pub fn host_tsc_khz() -> Option<u64> {
     tsc_khz_from_cpuinfo(&std::fs::read_to_string("/proc/cpuinfo").ok()?)
 }
 
+/// The kernel arguments a guest under TCG needs for its clock, when the host's TSC rate is known.
+///
+/// `tsc=reliable`: the guest's TSC is the host's, at a rate it is told. Its jiffies lag under
+/// emulation, and without this the clocksource watchdog soon takes the TSC for the faulty one and
+/// falls back to jiffies: no high-resolution timers and no tickless idle, so every zone ticks 250
+/// times a second while it waits and every sleep rounds to 4 ms.
+pub fn tcg_tsc_kernel_args() -> Option<String> {
+    host_tsc_khz().map(|khz| format!("tsc_early_khz={khz} tsc=reliable"))
+}
+
 fn tsc_khz_from_cpuinfo(cpuinfo: &str) -> Option<u64> {
     let first_cpu = cpuinfo.split("\n\n").next()?;
     let field = |name: &str| {

@@ -148,14 +148,9 @@ fn kernel_cmdline(record: &ZoneRecord, release: &str) -> String {
         cmdline.push(' ');
         cmdline.push_str(&network.kernel_arg());
     }
-    if record.config.accel == Accel::Tcg {
-        // tsc=reliable: the guest's TSC is the host's, at a rate it is told. Its jiffies lag
-        // under emulation, and without this the clocksource watchdog soon takes the TSC for the
-        // faulty one and falls back to jiffies: no high-resolution timers and no tickless idle,
-        // so every zone ticks 250 times a second while it waits and every sleep rounds to 4 ms.
-        if let Some(khz) = crate::accel::host_tsc_khz() {
-            cmdline.push_str(&format!(" tsc_early_khz={khz} tsc=reliable"));
-        }
+    if let Some(tsc) = (record.config.accel == Accel::Tcg).then(crate::accel::tcg_tsc_kernel_args).flatten() {
+        cmdline.push(' ');
+        cmdline.push_str(&tsc);
     }
     if record.config.debug {
         cmdline.push_str(" moat.debug=1");
