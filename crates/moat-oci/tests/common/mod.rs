@@ -14,7 +14,6 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_moat-oci");
 
 /// The busybox fixture as an OCI layout and as an unpacked bundle, made once per test binary.
 pub struct Fixture {
-    _dir: tempfile::TempDir,
     pub layout: PathBuf,
     /// The unpacked image's config.json (umoci's runtime spec) and rootfs.
     pub bundle: PathBuf,
@@ -23,13 +22,19 @@ pub struct Fixture {
 pub fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("moat-oci-fx-").tempdir_in("/tmp").expect("fixture dir");
-        let layout = dir.path().join("layout");
+        // A static is never dropped, so a temporary directory would outlive the run: the fixture
+        // lives in cargo's scratch directory for tests instead, one per test binary, remade by
+        // each run.
+        let binary = std::env::current_exe().ok().and_then(|exe| Some(exe.file_stem()?.to_string_lossy().into_owned())).unwrap_or_default();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("moat-oci-fixture-{binary}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("fixture dir");
+        let layout = dir.join("layout");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/busybox-image.sh");
         succeed(Command::new("bash").arg(script).arg(&layout), "building the busybox image");
-        let bundle = dir.path().join("bundle");
+        let bundle = dir.join("bundle");
         succeed(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:latest", layout.display())).arg(&bundle), "unpacking the image");
-        Fixture { _dir: dir, layout, bundle }
+        Fixture { layout, bundle }
     })
 }
 
