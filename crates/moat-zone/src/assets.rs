@@ -151,6 +151,7 @@ impl Assets {
         let digest = initramfs::digest(&entries)?;
         let cached = self.dir.join("initramfs").join(format!("{}.cpio", &digest[..16]));
         if cached.is_file() {
+            crate::asset_cache::touch(&cached);
             return Ok(cached);
         }
 
@@ -160,6 +161,7 @@ impl Assets {
         let file = std::fs::File::create(&tmp).map_err(|err| AssetError::Write { path: tmp.clone(), err })?;
         initramfs::write_archive(std::io::BufWriter::new(file), &entries)?;
         std::fs::rename(&tmp, &cached).map_err(|err| AssetError::Write { path: cached.clone(), err })?;
+        crate::asset_cache::prune_beside(&cached, std::time::SystemTime::now());
         Ok(cached)
     }
 

@@ -49,12 +49,15 @@ pub fn tools_disk(assets_dir: &Path, files: &[ToolFile]) -> Result<PathBuf, Gues
     let digest = initramfs::digest(&entries)?;
     let disk = assets_dir.join("tools").join(format!("{}.erofs", &digest[..16]));
     if disk.is_file() {
+        crate::asset_cache::touch(&disk);
         return Ok(disk);
     }
     let staging = assets_dir.join("tools").join(format!("staging-{}", std::process::id()));
     let built = stage(&staging, files).and_then(|()| make_erofs(&staging, &disk));
     let _ = std::fs::remove_dir_all(&staging);
-    built.map(|()| disk)
+    built?;
+    crate::asset_cache::prune_beside(&disk, std::time::SystemTime::now());
+    Ok(disk)
 }
 
 fn stage(staging: &Path, files: &[ToolFile]) -> Result<(), GuestDiskError> {

@@ -3,6 +3,7 @@
 
 pub mod accel;
 pub mod api;
+pub mod asset_cache;
 pub mod assets;
 pub mod cgroup;
 pub mod clients;
