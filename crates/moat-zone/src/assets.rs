@@ -239,12 +239,17 @@ fn relative(path: &Path) -> String {
     path.to_string_lossy().trim_start_matches('/').to_string()
 }
 
-/// The shared objects (the dynamic loader included) that `binary` loads, as `ldd` resolves
-/// them on this host. ldd runs the host's own loader on a host binary we chose; nothing here
-/// comes from a guest or an image.
+/// The host's dynamic loader (x86-64). Asked directly, it lists what a binary loads, as `ldd`
+/// does, in one process rather than ldd's shell script and its three (2 ms against 8 to 15 ms,
+/// paid by every zone start).
+const DYNAMIC_LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+
+/// The shared objects (the dynamic loader included) that `binary` loads, as the host's loader
+/// resolves them (`ldd`'s output). It runs the host's own loader on a host binary we chose;
+/// nothing here comes from a guest or an image.
 fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, AssetError> {
     let ldd_err = |err: String| AssetError::Ldd { path: binary.to_path_buf(), err };
-    let output = std::process::Command::new("ldd").arg(binary).output().map_err(|e| ldd_err(e.to_string()))?;
+    let output = std::process::Command::new(DYNAMIC_LOADER).arg("--list").arg(binary).output().map_err(|e| ldd_err(e.to_string()))?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         return Err(ldd_err(String::from_utf8_lossy(&output.stderr).trim().to_string()));
