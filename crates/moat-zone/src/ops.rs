@@ -15,6 +15,10 @@ use crate::state::{new_zone_id, StateError, ZoneConfig, ZoneDir, ZoneRecord, Zon
 pub const MIN_MEMORY_MIB: u32 = 128;
 pub const MAX_MEMORY_MIB: u32 = 64 * 1024;
 pub const MAX_CPUS: u32 = 64;
+/// How often a client re-reads a zone's record while it waits on it (a boot, a stop, a removal):
+/// the supervisor writes the record as things happen, and a read costs far less than the
+/// latency a longer wait adds to every `run`.
+pub const RECORD_POLL: Duration = Duration::from_millis(5);
 /// The scratch disk is sparse: it costs host disk only for what the container writes.
 pub const DEFAULT_SCRATCH_MIB: u32 = 8 * 1024;
 /// How long `create` waits for the guest's hello.
@@ -171,7 +175,7 @@ fn wait_ready(dir: &ZoneDir, name: &str) -> Result<ZoneRecord, OpsError> {
                 return Err(OpsError::Failed { name: name.to_string(), reason })
             }
             _ if Instant::now() > deadline => return Err(OpsError::Timeout { name: name.to_string(), secs: READY_TIMEOUT.as_secs() }),
-            _ => std::thread::sleep(Duration::from_millis(20)),
+            _ => std::thread::sleep(RECORD_POLL),
         }
     }
 }
@@ -193,7 +197,7 @@ pub fn stop(dir: &ZoneDir, timeout: Duration) -> Result<ZoneRecord, OpsError> {
         if deadline.is_some_and(|d| Instant::now() > d) {
             return Err(OpsError::Timeout { name: record.name, secs: timeout.as_secs() });
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(RECORD_POLL);
     }
 }
 

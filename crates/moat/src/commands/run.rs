@@ -226,7 +226,7 @@ pub fn start_failed(err: &RuntimeError, default: u8) -> anyhow::Result<ExitCode>
 fn wait_removed(runtime: &Runtime, found: &Found) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while runtime.containers().find(&found.container.id).is_ok() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(moat_zone::ops::RECORD_POLL);
     }
 }
 
