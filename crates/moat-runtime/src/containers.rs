@@ -261,12 +261,12 @@ impl Containers<'_> {
     /// Start a created container; the returned connection hears its output and exit, and
     /// carries its stdin, signals and terminal size.
     pub fn start(&self, found: &Found) -> Result<Connection> {
-        self.connect(found, ApiRequest::StartContainer { container: found.container.id.clone() })
+        connect(&found.dir, &ApiRequest::StartContainer { container: found.container.id.clone() })
     }
 
     /// Attach to a running container's process, as `start` does.
     pub fn attach(&self, found: &Found) -> Result<Connection> {
-        self.connect(found, ApiRequest::Attach { container: found.container.id.clone() })
+        connect(&found.dir, &ApiRequest::Attach { container: found.container.id.clone() })
     }
 
     /// Start a process in a running container.
@@ -281,11 +281,7 @@ impl Containers<'_> {
             moat_spec::foreign::grant_every_capability(&mut process);
             exec.process_json = moat_spec::exec::process_to_json(&process)?;
         }
-        self.connect(found, ApiRequest::Exec { container: found.container.id.clone(), exec: Box::new(exec) })
-    }
-
-    fn connect(&self, found: &Found, request: ApiRequest) -> Result<Connection> {
-        connect(&found.dir, &request)
+        connect(&found.dir, &ApiRequest::Exec { container: found.container.id.clone(), exec: Box::new(exec) })
     }
 
     pub fn kill(&self, found: &Found, signal: i32) -> Result<()> {
@@ -524,10 +520,7 @@ mod tests {
             let (mut stream, _) = listener.accept().unwrap();
             let _ = std::io::Read::read(&mut stream, &mut [0u8; 4096]);
         });
-        let command = SupervisorCommand { program: "/bin/false".into(), args: Vec::new() };
-        let containers = Containers { store: &store, supervisor: &command };
-        let found = Found { dir, zone, container };
-        let err = containers.connect(&found, ApiRequest::Ping).map(|_| ()).unwrap_err();
+        let err = connect(&dir, &ApiRequest::Ping).map(|_| ()).unwrap_err();
         supervisor.join().unwrap();
         assert!(matches!(&err, RuntimeError::ZoneEnded(why) if why == reason), "{err}");
         assert_eq!(err.kind(), FailureKind::ZoneGone);

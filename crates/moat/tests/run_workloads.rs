@@ -3,7 +3,6 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
 use std::process::Stdio;
 
 use common::{stderr, stdout, Moat, BUSYBOX};
@@ -239,8 +238,9 @@ fn bad_input_is_one_clear_error_and_leaves_no_zone() {
     }
     // A zone that never boots goes too: the checker as its init exits at once, and the guest
     // kernel panics.
-    let guest_dir = Path::new(env!("CARGO_BIN_EXE_moat")).parent().and_then(Path::parent).unwrap().join("x86_64-unknown-linux-gnu/guest");
-    let out = moat.run_with_env(("MOAT_INIT", guest_dir.join("moat-check").to_str().unwrap()), &["run", "--rm", BUSYBOX, "true"]);
+    let info: serde_json::Value = serde_json::from_str(&moat.ok(&["info", "--format", "json"])).expect("info prints JSON");
+    let checker = info["assets"]["checker"].as_str().expect("the checker is built (scripts/setup.sh)");
+    let out = moat.run_with_env(("MOAT_INIT", checker), &["run", "--rm", BUSYBOX, "true"]);
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
     assert!(stderr(&out).contains("kernel panic"), "{}", stderr(&out));
     assert!(moat.zone_files().is_empty(), "a zone that never booted was left behind");
